@@ -1,0 +1,384 @@
+//! Pack archives: a standard tar stream whose entries (one per blob, named by blob id) are
+//! compressed as independent zstd frames closed on entry boundaries, plus the index that
+//! says where each frame and blob lies. Knows nothing about snapshots or the repository tree.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::id::BlobId;
+
+/// Index format version; frozen, because every repository's index files carry it.
+pub const INDEX_VERSION: u32 = 1;
+/// Tar block size; frozen by POSIX.
+const BLOCK: usize = 512;
+/// Raw bytes gathered before a frame is closed: big enough for zstd to find the repetition
+/// between neighbouring JSON files, small enough that reading one blob stays cheap.
+pub const FRAME_TARGET: usize = 256 * 1024;
+/// Largest decompression window accepted (128 MiB): a hostile frame cannot demand more.
+const WINDOW_LOG_MAX: u32 = 27;
+
+/// Where one frame lies in an archive.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FrameEntry {
+    /// Byte offset of the compressed frame in the archive file.
+    pub offset: u64,
+    /// Compressed length.
+    pub length: u64,
+    /// Decompressed length (tar headers, data and padding).
+    pub raw_length: u64,
+}
+
+/// Where one blob lies: inside which frame, and at which offset of the decompressed frame.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// The blob's id (blake3 of its content).
+    pub id: BlobId,
+    /// Index into [`ArchiveIndex::frames`].
+    pub frame: u32,
+    /// Offset of the blob's data within the decompressed frame.
+    pub offset: u64,
+    /// Length of the blob's data.
+    pub length: u64,
+}
+
+/// The seek table of one archive, stored as `index/<archive id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArchiveIndex {
+    /// [`INDEX_VERSION`].
+    pub version: u32,
+    /// blake3 of the whole archive file, which is also its name.
+    pub archive: BlobId,
+    /// Size of the archive file in bytes.
+    pub size: u64,
+    /// Frames in file order; the last one holds the tar end-of-archive marker.
+    pub frames: Vec<FrameEntry>,
+    /// Blobs in file order.
+    pub blobs: Vec<BlobEntry>,
+}
+
+impl ArchiveIndex {
+    /// Parses and sanity-checks an index: versions, frames inside the file and in order,
+    /// blobs inside their frames. `what` names the file for error messages.
+    pub fn decode(bytes: &[u8], what: &str) -> Result<ArchiveIndex> {
+        let idx: ArchiveIndex = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(format!("index {what} does not parse: {e}")))?;
+        if idx.version > INDEX_VERSION {
+            return Err(Error::UnsupportedFormat {
+                found: idx.version,
+                supported: INDEX_VERSION,
+            });
+        }
+        let mut end = 0u64;
+        for (i, f) in idx.frames.iter().enumerate() {
+            let frame_end = f.offset.checked_add(f.length);
+            if f.offset < end || frame_end.is_none_or(|e| e > idx.size) {
+                return Err(Error::corrupt(format!(
+                    "index {what}: frame {i} lies outside the archive or overlaps another"
+                )));
+            }
+            end = frame_end.unwrap_or(u64::MAX);
+        }
+        for b in &idx.blobs {
+            let frame = idx.frames.get(b.frame as usize).ok_or_else(|| {
+                Error::corrupt(format!("index {what}: blob {} names a missing frame", b.id))
+            })?;
+            if b.offset
+                .checked_add(b.length)
+                .is_none_or(|e| e > frame.raw_length)
+            {
+                return Err(Error::corrupt(format!(
+                    "index {what}: blob {} lies outside its frame",
+                    b.id
+                )));
+            }
+        }
+        Ok(idx)
+    }
+}
+
+/// Gathers tar entries for one frame before compression.
+#[derive(Default)]
+pub struct FrameBuilder {
+    raw: Vec<u8>,
+    blobs: Vec<(BlobId, u64, u64)>,
+}
+
+/// A compressed frame ready to be appended to an archive.
+pub struct CompressedFrame {
+    /// zstd frame bytes.
+    pub data: Vec<u8>,
+    /// Decompressed length.
+    pub raw_length: u64,
+    /// Blobs in the frame: id, offset in the decompressed frame, length.
+    pub blobs: Vec<(BlobId, u64, u64)>,
+}
+
+impl FrameBuilder {
+    /// Appends one tar entry named by `id` holding `data`.
+    pub fn push(&mut self, id: BlobId, data: &[u8]) {
+        self.raw
+            .extend_from_slice(&tar_header(&id.to_hex(), data.len() as u64));
+        let offset = self.raw.len() as u64;
+        self.raw.extend_from_slice(data);
+        let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
+        self.raw.resize(self.raw.len() + pad, 0);
+        self.blobs.push((id, offset, data.len() as u64));
+    }
+
+    /// Whether the frame has reached its target size.
+    pub fn is_full(&self) -> bool {
+        self.raw.len() >= FRAME_TARGET
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Compresses the gathered entries into one zstd frame (with content checksum) and
+    /// leaves the builder empty.
+    pub fn compress(&mut self, level: i32) -> Result<CompressedFrame> {
+        let raw = std::mem::take(&mut self.raw);
+        let data = compress_frame(&raw, level)?;
+        Ok(CompressedFrame {
+            data,
+            raw_length: raw.len() as u64,
+            blobs: std::mem::take(&mut self.blobs),
+        })
+    }
+}
+
+fn compress_frame(raw: &[u8], level: i32) -> Result<Vec<u8>> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let mut c = zstd::bulk::Compressor::new(level).map_err(zstd_error)?;
+            c.include_checksum(true).map_err(zstd_error)?;
+            *slot = Some((level, c));
+        }
+        let (_, c) = slot.as_mut().expect("compressor was just created");
+        c.compress(raw).map_err(zstd_error)
+    })
+}
+
+fn zstd_error(e: std::io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::from("<zstd>"),
+        source: e,
+    }
+}
+
+fn tar_header(name: &str, size: u64) -> [u8; BLOCK] {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name)
+        .expect("a 64-character hex name always fits");
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    *h.as_bytes()
+}
+
+/// Writes one archive: frames appended to a temp file, hashed as written; `finish` closes
+/// the tar stream, fsyncs and renames the file to its content hash.
+pub struct ArchiveWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: std::io::BufWriter<File>,
+    hasher: blake3::Hasher,
+    size: u64,
+    frames: Vec<FrameEntry>,
+    blobs: Vec<BlobEntry>,
+}
+
+impl ArchiveWriter {
+    /// Starts a new archive in `dir`.
+    pub fn create(dir: &Path) -> Result<ArchiveWriter> {
+        let tmp = fsutil::temp_path_for(&dir.join("archive"));
+        let file = fsutil::create_new_private(&tmp)?;
+        Ok(ArchiveWriter {
+            dir: dir.to_path_buf(),
+            tmp,
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            frames: Vec::new(),
+            blobs: Vec::new(),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of blobs written so far.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Appends a compressed frame.
+    pub fn add(&mut self, frame: CompressedFrame) -> Result<()> {
+        self.file
+            .write_all(&frame.data)
+            .map_err(Error::io(&self.tmp))?;
+        self.hasher.update(&frame.data);
+        let index = self.frames.len() as u32;
+        self.frames.push(FrameEntry {
+            offset: self.size,
+            length: frame.data.len() as u64,
+            raw_length: frame.raw_length,
+        });
+        self.size += frame.data.len() as u64;
+        self.blobs.extend(
+            frame
+                .blobs
+                .into_iter()
+                .map(|(id, offset, length)| BlobEntry {
+                    id,
+                    frame: index,
+                    offset,
+                    length,
+                }),
+        );
+        Ok(())
+    }
+
+    /// Writes the tar end-of-archive frame, fsyncs, renames to `<hash>.tar.zst` and fsyncs
+    /// the directory. Returns the index, which the caller must then persist.
+    pub fn finish(mut self, level: i32) -> Result<ArchiveIndex> {
+        let end = compress_frame(&[0u8; 2 * BLOCK], level)?;
+        self.add(CompressedFrame {
+            data: end,
+            raw_length: (2 * BLOCK) as u64,
+            blobs: Vec::new(),
+        })?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(Error::io(&self.tmp))?;
+        drop(file);
+        let id = BlobId::from(self.hasher.finalize());
+        let path = archive_path(&self.dir, &id);
+        fsutil::persist(&self.tmp, &path)?;
+        Ok(ArchiveIndex {
+            version: INDEX_VERSION,
+            archive: id,
+            size: self.size,
+            frames: self.frames,
+            blobs: self.blobs,
+        })
+    }
+
+    /// Removes the unfinished temp file.
+    pub fn abandon(self) {
+        let tmp = self.tmp.clone();
+        drop(self);
+        let _ = fs::remove_file(tmp);
+    }
+}
+
+/// The file name of an archive in the archives directory.
+pub fn archive_path(dir: &Path, id: &BlobId) -> PathBuf {
+    dir.join(format!("{}.tar.zst", id.to_hex()))
+}
+
+/// Reads and decompresses one frame. The output is capped at the size the index declares
+/// and the window at 128 MiB, so a hostile frame ends in an error, not an OOM.
+pub fn read_frame(file: &mut File, path: &Path, frame: &FrameEntry) -> Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(frame.offset))
+        .map_err(Error::io(path))?;
+    let mut compressed = vec![0u8; frame.length as usize];
+    file.read_exact(&mut compressed).map_err(Error::io(path))?;
+    decompress_frame(&compressed, frame.raw_length).map_err(|e| {
+        Error::corrupt(format!(
+            "archive {} frame at offset {} does not decompress: {e}",
+            path.display(),
+            frame.offset
+        ))
+    })
+}
+
+/// Decompresses a frame that must be exactly `raw_length` bytes.
+pub fn decompress_frame(compressed: &[u8], raw_length: u64) -> std::io::Result<Vec<u8>> {
+    let mut d = zstd::bulk::Decompressor::new()?;
+    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))?;
+    let out = d.decompress(compressed, raw_length as usize)?;
+    if out.len() as u64 != raw_length {
+        return Err(std::io::Error::other(format!(
+            "frame holds {} bytes, index says {raw_length}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Rebuilds an archive's index from the archive alone by walking its frames and tar headers.
+/// Used by `check` to prove the index and the archive agree.
+pub fn scan_archive(path: &Path) -> Result<ArchiveIndex> {
+    let bytes = fsutil::read(path)?;
+    let name = path.display().to_string();
+    let mut frames = Vec::new();
+    let mut blobs = Vec::new();
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let len = zstd::zstd_safe::find_frame_compressed_size(rest)
+            .map_err(|_| Error::corrupt(format!("archive {name}: bad zstd frame at {offset}")))?;
+        let raw = zstd::stream::decode_all(&rest[..len])
+            .map_err(|e| Error::corrupt(format!("archive {name}: frame at {offset}: {e}")))?;
+        let frame_no = frames.len() as u32;
+        let mut pos = 0usize;
+        while pos + BLOCK <= raw.len() {
+            let header = &raw[pos..pos + BLOCK];
+            if header.iter().all(|&b| b == 0) {
+                pos += BLOCK;
+                continue;
+            }
+            let h = tar::Header::from_byte_slice(header);
+            let size = h
+                .size()
+                .map_err(|e| Error::corrupt(format!("archive {name}: tar header: {e}")))?;
+            let id: BlobId = String::from_utf8_lossy(&h.path_bytes())
+                .parse()
+                .map_err(|e| Error::corrupt(format!("archive {name}: {e}")))?;
+            let data_at = pos + BLOCK;
+            if data_at as u64 + size > raw.len() as u64 {
+                return Err(Error::corrupt(format!(
+                    "archive {name}: entry crosses frame"
+                )));
+            }
+            blobs.push(BlobEntry {
+                id,
+                frame: frame_no,
+                offset: data_at as u64,
+                length: size,
+            });
+            pos = data_at + (size as usize).div_ceil(BLOCK) * BLOCK;
+        }
+        frames.push(FrameEntry {
+            offset: offset as u64,
+            length: len as u64,
+            raw_length: raw.len() as u64,
+        });
+        offset += len;
+    }
+    Ok(ArchiveIndex {
+        version: INDEX_VERSION,
+        archive: BlobId::of(&bytes),
+        size: bytes.len() as u64,
+        frames,
+        blobs,
+    })
+}

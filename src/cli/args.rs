@@ -1,0 +1,124 @@
+//! Command-line types (clap derive only; no logic).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Backup and archival engine for application cache directories.
+#[derive(Debug, Parser)]
+#[command(name = "cachevault", version, about, long_about = None)]
+pub struct Cli {
+    /// Repository folder.
+    #[arg(long, global = true, env = "CACHEVAULT_REPO", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Config file (cache root, repository, cache types, policies).
+    #[arg(long, global = true, env = "CACHEVAULT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print exactly one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print less.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Seconds to wait for a repository lock held by another process.
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    pub lock_wait: u64,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new, empty repository.
+    Init,
+    /// Snapshot PATH (or the config's backup-enabled cache types) into the repository.
+    Snapshot(SnapshotArgs),
+    /// List snapshots.
+    Snapshots,
+    /// List the entries of a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot (whole or some paths), verified byte for byte.
+    Restore(RestoreArgs),
+    /// Verify the repository's structure and, optionally, its data.
+    Check(CheckArgs),
+    /// Snapshot the shipped fixtures with the default config, verify, restore and compare.
+    Demo(DemoArgs),
+}
+
+/// `snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Folder to snapshot (default: the config's cache root, backup-enabled types).
+    pub path: Option<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local time).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Re-read every file instead of trusting unchanged size, mtime, ctime and inode.
+    #[arg(long)]
+    pub rehash: bool,
+    /// Read and report, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot: full id, unique prefix, or `latest`.
+    pub snapshot: String,
+}
+
+/// `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot: full id, unique prefix, or `latest`.
+    #[arg(required_unless_present = "at", conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore the newest snapshot taken at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Folder to restore into.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub target: Option<PathBuf>,
+    /// Restore into the folder the snapshot was taken from.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Restore only this path of the snapshot and what lies below it (repeatable).
+    #[arg(long = "path", value_name = "P")]
+    pub paths: Vec<String>,
+    /// Report what would be restored.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Decompress and re-hash every blob.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read a share of the archives, e.g. `10%` or `10`.
+    #[arg(long, value_name = "PCT")]
+    pub read_data_subset: Option<String>,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Working folder (recreated).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

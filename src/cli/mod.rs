@@ -1,0 +1,282 @@
+//! Dispatch, rendering and exit codes of the `cachevault` binary. The only place that reads
+//! the clock, the environment and the terminal.
+
+mod args;
+mod check;
+mod demo;
+mod progress;
+mod restore;
+mod snapshot;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
+use clap::Parser;
+
+use cachevault::config::Config;
+use cachevault::{Error, LockKind, Repository};
+
+pub use args::{Cli, Command};
+
+/// Exit codes; a contract with the agent's scripts (README).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Completed, but some entries were skipped or need attention.
+    pub const PARTIAL: u8 = 1;
+    /// Failed: bad input, I/O error, nothing done.
+    pub const FAILED: u8 = 2;
+    /// Repository data is damaged (check, restore verification).
+    pub const CORRUPT: u8 = 3;
+    /// Another process holds the repository lock and waiting ran out.
+    pub const LOCKED: u8 = 4;
+}
+
+/// Global context every command gets.
+pub struct Ctx {
+    pub cli: Cli,
+    pub config: Option<Config>,
+}
+
+/// What a command produced: a JSON value for `--json`, human text otherwise, and the exit code.
+pub struct Outcome {
+    pub json: serde_json::Value,
+    pub human: String,
+    pub code: u8,
+}
+
+impl Outcome {
+    pub fn new(json: serde_json::Value, human: String, code: u8) -> Outcome {
+        Outcome { json, human, code }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::FAILED
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let json = cli.json;
+    let result = Ctx::new(cli).and_then(|ctx| run(&ctx));
+    match result {
+        Ok(out) => {
+            let text = if json {
+                let mut s = serde_json::to_string_pretty(&out.json).expect("json value serialises");
+                s.push('\n');
+                s
+            } else {
+                out.human
+            };
+            if let Err(e) = std::io::stdout().write_all(text.as_bytes()) {
+                // A closed pipe (`| head`) is not a failure of the command.
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    eprintln!("cachevault: writing output: {e}");
+                    return ExitCode::from(exit::FAILED);
+                }
+            }
+            ExitCode::from(out.code)
+        }
+        Err(e) => {
+            let code = code_for(&e);
+            eprintln!("cachevault: error: {e:#}");
+            if json {
+                let doc = serde_json::json!({"error": format!("{e:#}"), "exit_code": code});
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("serialises")
+                );
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn code_for(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<Error>() {
+            if err.is_corruption() {
+                return exit::CORRUPT;
+            }
+            if matches!(err, Error::Locked(_)) {
+                return exit::LOCKED;
+            }
+        }
+    }
+    exit::FAILED
+}
+
+fn run(ctx: &Ctx) -> Result<Outcome> {
+    match &ctx.cli.command {
+        Command::Init => init(ctx),
+        Command::Snapshot(a) => snapshot::snapshot(ctx, a),
+        Command::Snapshots => snapshot::list(ctx),
+        Command::Ls(a) => snapshot::ls(ctx, a),
+        Command::Restore(a) => restore::restore(ctx, a),
+        Command::Check(a) => check::check(ctx, a),
+        Command::Demo(a) => demo::demo(ctx, a),
+    }
+}
+
+impl Ctx {
+    fn new(cli: Cli) -> Result<Ctx> {
+        let config = match &cli.config {
+            Some(p) => Some(Config::load(p)?),
+            None => None,
+        };
+        Ok(Ctx { cli, config })
+    }
+
+    /// The repository path: `--repo`, `CACHEVAULT_REPO`, or the config's.
+    pub fn repo_path(&self) -> Result<PathBuf> {
+        if let Some(r) = &self.cli.repo {
+            return Ok(r.clone());
+        }
+        if let Some(c) = &self.config {
+            return Ok(c.repository.clone());
+        }
+        Err(anyhow!(
+            "no repository given: pass --repo DIR, set CACHEVAULT_REPO, or pass --config FILE"
+        ))
+    }
+
+    pub fn open_repo(&self) -> Result<Repository> {
+        let p = self.repo_path()?;
+        Repository::open(&p).with_context(|| format!("opening repository {}", p.display()))
+    }
+
+    pub fn lock(
+        &self,
+        repo: &Repository,
+        kind: LockKind,
+        command: &str,
+    ) -> Result<cachevault::repo::RepoLock> {
+        let quiet = self.cli.quiet;
+        let mut tell = |msg: &str| {
+            if !quiet {
+                eprintln!("cachevault: {msg}");
+            }
+        };
+        Ok(repo.lock(
+            kind,
+            command,
+            Duration::from_secs(self.cli.lock_wait),
+            &mut tell,
+        )?)
+    }
+
+    /// Progress bars on stderr only when it is a terminal and output is for people.
+    pub fn progress(&self) -> progress::Bars {
+        progress::Bars::new(!self.cli.quiet && !self.cli.json && std::io::stderr().is_terminal())
+    }
+
+    pub fn note(&self, msg: &str) {
+        if !self.cli.quiet {
+            eprintln!("cachevault: {msg}");
+        }
+    }
+}
+
+fn init(ctx: &Ctx) -> Result<Outcome> {
+    let p = ctx.repo_path()?;
+    let repo = Repository::init(&p).with_context(|| format!("initialising {}", p.display()))?;
+    let c = repo.config();
+    Ok(Outcome::new(
+        serde_json::json!({"repository": p, "id": c.id, "format_version": c.format_version}),
+        format!(
+            "created cachevault repository {} at {}\n",
+            &c.id[..8],
+            p.display()
+        ),
+        exit::OK,
+    ))
+}
+
+/// Parses a user time: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DD` in local time.
+pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        })
+        .map_err(|_| {
+            anyhow!("invalid time {s:?}: expected RFC 3339 (2026-11-20T14:00:00+01:00) or \"YYYY-MM-DD HH:MM:SS\" in local time")
+        })?;
+    let local = Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .ok_or_else(|| {
+            anyhow!("time {s:?} does not exist in the local time zone (a daylight-saving gap)")
+        })?;
+    Ok(local.fixed_offset())
+}
+
+pub fn now() -> DateTime<FixedOffset> {
+    Local::now().fixed_offset()
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Human byte counts.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Renders rows as an aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(widths[i] - c.chars().count()));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}

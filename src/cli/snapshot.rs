@@ -1,0 +1,180 @@
+//! `snapshot`, `snapshots` and `ls`.
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+
+use cachevault::manifest::EntryKind;
+use cachevault::snapshot::{self, SnapshotOptions};
+use cachevault::LockKind;
+
+use super::args::{LsArgs, SnapshotArgs};
+use super::{bytes, exit, parse_time, table, Ctx, Outcome};
+
+pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let (root, includes) = match (&a.path, &ctx.config) {
+        (Some(p), _) => (p.clone(), Vec::new()),
+        (None, Some(cfg)) => (cfg.root.clone(), cfg.backup_includes()),
+        (None, None) => {
+            return Err(anyhow!(
+                "nothing to snapshot: give a PATH, or --config FILE to snapshot its cache root"
+            ))
+        }
+    };
+    let time = match &a.time {
+        Some(t) => parse_time(t)?,
+        None => super::now(),
+    };
+    let _lock = ctx.lock(&repo, LockKind::Shared, "snapshot")?;
+    let opts = SnapshotOptions {
+        root: root.clone(),
+        includes,
+        tags: a.tags.clone(),
+        time,
+        hostname: super::hostname(),
+        rehash: a.rehash,
+        dry_run: a.dry_run,
+        parent: None,
+    };
+    let bars = ctx.progress();
+    let s = snapshot::create(&repo, &opts, &bars)
+        .with_context(|| format!("snapshotting {}", root.display()))?;
+    let m = &s.manifest;
+    let st = &m.summary;
+    for w in &s.warnings {
+        ctx.note(&format!("warning: {w}"));
+    }
+    for w in &s.skipped {
+        ctx.note(&format!("skipped: {w}"));
+    }
+    let code = if s.skipped.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    };
+    let id = s.id.map(|i| i.to_hex());
+    let doc = json!({
+        "id": id,
+        "short_id": s.id.map(|i| i.short()),
+        "time": m.time.to_rfc3339(),
+        "dry_run": a.dry_run,
+        "parent": m.parent.map(|p| p.to_hex()),
+        "paths": m.paths,
+        "tags": m.tags,
+        "files_new": st.files_new,
+        "files_changed": st.files_changed,
+        "files_unchanged": st.files_unchanged,
+        "dirs": st.dirs,
+        "symlinks": st.symlinks,
+        "bytes_total": st.bytes_total,
+        "bytes_read": st.bytes_read,
+        "blobs_added": st.blobs_added,
+        "bytes_added": st.bytes_added,
+        "complete": m.complete,
+        "skipped": s.skipped,
+        "warnings": s.warnings,
+        "seconds": s.seconds,
+    });
+    let human = format!(
+        "{} {}\n  files: {} new, {} changed, {} unchanged ({} folders, {} symlinks)\n  data:  {} in snapshot, {} read, {} added to the repository\n  took {:.2}s{}\n",
+        if a.dry_run { "would snapshot" } else { "snapshot" },
+        s.id.map(|i| i.short()).unwrap_or_else(|| "(dry run)".into()),
+        st.files_new,
+        st.files_changed,
+        st.files_unchanged,
+        st.dirs,
+        st.symlinks,
+        bytes(st.bytes_total),
+        bytes(st.bytes_read),
+        bytes(st.bytes_added),
+        s.seconds,
+        if s.skipped.is_empty() { String::new() } else { format!("\n  {} entries skipped: snapshot incomplete", s.skipped.len()) },
+    );
+    Ok(Outcome::new(doc, human, code))
+}
+
+pub fn list(ctx: &Ctx) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let all = snapshot::list(&repo)?;
+    let docs: Vec<_> = all
+        .iter()
+        .map(|(id, m)| {
+            json!({
+                "id": id.to_hex(),
+                "short_id": id.short(),
+                "time": m.time.to_rfc3339(),
+                "hostname": m.hostname,
+                "root": m.root,
+                "paths": m.paths,
+                "tags": m.tags,
+                "complete": m.complete,
+                "files": m.entries.iter().filter(|e| e.kind == EntryKind::File).count(),
+                "bytes": m.summary.bytes_total,
+                "bytes_added": m.summary.bytes_added,
+            })
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|(id, m)| {
+            vec![
+                id.short(),
+                m.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                m.tags.join(","),
+                m.summary.files_new.to_string() + "+" + &(m.summary.files_changed).to_string(),
+                bytes(m.summary.bytes_total),
+                m.root.clone(),
+            ]
+        })
+        .collect();
+    let human = format!(
+        "{}{} snapshots\n",
+        table(&["ID", "Time", "Tags", "New+Chg", "Size", "Root"], &rows),
+        all.len()
+    );
+    Ok(Outcome::new(
+        serde_json::Value::Array(docs),
+        human,
+        exit::OK,
+    ))
+}
+
+pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let id = snapshot::resolve(&repo, &a.snapshot)?;
+    let m = snapshot::load(&repo, &id)?;
+    let mut human = String::new();
+    let mut docs = Vec::with_capacity(m.entries.len());
+    for e in &m.entries {
+        let kind = match e.kind {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+        };
+        docs.push(json!({
+            "path": e.path,
+            "type": kind,
+            "mode": format!("{:o}", e.mode),
+            "size": e.size,
+            "mtime_ns": e.mtime_ns,
+            "hash": e.hash.map(|h| h.to_hex()),
+            "target": e.target,
+        }));
+        human.push_str(&format!(
+            "{:<7} {:>5o} {:>10}  {}{}\n",
+            kind,
+            e.mode,
+            e.size,
+            e.path.display(),
+            e.target
+                .as_ref()
+                .map(|t| format!(" -> {}", t.display()))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(Outcome::new(
+        json!({"id": id.to_hex(), "time": m.time.to_rfc3339(), "root": m.root, "entries": docs}),
+        human,
+        exit::OK,
+    ))
+}

@@ -1,0 +1,448 @@
+//! The user's config file (the cache agent's schema): cache root, repository, cache types and
+//! their policies. Unknown keys and impossible values are errors naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole file: `{"cache": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Everything lives under `cache`.
+    pub cache: CacheConfig,
+}
+
+/// `cache`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Master switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Cache root, relative to the config file's folder.
+    pub root: PathBuf,
+    /// Repository, relative to the config file's folder.
+    pub repository: PathBuf,
+    /// Where repair moves files it cannot restore, relative to the config file's folder.
+    #[serde(default = "default_quarantine")]
+    pub quarantine: PathBuf,
+    /// `global_settings`.
+    #[serde(default)]
+    pub global_settings: GlobalSettings,
+    /// `strategies`.
+    #[serde(default)]
+    pub strategies: Strategies,
+    /// `cache_types`, by name.
+    #[serde(default)]
+    pub cache_types: BTreeMap<String, CacheType>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_quarantine() -> PathBuf {
+    PathBuf::from("quarantine")
+}
+
+/// `global_settings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalSettings {
+    /// Size limit of all types together.
+    pub max_total_size_gb: f64,
+    /// TTL of types that name none.
+    pub default_ttl_hours: i64,
+    /// Pre-clear snapshots are kept at least this long.
+    pub backup_retention_days: i64,
+    /// How often validation runs.
+    pub validation_interval_hours: i64,
+    /// How often optimisation (forget, prune, size limits) runs.
+    pub optimization_interval_hours: i64,
+}
+
+impl Default for GlobalSettings {
+    fn default() -> Self {
+        GlobalSettings {
+            max_total_size_gb: 5.0,
+            default_ttl_hours: 336,
+            backup_retention_days: 7,
+            validation_interval_hours: 6,
+            optimization_interval_hours: 24,
+        }
+    }
+}
+
+/// `strategies`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strategies {
+    /// `clearing`.
+    #[serde(default)]
+    pub clearing: Clearing,
+    /// `backup`.
+    #[serde(default)]
+    pub backup: Backup,
+}
+
+/// `strategies.clearing`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clearing {
+    /// Strategy when none is given.
+    pub default: String,
+    /// Strategies allowed.
+    pub available: Vec<String>,
+    /// Scheduled clearing.
+    #[serde(default)]
+    pub schedule: Schedule,
+}
+
+impl Default for Clearing {
+    fn default() -> Self {
+        Clearing {
+            default: "smart_selective".into(),
+            available: STRATEGIES.iter().map(|s| s.to_string()).collect(),
+            schedule: Schedule::default(),
+        }
+    }
+}
+
+/// `strategies.clearing.schedule`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Whether scheduled clearing runs.
+    pub enabled: bool,
+    /// Five-field cron expression.
+    pub cron: String,
+    /// Strategy of scheduled clears.
+    pub strategy: String,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            enabled: true,
+            cron: "0 2 * * *".into(),
+            strategy: "performance_aware".into(),
+        }
+    }
+}
+
+/// `strategies.backup`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Whether scheduled backups run.
+    pub enabled: bool,
+    /// `hourly`, `daily` or `weekly`.
+    pub frequency: String,
+    /// Compress archives (always true; kept for the schema).
+    #[serde(default = "yes")]
+    pub compression: bool,
+    /// Retention of backups.
+    #[serde(default)]
+    pub retention_policy: RetentionPolicy,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            enabled: true,
+            frequency: "daily".into(),
+            compression: true,
+            retention_policy: RetentionPolicy::default(),
+        }
+    }
+}
+
+/// `strategies.backup.retention_policy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// keep-daily.
+    pub daily_backups: i64,
+    /// keep-weekly.
+    pub weekly_backups: i64,
+    /// keep-monthly.
+    pub monthly_backups: i64,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            daily_backups: 7,
+            weekly_backups: 4,
+            monthly_backups: 3,
+        }
+    }
+}
+
+/// One entry of `cache_types`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheType {
+    /// Folder relative to the cache root.
+    pub path: PathBuf,
+    /// Hours before an entry expires; -1 never.
+    pub ttl_hours: i64,
+    /// Size limit.
+    pub max_size_mb: f64,
+    /// Whether backups include this type.
+    pub backup_enabled: bool,
+    /// Whether validate checks this type.
+    pub validation_enabled: bool,
+    /// The type's own clearing strategy.
+    pub cleanup_strategy: String,
+    /// JSON Schema file, relative to the config file's folder.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// Required `cache_version` value of records, if the type carries one.
+    #[serde(default)]
+    pub cache_version: Option<i64>,
+}
+
+/// Every clearing strategy.
+pub const STRATEGIES: [&str; 7] = [
+    "full",
+    "selective",
+    "ttl",
+    "size_based",
+    "smart_selective",
+    "archive_old",
+    "performance_aware",
+];
+
+/// A loaded, checked config with paths resolved against the config file's folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file.
+    pub file: PathBuf,
+    /// As parsed.
+    pub raw: ConfigFile,
+    /// Absolute cache root.
+    pub root: PathBuf,
+    /// Absolute repository path.
+    pub repository: PathBuf,
+    /// Absolute quarantine folder.
+    pub quarantine: PathBuf,
+}
+
+impl Config {
+    /// Loads and checks a config file.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the file, the key and what was expected.
+    pub fn load(path: &Path) -> Result<Config> {
+        let bytes = crate::fsutil::read(path)?;
+        let raw: ConfigFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = base.canonicalize().map_err(Error::io(base))?;
+        let cfg = Config {
+            file: path.to_path_buf(),
+            root: lexical_join(&base, &raw.cache.root),
+            repository: lexical_join(&base, &raw.cache.repository),
+            quarantine: lexical_join(&base, &raw.cache.quarantine),
+            raw,
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |key: &str, expected: &str| {
+            Err(Error::Invalid(format!(
+                "config {}: {key}: expected {expected}",
+                self.file.display()
+            )))
+        };
+        let g = &self.raw.cache.global_settings;
+        if !(g.max_total_size_gb > 0.0 && g.max_total_size_gb.is_finite()) {
+            return bad(
+                "cache.global_settings.max_total_size_gb",
+                "a positive number",
+            );
+        }
+        for (key, v) in [
+            ("backup_retention_days", g.backup_retention_days),
+            ("validation_interval_hours", g.validation_interval_hours),
+            ("optimization_interval_hours", g.optimization_interval_hours),
+        ] {
+            if v <= 0 {
+                return bad(
+                    &format!("cache.global_settings.{key}"),
+                    "a positive integer",
+                );
+            }
+        }
+        if g.default_ttl_hours < -1 || g.default_ttl_hours == 0 {
+            return bad(
+                "cache.global_settings.default_ttl_hours",
+                "a positive number of hours, or -1 for never",
+            );
+        }
+        let c = &self.raw.cache.strategies.clearing;
+        for (key, s) in [
+            ("cache.strategies.clearing.default", &c.default),
+            (
+                "cache.strategies.clearing.schedule.strategy",
+                &c.schedule.strategy,
+            ),
+        ] {
+            if !STRATEGIES.contains(&s.as_str()) {
+                return bad(key, &format!("one of {}", STRATEGIES.join(", ")));
+            }
+        }
+        for s in &c.available {
+            if !STRATEGIES.contains(&s.as_str()) {
+                return bad(
+                    "cache.strategies.clearing.available",
+                    &format!("only strategies among {}, not {s:?}", STRATEGIES.join(", ")),
+                );
+            }
+        }
+        let b = &self.raw.cache.strategies.backup;
+        if !["hourly", "daily", "weekly"].contains(&b.frequency.as_str()) {
+            return bad(
+                "cache.strategies.backup.frequency",
+                "\"hourly\", \"daily\" or \"weekly\"",
+            );
+        }
+        let r = &b.retention_policy;
+        for (key, v) in [
+            ("daily_backups", r.daily_backups),
+            ("weekly_backups", r.weekly_backups),
+            ("monthly_backups", r.monthly_backups),
+        ] {
+            if v < -1 {
+                return bad(
+                    &format!("cache.strategies.backup.retention_policy.{key}"),
+                    "a count >= 0, or -1 for unlimited",
+                );
+            }
+        }
+        for (name, t) in &self.raw.cache.cache_types {
+            let key = |k: &str| format!("cache.cache_types.{name}.{k}");
+            if t.ttl_hours < -1 || t.ttl_hours == 0 {
+                return bad(
+                    &key("ttl_hours"),
+                    "a positive number of hours, or -1 for never",
+                );
+            }
+            if !(t.max_size_mb > 0.0 && t.max_size_mb.is_finite()) {
+                return bad(&key("max_size_mb"), "a positive number of megabytes");
+            }
+            if !STRATEGIES.contains(&t.cleanup_strategy.as_str()) {
+                return bad(
+                    &key("cleanup_strategy"),
+                    &format!("one of {}", STRATEGIES.join(", ")),
+                );
+            }
+            if t.path.is_absolute()
+                || t.path
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return bad(
+                    &key("path"),
+                    "a relative path inside the cache root without '..'",
+                );
+            }
+            let dir = self.root.join(&t.path);
+            if self.repository.starts_with(&dir) {
+                return bad(
+                    "cache.repository",
+                    &format!(
+                        "a folder outside every cache folder (it lies inside {name}'s {})",
+                        dir.display()
+                    ),
+                );
+            }
+        }
+        if self.repository == self.root || self.root.starts_with(&self.repository) {
+            return bad(
+                "cache.repository",
+                "a folder that neither is nor contains the cache root",
+            );
+        }
+        Ok(())
+    }
+
+    /// Folder of a cache type.
+    pub fn type_dir(&self, t: &CacheType) -> PathBuf {
+        self.root.join(&t.path)
+    }
+}
+
+/// Joins and removes `.`/`..` without touching the file system (the folders may not exist yet).
+fn lexical_join(base: &Path, p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in base.join(p).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+impl Config {
+    /// What a config-driven snapshot includes, relative to the root: the folders of the
+    /// backup-enabled types that exist, plus every `*_state.json` outside them (state files
+    /// are always backed up, wherever they sit).
+    pub fn backup_includes(&self) -> Vec<crate::manifest::RelPath> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut dirs: Vec<PathBuf> = self
+            .raw
+            .cache
+            .cache_types
+            .values()
+            .filter(|t| t.backup_enabled)
+            .map(|t| t.path.clone())
+            .filter(|p| self.root.join(p).exists())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let covered: Vec<PathBuf> = dirs.iter().map(|d| self.root.join(d)).collect();
+        let mut out: Vec<crate::manifest::RelPath> = dirs
+            .iter()
+            .map(|d| crate::manifest::RelPath(d.as_os_str().as_bytes().to_vec()))
+            .collect();
+        let mut it = walkdir::WalkDir::new(&self.root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(Ok(de)) = it.next() {
+            if covered.iter().any(|c| c == de.path()) || de.path() == self.repository {
+                if de.file_type().is_dir() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+            if de.file_type().is_file() && is_state_file(de.file_name().as_bytes()) {
+                if let Ok(rel) = de.path().strip_prefix(&self.root) {
+                    out.push(crate::manifest::RelPath(
+                        rel.as_os_str().as_bytes().to_vec(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether a file name is a state file (`*_state.json`): backed up, never cleared.
+pub fn is_state_file(name: &[u8]) -> bool {
+    name.ends_with(b"_state.json")
+}

@@ -1,0 +1,98 @@
+//! The library's one public error type; every I/O error carries the path it happened on.
+
+use std::path::{Path, PathBuf};
+
+use crate::id::BlobId;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the library can fail with.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system error on one path.
+    #[error("I/O error on {}: {source}", .path.display())]
+    Io {
+        /// The path the operation was working on.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blob whose content does not hash to its name.
+    #[error("blob {expected} is corrupt (content hashes to {actual})")]
+    CorruptBlob {
+        /// The id the blob was stored under.
+        expected: BlobId,
+        /// What the bytes read actually hash to.
+        actual: BlobId,
+    },
+    /// Repository data that cannot be what the format says it is.
+    #[error("repository data is corrupt: {what}")]
+    Corrupt {
+        /// What was found, naming the file.
+        what: String,
+    },
+    /// A repository written by a newer cachevault.
+    #[error(
+        "repository format v{found} is newer than the supported v{supported}; upgrade cachevault"
+    )]
+    UnsupportedFormat {
+        /// Version found in the repository's config.json.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+    },
+    /// The path is not a cachevault repository.
+    #[error("{} is not a cachevault repository (no config.json); run `cachevault init` first", .0.display())]
+    NotARepository(PathBuf),
+    /// `init` on a folder that already holds something.
+    #[error("{} already exists and is not empty; refusing to initialise a repository there", .0.display())]
+    AlreadyExists(PathBuf),
+    /// No snapshot matches what the user asked for.
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    /// A prefix that matches several snapshots.
+    #[error("snapshot prefix {0:?} is ambiguous; give more characters")]
+    AmbiguousSnapshot(String),
+    /// A lock held by another process when waiting is not allowed or timed out.
+    #[error("repository is locked: {0}")]
+    Locked(String),
+    /// A manifest path that would leave the restore target.
+    #[error("refusing unsafe path {path:?}: {reason}")]
+    UnsafePath {
+        /// The offending path, lossily decoded.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// Invalid input from the caller (config, arguments).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Returns a closure that wraps an `io::Error` with `path`, for `map_err`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether this error means stored data is damaged (as opposed to I/O or usage).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::CorruptBlob { .. } | Error::Corrupt { .. })
+    }
+
+    /// Whether this error is "no space left on device".
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+
+    /// Shorthand for a [`Error::Corrupt`].
+    pub fn corrupt(what: impl Into<String>) -> Error {
+        Error::Corrupt { what: what.into() }
+    }
+}

@@ -1,0 +1,31 @@
+//! cachevault: a backup and archival engine for application cache directories.
+//!
+//! Snapshots go into a content-addressed repository (blake3 ids, FastCDC for large files,
+//! tar+zstd pack archives with a seek table, JSON manifests); restores are verified byte for
+//! byte; `check` proves the repository whole. The library never prints, reads the clock or
+//! the terminal: the `cachevault` binary does that.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod check;
+pub mod chunk;
+pub mod compare;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod id;
+pub mod manifest;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod retention;
+pub mod scan;
+pub mod snapshot;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use id::BlobId;
+pub use manifest::{Entry, EntryKind, Manifest, RelPath};
+pub use progress::{NoProgress, Progress};
+pub use repo::{LockKind, Repository};

@@ -1,0 +1,371 @@
+//! Snapshot manifests: the stored JSON types, their encoding (zstd-compressed JSON named by the
+//! blake3 of its plain bytes) and the safety checks every decoded manifest passes.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+
+/// Manifest version written by this build; frozen per format version (docs/FORMAT.md).
+pub const MANIFEST_VERSION: u32 = 1;
+/// File suffix of manifests in `snapshots/`.
+pub const MANIFEST_SUFFIX: &str = ".json.zst";
+/// A manifest larger than this once decompressed is refused as hostile (4 GiB).
+const MAX_MANIFEST_BYTES: usize = 4 << 30;
+
+/// A path relative to the snapshot root, `/`-separated, kept as raw bytes so that names
+/// which are not UTF-8 survive exactly. JSON: a string, or `{"bytes": "<hex>"}`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RelPath(pub Vec<u8>);
+
+impl RelPath {
+    /// The path as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The path as an OS path (exact bytes).
+    pub fn to_path(&self) -> &std::path::Path {
+        use std::os::unix::ffi::OsStrExt;
+        std::path::Path::new(std::ffi::OsStr::from_bytes(&self.0))
+    }
+
+    /// Lossy text, for messages and tables.
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+
+    /// Components split on `/`.
+    pub fn components(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.split(|&b| b == b'/')
+    }
+
+    /// Whether this path equals `prefix` or lies below it.
+    pub fn starts_with(&self, prefix: &RelPath) -> bool {
+        prefix.0.is_empty()
+            || self.0 == prefix.0
+            || (self.0.starts_with(&prefix.0) && self.0.get(prefix.0.len()) == Some(&b'/'))
+    }
+
+    /// Refuses anything that could leave the restore target: empty, absolute, `.`/`..`
+    /// components, empty components, NUL bytes.
+    ///
+    /// # Errors
+    /// [`Error::UnsafePath`].
+    pub fn check_safe(&self) -> Result<()> {
+        let reason = if self.0.is_empty() {
+            Some("empty path")
+        } else if self.0[0] == b'/' {
+            Some("absolute path")
+        } else if self.0.contains(&0) {
+            Some("NUL byte in name")
+        } else if self
+            .components()
+            .any(|c| c.is_empty() || c == b"." || c == b"..")
+        {
+            Some("'.', '..' or empty component")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::UnsafePath {
+                path: self.display(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.display())
+    }
+}
+
+impl From<&str> for RelPath {
+    fn from(s: &str) -> Self {
+        RelPath(s.as_bytes().to_vec())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RelPathRepr {
+    Text(String),
+    Bytes { bytes: String },
+}
+
+impl Serialize for RelPath {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(t) => s.serialize_str(t),
+            Err(_) => {
+                let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+                RelPathRepr::Bytes { bytes: hex }.serialize(s)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RelPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match RelPathRepr::deserialize(d)? {
+            RelPathRepr::Text(t) => Ok(RelPath(t.into_bytes())),
+            RelPathRepr::Bytes { bytes } => {
+                if bytes.len() % 2 != 0 {
+                    return Err(serde::de::Error::custom("odd-length hex path"));
+                }
+                (0..bytes.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&bytes[i..i + 2], 16))
+                    .collect::<std::result::Result<Vec<u8>, _>>()
+                    .map(RelPath)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    }
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// One file, directory or symlink of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path relative to the snapshot root.
+    pub path: RelPath,
+    /// File, dir or symlink.
+    pub kind: EntryKind,
+    /// Permission bits (including setuid/setgid/sticky as found).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Size in bytes (files), else 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Inode number when read (change detection only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+    /// Status-change time when read, ns (change detection only).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ctime_ns: i64,
+    /// blake3 of the whole content (files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<BlobId>,
+    /// Content blobs in order (files); empty for an empty file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<BlobId>,
+    /// Link target (symlinks), exact bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RelPath>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+/// Counts recorded with each snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    /// Files not in the parent.
+    pub files_new: u64,
+    /// Files whose metadata changed since the parent, re-read.
+    pub files_changed: u64,
+    /// Files taken from the parent without reading.
+    pub files_unchanged: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Bytes of file content in the snapshot.
+    pub bytes_total: u64,
+    /// Bytes of file content read.
+    pub bytes_read: u64,
+    /// Blobs added to the repository.
+    pub blobs_added: u64,
+    /// Compressed bytes added to the repository.
+    pub bytes_added: u64,
+}
+
+/// A snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// When the snapshot was taken (or `--time`), with the local UTC offset.
+    pub time: DateTime<FixedOffset>,
+    /// Host that took it.
+    pub hostname: String,
+    /// Absolute folder the entry paths are relative to.
+    pub root: String,
+    /// Absolute paths included (the root itself, or the backed-up type folders).
+    pub paths: Vec<String>,
+    /// User tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Snapshot whose unchanged files were reused.
+    #[serde(default)]
+    pub parent: Option<BlobId>,
+    /// False when files were unreadable or changed during the walk: such a snapshot cannot
+    /// authorise deleting anything.
+    pub complete: bool,
+    /// Problems met while taking it.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Counts.
+    pub summary: SnapshotStats,
+    /// Entries sorted by path.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Encodes to (id, stored bytes): the id is the blake3 of the plain JSON.
+    pub fn encode(&self) -> Result<(BlobId, Vec<u8>)> {
+        let json = serde_json::to_vec(self).expect("manifest serialises");
+        let id = BlobId::of(&json);
+        let data = zstd::bulk::compress(&json, 3).map_err(|e| Error::Io {
+            path: "<zstd>".into(),
+            source: e,
+        })?;
+        Ok((id, data))
+    }
+
+    /// Decodes stored bytes, verifying that they hash to `id` and that every entry path is
+    /// safe, unique and every file entry is self-consistent.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the manifest, [`Error::UnsupportedFormat`].
+    pub fn decode(id: &BlobId, data: &[u8]) -> Result<Manifest> {
+        let what = || format!("manifest {}", id.short());
+        let mut dec = zstd::stream::Decoder::new(data)
+            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
+        dec.window_log_max(27)
+            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
+        let mut json = Vec::new();
+        use std::io::Read;
+        dec.take(MAX_MANIFEST_BYTES as u64 + 1)
+            .read_to_end(&mut json)
+            .map_err(|e| Error::corrupt(format!("{} does not decompress: {e}", what())))?;
+        if json.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::corrupt(format!("{} is implausibly large", what())));
+        }
+        let actual = BlobId::of(&json);
+        if actual != *id {
+            return Err(Error::corrupt(format!(
+                "{} content hashes to {}",
+                what(),
+                actual.short()
+            )));
+        }
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", what())))?;
+        if v.version > MANIFEST_VERSION {
+            return Err(Error::UnsupportedFormat {
+                found: v.version,
+                supported: MANIFEST_VERSION,
+            });
+        }
+        let m: Manifest = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", what())))?;
+        m.check_entries()
+            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
+        Ok(m)
+    }
+
+    /// Entry-level invariants: safe unique paths, file sizes matching blob counts, symlinks
+    /// with targets.
+    fn check_entries(&self) -> std::result::Result<(), String> {
+        let mut seen = HashSet::with_capacity(self.entries.len());
+        for e in &self.entries {
+            e.path.check_safe().map_err(|err| err.to_string())?;
+            if !seen.insert(&e.path) {
+                return Err(format!("duplicate entry {:?}", e.path));
+            }
+            match e.kind {
+                EntryKind::File if e.hash.is_none() || (e.size > 0) == e.blobs.is_empty() => {
+                    return Err(format!("file entry {:?} has inconsistent content", e.path));
+                }
+                EntryKind::Symlink if e.target.is_none() => {
+                    return Err(format!("symlink {:?} has no target", e.path));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every blob the manifest references.
+    pub fn blob_ids(&self) -> impl Iterator<Item = &BlobId> {
+        self.entries.iter().flat_map(|e| e.blobs.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a//b",
+            "./a",
+            "a/\0b",
+            "a/",
+        ] {
+            assert!(RelPath::from(bad).check_safe().is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "a",
+            "a/b.json",
+            "Linking map/linking_map.json",
+            "..a",
+            "a..b",
+        ] {
+            RelPath::from(good).check_safe().unwrap();
+        }
+    }
+
+    #[test]
+    fn prefix_matches_whole_components() {
+        let p = RelPath::from("cached_products/x.json");
+        assert!(p.starts_with(&RelPath::from("cached_products")));
+        assert!(!p.starts_with(&RelPath::from("cached_prod")));
+        assert!(p.starts_with(&RelPath::default()));
+    }
+
+    proptest! {
+        #[test]
+        fn relpath_json_roundtrip(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let p = RelPath(bytes);
+            let json = serde_json::to_string(&p).unwrap();
+            let back: RelPath = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, p);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Repository locks: one `flock` on `locks/lock`, shared or exclusive, released by the kernel
+//! when the process dies (no stale locks). Per-holder info files only feed the message a
+//! waiting user sees; they are never trusted for exclusion.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// Shared (snapshot, restore, check) or exclusive (prune, clear, undo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Many holders at once.
+    Shared,
+    /// One holder, no shared holders.
+    Exclusive,
+}
+
+/// Who holds a lock, written for the benefit of waiting users.
+#[derive(Debug, Serialize, Deserialize)]
+struct HolderInfo {
+    pid: u32,
+    command: String,
+    exclusive: bool,
+    since: String,
+}
+
+/// A held lock; dropping it releases the lock and removes the info file.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: File,
+    info: PathBuf,
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.info);
+    }
+}
+
+impl RepoLock {
+    pub(crate) fn acquire(
+        dir: &Path,
+        kind: LockKind,
+        command: &str,
+        wait: Duration,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<RepoLock> {
+        fsutil::create_private_dir(dir)?;
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(fsutil::FILE_MODE)
+            .open(&path)
+            .map_err(Error::io(&path))?;
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            let attempt = match kind {
+                LockKind::Shared => file.try_lock_shared(),
+                LockKind::Exclusive => file.try_lock(),
+            };
+            match attempt {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    let holders = describe_holders(dir);
+                    if start.elapsed() >= wait {
+                        return Err(Error::Locked(format!(
+                            "{holders}; gave up after waiting {}s (use --lock-wait SECONDS to wait longer)",
+                            wait.as_secs()
+                        )));
+                    }
+                    if !told {
+                        on_wait(&format!(
+                            "repository is locked: {holders}; waiting up to {}s",
+                            wait.as_secs()
+                        ));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
+            }
+        }
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let info = dir.join(format!("{}-{n}.holder", std::process::id()));
+        let holder = HolderInfo {
+            pid: std::process::id(),
+            command: command.to_string(),
+            exclusive: kind == LockKind::Exclusive,
+            since: chrono::Utc::now().to_rfc3339(),
+        };
+        // Best effort: the info file only improves messages.
+        let _ = fs::write(&info, serde_json::to_vec(&holder).unwrap_or_default());
+        Ok(RepoLock { _file: file, info })
+    }
+}
+
+fn describe_holders(dir: &Path) -> String {
+    let mut parts = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "holder") {
+                if let Ok(h) = fs::read(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<HolderInfo>(&b).ok())
+                    .ok_or(())
+                {
+                    if Path::new(&format!("/proc/{}", h.pid)).exists() {
+                        parts.push(format!(
+                            "{} ({} lock) by pid {} since {}",
+                            h.command,
+                            if h.exclusive { "exclusive" } else { "shared" },
+                            h.pid,
+                            h.since
+                        ));
+                    } else {
+                        let _ = fs::remove_file(&p);
+                    }
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        "held by another cachevault process".to_string()
+    } else {
+        format!("held by {}", parts.join(", "))
+    }
+}

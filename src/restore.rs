@@ -1,0 +1,343 @@
+//! Verified restore: plan the entries, create folders beneath the target without following
+//! symlinks, write each file to a temp name while hashing it, compare with the manifest,
+//! and only then rename into place; folder metadata last.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::manifest::{Entry, EntryKind, Manifest, RelPath};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::store::{BlobIndex, BlobReader};
+
+/// What to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Only these paths (and what lies below them); empty = everything.
+    pub paths: Vec<RelPath>,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreSummary {
+    /// Files written and verified.
+    pub files: u64,
+    /// Folders created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Per-entry failures (corrupt blobs, unsafe destinations); exit code != 0.
+    pub errors: Vec<String>,
+    /// Whether any failure was corruption of repository data.
+    pub corruption: bool,
+    /// Paths that would be restored (dry run) or were restored.
+    pub restored: Vec<RelPath>,
+}
+
+/// Files per parallel work unit: neighbours share frames, so a unit decompresses each frame once.
+const FILES_PER_UNIT: usize = 64;
+
+/// Restores `manifest` into `target`.
+///
+/// # Errors
+/// Errors that stop the whole restore (target unusable, index unreadable); per-entry failures
+/// are reported in the summary.
+pub fn restore(
+    repo: &Repository,
+    manifest: &Manifest,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let selected: Vec<&Entry> = manifest
+        .entries
+        .iter()
+        .filter(|e| opts.paths.is_empty() || opts.paths.iter().any(|p| e.path.starts_with(p)))
+        .collect();
+    if !opts.paths.is_empty() && selected.is_empty() {
+        let wanted: Vec<String> = opts.paths.iter().map(|p| p.display()).collect();
+        return Err(Error::Invalid(format!(
+            "no entry of the snapshot matches {}",
+            wanted.join(", ")
+        )));
+    }
+    for e in &selected {
+        e.path.check_safe()?;
+    }
+    let mut summary = RestoreSummary {
+        restored: selected.iter().map(|e| e.path.clone()).collect(),
+        ..Default::default()
+    };
+    if opts.dry_run {
+        for e in &selected {
+            match e.kind {
+                EntryKind::File => {
+                    summary.files += 1;
+                    summary.bytes += e.size;
+                }
+                EntryKind::Dir => summary.dirs += 1,
+                EntryKind::Symlink => summary.symlinks += 1,
+            }
+        }
+        return Ok(summary);
+    }
+    if let Ok(m) = fs::symlink_metadata(target) {
+        if !m.is_dir() && !m.file_type().is_symlink() {
+            return Err(Error::Invalid(format!(
+                "restore target {} exists and is not a folder",
+                target.display()
+            )));
+        }
+    } else {
+        crate::fsutil::create_private_dir(target)?;
+    }
+    let target = target.canonicalize().map_err(Error::io(target))?;
+
+    // Folders first (manifest order is pre-order), including ancestors of selected paths.
+    let mut dirs: Vec<&Entry> = Vec::new();
+    for e in &selected {
+        if e.kind == EntryKind::Dir {
+            match ensure_dirs(&target, &e.path) {
+                Ok(()) => {
+                    dirs.push(e);
+                    summary.dirs += 1;
+                }
+                Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
+            }
+        }
+    }
+
+    let index = BlobIndex::load(repo)?;
+    let mut files: Vec<&Entry> = selected
+        .iter()
+        .copied()
+        .filter(|e| e.kind == EntryKind::File)
+        .collect();
+    // Read in storage order so each work unit walks its frames front to back.
+    files.sort_by_key(|e| {
+        e.blobs
+            .first()
+            .and_then(|b| index.blobs.get(b))
+            .map(|l| (l.archive, l.frame.offset, l.offset))
+            .unwrap_or((0, 0, 0))
+    });
+    progress.start("restore", files.iter().map(|e| e.size).sum());
+    let results: Vec<(u64, Vec<(String, bool)>)> = files
+        .par_chunks(FILES_PER_UNIT)
+        .map(|unit| {
+            let mut reader = BlobReader::new(repo, &index);
+            let mut bytes = 0;
+            let mut errs = Vec::new();
+            for e in unit {
+                match restore_file(&mut reader, &target, e) {
+                    Ok(()) => bytes += e.size,
+                    Err(err) => {
+                        errs.push((format!("{}: {err}", e.path.display()), err.is_corruption()))
+                    }
+                }
+                progress.inc(e.size);
+            }
+            (bytes, errs)
+        })
+        .collect();
+    progress.finish();
+    let mut failed_files = 0;
+    for (bytes, errs) in results {
+        summary.bytes += bytes;
+        failed_files += errs.len() as u64;
+        for (msg, corrupt) in errs {
+            summary.corruption |= corrupt;
+            summary.errors.push(msg);
+        }
+    }
+    summary.files = files.len() as u64 - failed_files;
+
+    for e in selected.iter().filter(|e| e.kind == EntryKind::Symlink) {
+        match restore_symlink(&target, e) {
+            Ok(()) => summary.symlinks += 1,
+            Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
+        }
+    }
+    // Folder modes and times last, deepest first, so writing inside them does not change them.
+    for e in dirs.iter().rev() {
+        let p = target.join(e.path.to_path());
+        if let Err(err) = set_meta(&p, e) {
+            summary.errors.push(format!("{}: {err}", e.path.display()));
+        }
+    }
+    Ok(summary)
+}
+
+/// Creates the folders of `rel` beneath `target`, refusing any existing component that is a
+/// symlink or not a folder: a target that contains symlinks never redirects a write.
+fn ensure_dirs(target: &Path, rel: &RelPath) -> Result<()> {
+    let mut cur = target.to_path_buf();
+    for comp in rel.components() {
+        cur.push(RelPath(comp.to_vec()).to_path());
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::UnsafePath {
+                    path: cur.display().to_string(),
+                    reason: "an existing symlink in the target would redirect the write",
+                })
+            }
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "{} exists and is not a folder; not replacing it",
+                    cur.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match fs::DirBuilder::new().mode_0700().create(&cur) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(&cur)(e)),
+                }
+            }
+            Err(e) => return Err(Error::io(&cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+trait DirBuilderPrivate {
+    fn mode_0700(&mut self) -> &mut Self;
+}
+
+impl DirBuilderPrivate for fs::DirBuilder {
+    fn mode_0700(&mut self) -> &mut Self {
+        use std::os::unix::fs::DirBuilderExt;
+        self.mode(0o700)
+    }
+}
+
+fn temp_in(dir: &Path, name: &[u8]) -> PathBuf {
+    let mut t = b".".to_vec();
+    t.extend_from_slice(name);
+    t.extend_from_slice(format!(".cvrestore-{}", std::process::id()).as_bytes());
+    t.extend_from_slice(crate::fsutil::TMP_SUFFIX.as_bytes());
+    dir.join(RelPath(t).to_path())
+}
+
+fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
+    let bytes = rel.as_bytes();
+    match bytes.iter().rposition(|&b| b == b'/') {
+        Some(i) => (
+            target.join(RelPath(bytes[..i].to_vec()).to_path()),
+            bytes[i + 1..].to_vec(),
+        ),
+        None => (target.to_path_buf(), bytes.to_vec()),
+    }
+}
+
+/// Creates (or checks) the folders above `rel`, refusing symlinks on the way; returns the
+/// parent folder and the final name. Every write goes through this.
+fn safe_parent(target: &Path, rel: &RelPath) -> Result<(PathBuf, Vec<u8>)> {
+    if let Some(i) = rel.0.iter().rposition(|&b| b == b'/') {
+        ensure_dirs(target, &RelPath(rel.0[..i].to_vec()))?;
+    }
+    Ok(split(target, rel))
+}
+
+fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result<()> {
+    let (dir, name) = safe_parent(target, &e.path)?;
+    let dest = dir.join(RelPath(name.clone()).to_path());
+    refuse_symlink_or_dir(&dest)?;
+    let tmp = temp_in(&dir, &name);
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f: File = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(Error::io(&tmp))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut written = 0u64;
+        for b in &e.blobs {
+            let data = reader.read(b)?;
+            hasher.update(&data);
+            written += data.len() as u64;
+            f.write_all(&data).map_err(Error::io(&tmp))?;
+        }
+        let actual = BlobId::from(hasher.finalize());
+        if written != e.size || Some(actual) != e.hash {
+            return Err(Error::corrupt(format!(
+                "restored content of {} does not match the manifest ({} bytes, hash {})",
+                e.path.display(),
+                written,
+                actual.short()
+            )));
+        }
+        f.set_permissions(fs::Permissions::from_mode(safe_mode(e.mode)))
+            .map_err(Error::io(&tmp))?;
+        f.set_modified(time_of(e.mtime_ns))
+            .map_err(Error::io(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &dest).map_err(Error::io(&dest))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn refuse_symlink_or_dir(dest: &Path) -> Result<()> {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => Err(Error::Invalid(format!(
+            "{} is a folder; not replacing it with a file",
+            dest.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn restore_symlink(target: &Path, e: &Entry) -> Result<()> {
+    let (dir, name) = safe_parent(target, &e.path)?;
+    let dest = dir.join(RelPath(name.clone()).to_path());
+    refuse_symlink_or_dir(&dest)?;
+    let tmp = temp_in(&dir, &name);
+    let _ = fs::remove_file(&tmp);
+    let link = e
+        .target
+        .as_ref()
+        .ok_or_else(|| Error::corrupt("symlink without target"))?;
+    std::os::unix::fs::symlink(link.to_path(), &tmp).map_err(Error::io(&tmp))?;
+    fs::rename(&tmp, &dest).map_err(|err| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(&dest)(err)
+    })
+}
+
+fn set_meta(path: &Path, e: &Entry) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(safe_mode(e.mode)))
+        .map_err(Error::io(path))?;
+    let f = File::open(path).map_err(Error::io(path))?;
+    f.set_modified(time_of(e.mtime_ns)).map_err(Error::io(path))
+}
+
+/// setuid and setgid bits are never restored.
+fn safe_mode(mode: u32) -> u32 {
+    mode & 0o1777
+}
+
+fn time_of(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}

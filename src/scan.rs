@@ -1,0 +1,176 @@
+//! Walking a cache tree: walkdir without following symlinks, sorted by name, into entries
+//! with the metadata change detection needs. Skips the repository if it lies inside.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{EntryKind, RelPath};
+
+/// One walked item.
+#[derive(Debug, Clone)]
+pub struct ScannedEntry {
+    /// Relative to the snapshot root.
+    pub path: RelPath,
+    /// Absolute path on disk.
+    pub abs: PathBuf,
+    /// Kind.
+    pub kind: EntryKind,
+    /// Metadata as walked.
+    pub stat: Stat,
+    /// Symlink target.
+    pub target: Option<RelPath>,
+}
+
+/// The metadata fields snapshots record and compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Permission bits.
+    pub mode: u32,
+    /// Size.
+    pub size: u64,
+    /// mtime ns.
+    pub mtime_ns: i64,
+    /// ctime ns.
+    pub ctime_ns: i64,
+    /// inode.
+    pub ino: u64,
+}
+
+impl Stat {
+    /// Extracts the fields from std metadata.
+    pub fn of(m: &std::fs::Metadata) -> Stat {
+        Stat {
+            mode: m.mode() & 0o7777,
+            size: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// Result of a walk: entries in walk order plus problems met.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Entries (pre-order, sorted by name within each folder).
+    pub entries: Vec<ScannedEntry>,
+    /// Unreadable folders or entries: the snapshot is incomplete.
+    pub errors: Vec<String>,
+    /// Entries skipped by design (sockets, FIFOs, devices, the repository).
+    pub ignored: Vec<String>,
+}
+
+/// Walks `includes` (paths relative to `root`; empty = the whole root), adding the ancestor
+/// folders of each include so a restore can recreate them. `exclude` (the repository) is
+/// skipped with its contents.
+pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanResult {
+    let mut out = ScanResult::default();
+    let mut seen = std::collections::HashSet::new();
+    let whole = [RelPath::default()];
+    let includes = if includes.is_empty() {
+        &whole[..]
+    } else {
+        includes
+    };
+    for inc in includes {
+        // Ancestor folders of the include (not the root itself).
+        let comps: Vec<&[u8]> = if inc.0.is_empty() {
+            Vec::new()
+        } else {
+            inc.components().collect()
+        };
+        for i in 1..comps.len() {
+            let rel = RelPath(comps[..i].join(&b'/'));
+            if seen.insert(rel.clone()) {
+                let abs = root.join(rel.to_path());
+                if let Ok(m) = std::fs::symlink_metadata(&abs) {
+                    out.entries.push(ScannedEntry {
+                        path: rel,
+                        abs,
+                        kind: EntryKind::Dir,
+                        stat: Stat::of(&m),
+                        target: None,
+                    });
+                }
+            }
+        }
+        let start = root.join(inc.to_path());
+        let walker = walkdir::WalkDir::new(&start)
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(if inc.0.is_empty() { 1 } else { 0 });
+        let mut it = walker.into_iter();
+        while let Some(item) = it.next() {
+            let de = match item {
+                Ok(de) => de,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    if e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound) {
+                        out.ignored
+                            .push(format!("{path}: vanished during the walk"));
+                    } else {
+                        out.errors.push(format!("{path}: {e}"));
+                    }
+                    continue;
+                }
+            };
+            if exclude.is_some_and(|x| de.path() == x) {
+                out.ignored
+                    .push(format!("{}: the repository itself", de.path().display()));
+                if de.file_type().is_dir() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+            let rel = match de.path().strip_prefix(root) {
+                Ok(r) => RelPath(r.as_os_str().as_bytes().to_vec()),
+                Err(_) => continue,
+            };
+            if !seen.insert(rel.clone()) {
+                continue;
+            }
+            let meta = match de.metadata() {
+                Ok(m) => m,
+                Err(e) => {
+                    out.errors.push(format!("{}: {e}", de.path().display()));
+                    continue;
+                }
+            };
+            let ft = de.file_type();
+            let (kind, target) = if ft.is_file() {
+                (EntryKind::File, None)
+            } else if ft.is_dir() {
+                (EntryKind::Dir, None)
+            } else if ft.is_symlink() {
+                match std::fs::read_link(de.path()) {
+                    Ok(t) => (
+                        EntryKind::Symlink,
+                        Some(RelPath(t.as_os_str().as_bytes().to_vec())),
+                    ),
+                    Err(e) => {
+                        out.errors.push(format!("{}: {e}", de.path().display()));
+                        continue;
+                    }
+                }
+            } else {
+                out.ignored.push(format!(
+                    "{}: not a file, folder or symlink",
+                    de.path().display()
+                ));
+                continue;
+            };
+            out.entries.push(ScannedEntry {
+                path: rel,
+                abs: de.path().to_path_buf(),
+                kind,
+                stat: Stat::of(&meta),
+                target,
+            });
+        }
+    }
+    out
+}

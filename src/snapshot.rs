@@ -1,0 +1,506 @@
+//! Taking a snapshot: scan -> reuse unchanged files from the parent -> read, chunk, hash and
+//! compress the rest in parallel (bounded memory) -> archives -> indexes -> manifest.
+//! Also lists and resolves existing snapshots.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
+
+use crate::archive::{CompressedFrame, FrameBuilder};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::id::BlobId;
+use crate::manifest::{Entry, EntryKind, Manifest, RelPath, SnapshotStats, MANIFEST_VERSION};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::scan::{self, ScannedEntry, Stat};
+use crate::store::{BlobIndex, PackWriter};
+
+/// What to snapshot and how.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Folder the entry paths are relative to.
+    pub root: PathBuf,
+    /// Sub-paths of `root` to include; empty = all of it.
+    pub includes: Vec<RelPath>,
+    /// Tags to record.
+    pub tags: Vec<String>,
+    /// Time to record.
+    pub time: DateTime<FixedOffset>,
+    /// Host name to record.
+    pub hostname: String,
+    /// Re-read every file instead of trusting unchanged metadata.
+    pub rehash: bool,
+    /// Read and hash, but write nothing.
+    pub dry_run: bool,
+    /// Use this parent instead of the newest snapshot of the same root and paths.
+    pub parent: Option<BlobId>,
+}
+
+/// What a snapshot did.
+#[derive(Debug, Clone)]
+pub struct SnapshotSummary {
+    /// Id of the written manifest (None on a dry run).
+    pub id: Option<BlobId>,
+    /// The manifest (entries included).
+    pub manifest: Manifest,
+    /// Files that could not be read: the snapshot is incomplete, exit code 1.
+    pub skipped: Vec<String>,
+    /// Things worth telling (vanished files, ignored special files).
+    pub warnings: Vec<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Reads a file this many times before reporting it as changing during the read.
+const READ_ATTEMPTS: usize = 3;
+/// A batch of files handed to one worker: bounded so memory stays bounded.
+const BATCH_BYTES: u64 = 8 << 20;
+
+struct Shared<'a> {
+    repo: &'a Repository,
+    known: &'a BlobIndex,
+    pending: Mutex<HashSet<BlobId>>,
+    dry_run: bool,
+    progress: &'a dyn Progress,
+}
+
+/// Outcome of reading one file.
+enum FileOutcome {
+    Stored {
+        stat: Stat,
+        hash: BlobId,
+        blobs: Vec<BlobId>,
+    },
+    Vanished,
+    Failed(String),
+}
+
+/// Takes a snapshot.
+///
+/// # Errors
+/// Repository I/O errors (a full disk included) abort the snapshot and write no manifest;
+/// per-file problems are reported in the summary instead.
+pub fn create(
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotSummary> {
+    let started = Instant::now();
+    let root = opts.root.canonicalize().map_err(Error::io(&opts.root))?;
+    if !root.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} is not a folder",
+            opts.root.display()
+        )));
+    }
+    let repo_abs = repo.root().canonicalize().ok();
+    let scanned = scan::scan(&root, &opts.includes, repo_abs.as_deref());
+    let root_text = root.to_string_lossy().into_owned();
+    let paths: Vec<String> = if opts.includes.is_empty() {
+        vec![root_text.clone()]
+    } else {
+        opts.includes
+            .iter()
+            .map(|i| root.join(i.to_path()).to_string_lossy().into_owned())
+            .collect()
+    };
+
+    let parent_id = match opts.parent {
+        Some(p) => Some(p),
+        None => find_parent(repo, &opts.hostname, &root_text, &paths)?,
+    };
+    let parent = match parent_id {
+        Some(id) => Some(load(repo, &id)?),
+        None => None,
+    };
+    let parent_files: HashMap<&RelPath, &Entry> = parent
+        .iter()
+        .flat_map(|m| m.entries.iter())
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| (&e.path, e))
+        .collect();
+
+    let mut stats = SnapshotStats::default();
+    let mut entries: Vec<Option<Entry>> = Vec::with_capacity(scanned.entries.len());
+    let mut to_read: Vec<(usize, &ScannedEntry, bool)> = Vec::new();
+    for se in &scanned.entries {
+        let mut entry = Entry {
+            path: se.path.clone(),
+            kind: se.kind,
+            mode: se.stat.mode,
+            mtime_ns: se.stat.mtime_ns,
+            size: 0,
+            ino: 0,
+            ctime_ns: 0,
+            hash: None,
+            blobs: Vec::new(),
+            target: se.target.clone(),
+        };
+        match se.kind {
+            EntryKind::Dir => stats.dirs += 1,
+            EntryKind::Symlink => stats.symlinks += 1,
+            EntryKind::File => {
+                let prev = parent_files.get(&se.path);
+                let unchanged = prev.filter(|p| {
+                    !opts.rehash
+                        && p.size == se.stat.size
+                        && p.mtime_ns == se.stat.mtime_ns
+                        && p.ctime_ns == se.stat.ctime_ns
+                        && p.ino == se.stat.ino
+                });
+                if let Some(p) = unchanged {
+                    entry.size = p.size;
+                    entry.ino = p.ino;
+                    entry.ctime_ns = p.ctime_ns;
+                    entry.hash = p.hash;
+                    entry.blobs = p.blobs.clone();
+                    stats.files_unchanged += 1;
+                    stats.bytes_total += p.size;
+                } else {
+                    to_read.push((entries.len(), se, prev.is_some()));
+                }
+            }
+        }
+        entries.push(Some(entry));
+    }
+
+    let mut skipped: Vec<String> = scanned.errors.clone();
+    let mut warnings: Vec<String> = scanned.ignored.clone();
+    let mut bytes_added = 0u64;
+    let mut blobs_added = 0u64;
+    if !to_read.is_empty() {
+        let known = BlobIndex::load(repo)?;
+        let shared = Shared {
+            repo,
+            known: &known,
+            pending: Mutex::new(HashSet::new()),
+            dry_run: opts.dry_run,
+            progress,
+        };
+        let total: u64 = to_read.iter().map(|(_, se, _)| se.stat.size).sum();
+        progress.start("snapshot", total);
+        let batches = batches(&to_read);
+        let (tx, rx) = sync_channel::<CompressedFrame>(4);
+        let writer_repo = repo.clone();
+        let dry_run = opts.dry_run;
+        let writer = std::thread::spawn(move || -> Result<(u64, u64)> {
+            let mut pack = PackWriter::new(&writer_repo);
+            let mut blobs = 0u64;
+            for frame in rx {
+                blobs += frame.blobs.len() as u64;
+                if dry_run {
+                    pack.bytes_written += frame.raw_length;
+                    continue;
+                }
+                if let Err(e) = pack.add(frame) {
+                    pack.abandon();
+                    return Err(e);
+                }
+            }
+            let written = pack.bytes_written;
+            pack.finish()?;
+            Ok((written, blobs))
+        });
+        let results: Vec<Vec<(usize, FileOutcome)>> = batches
+            .par_iter()
+            .map(|batch| read_batch(&shared, batch, tx.clone()))
+            .collect::<Result<_>>()
+            .inspect_err(|_| progress.finish())?;
+        drop(tx);
+        let (written, nblobs) = writer
+            .join()
+            .map_err(|_| Error::Invalid("archive writer thread panicked".into()))??;
+        progress.finish();
+        bytes_added = written;
+        blobs_added = nblobs;
+        for (read_no, outcome) in results.into_iter().flatten() {
+            let (idx, se, had_prev) = to_read[read_no];
+            match outcome {
+                FileOutcome::Stored { stat, hash, blobs } => {
+                    let e = entries[idx].as_mut().expect("entry exists");
+                    e.mode = stat.mode;
+                    e.mtime_ns = stat.mtime_ns;
+                    e.size = stat.size;
+                    e.ino = stat.ino;
+                    e.ctime_ns = stat.ctime_ns;
+                    e.hash = Some(hash);
+                    e.blobs = blobs;
+                    stats.bytes_total += stat.size;
+                    stats.bytes_read += stat.size;
+                    if had_prev {
+                        stats.files_changed += 1;
+                    } else {
+                        stats.files_new += 1;
+                    }
+                }
+                FileOutcome::Vanished => {
+                    warnings.push(format!(
+                        "{}: vanished during the snapshot",
+                        se.abs.display()
+                    ));
+                    entries[idx] = None;
+                }
+                FileOutcome::Failed(msg) => {
+                    skipped.push(msg);
+                    entries[idx] = None;
+                }
+            }
+        }
+    }
+    stats.bytes_added = bytes_added;
+    stats.blobs_added = blobs_added;
+
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        time: opts.time,
+        hostname: opts.hostname.clone(),
+        root: root_text,
+        paths,
+        tags: opts.tags.clone(),
+        parent: parent_id,
+        complete: skipped.is_empty(),
+        warnings: skipped.iter().chain(warnings.iter()).cloned().collect(),
+        summary: stats,
+        entries: entries.into_iter().flatten().collect(),
+    };
+    let id = if opts.dry_run {
+        None
+    } else {
+        let (id, data) = manifest.encode()?;
+        fsutil::write_atomic(&repo.snapshot_path(&id), &data)?;
+        Some(id)
+    };
+    Ok(SnapshotSummary {
+        id,
+        manifest,
+        skipped,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Splits the files to read into batches of neighbouring files, so that files that sit
+/// together on disk share frames (good compression, cheap restores).
+fn batches<'a>(to_read: &[(usize, &'a ScannedEntry, bool)]) -> Vec<Vec<(usize, &'a ScannedEntry)>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0u64;
+    for (i, &(_, se, _)) in to_read.iter().enumerate() {
+        cur.push((i, se));
+        bytes += se.stat.size;
+        if bytes >= BATCH_BYTES {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn read_batch(
+    shared: &Shared<'_>,
+    batch: &[(usize, &ScannedEntry)],
+    tx: SyncSender<CompressedFrame>,
+) -> Result<Vec<(usize, FileOutcome)>> {
+    let level = shared.repo.config().zstd_level;
+    let mut builder = FrameBuilder::default();
+    let mut out = Vec::with_capacity(batch.len());
+    let send = |builder: &mut FrameBuilder| -> Result<()> {
+        let frame = if shared.dry_run {
+            let f = builder.compress(1)?;
+            CompressedFrame {
+                data: Vec::new(),
+                ..f
+            }
+        } else {
+            builder.compress(level)?
+        };
+        tx.send(frame).map_err(|_| {
+            Error::Invalid("archive writer stopped (see the error it reported)".into())
+        })
+    };
+    for &(idx, se) in batch {
+        let outcome = read_file(shared, se, &mut builder, &send)?;
+        out.push((idx, outcome));
+    }
+    if !builder.is_empty() {
+        send(&mut builder)?;
+    }
+    Ok(out)
+}
+
+fn read_file(
+    shared: &Shared<'_>,
+    se: &ScannedEntry,
+    builder: &mut FrameBuilder,
+    send: &dyn Fn(&mut FrameBuilder) -> Result<()>,
+) -> Result<FileOutcome> {
+    let params = shared.repo.config().chunker;
+    let mut before = se.stat;
+    for attempt in 1..=READ_ATTEMPTS {
+        let file = match fsutil::open_noatime(&se.abs) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", se.abs.display()))),
+        };
+        if let Ok(m) = file.metadata() {
+            before = Stat::of(&m);
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut blobs = Vec::new();
+        let read = crate::chunk::for_each_chunk(&file, before.size, &params, |data| {
+            hasher.update(data);
+            let id = BlobId::of(data);
+            blobs.push(id);
+            shared.progress.inc(data.len() as u64);
+            if !shared.known.contains(&id)
+                && shared
+                    .pending
+                    .lock()
+                    .expect("pending set lock is never poisoned")
+                    .insert(id)
+            {
+                builder.push(id, data);
+                if builder.is_full() {
+                    send(builder)?;
+                }
+            }
+            Ok(())
+        });
+        match read {
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", se.abs.display()))),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(())) => {}
+        }
+        let after = match std::fs::symlink_metadata(&se.abs) {
+            Ok(m) => Stat::of(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", se.abs.display()))),
+        };
+        let hash = BlobId::from(hasher.finalize());
+        if after == before {
+            return Ok(FileOutcome::Stored {
+                stat: after,
+                hash,
+                blobs,
+            });
+        }
+        if attempt == READ_ATTEMPTS {
+            return Ok(FileOutcome::Failed(format!(
+                "{}: changed while being read ({} attempts)",
+                se.abs.display(),
+                READ_ATTEMPTS
+            )));
+        }
+    }
+    unreachable!("the last attempt always returns")
+}
+
+/// Loads and verifies one manifest.
+///
+/// # Errors
+/// [`Error::SnapshotNotFound`], I/O errors and [`Error::Corrupt`].
+pub fn load(repo: &Repository, id: &BlobId) -> Result<Manifest> {
+    let path = repo.snapshot_path(id);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::SnapshotNotFound(id.to_hex()))
+        }
+        Err(e) => return Err(Error::io(&path)(e)),
+    };
+    Manifest::decode(id, &data)
+}
+
+/// Ids of every snapshot in the repository.
+///
+/// # Errors
+/// I/O errors; a manifest file whose name is not an id is corruption.
+pub fn list_ids(repo: &Repository) -> Result<Vec<BlobId>> {
+    let suffix = crate::manifest::MANIFEST_SUFFIX;
+    fsutil::list_names(&repo.snapshots_dir(), suffix)?
+        .into_iter()
+        .map(|n| {
+            n.trim_end_matches(suffix)
+                .parse::<BlobId>()
+                .map_err(|e| Error::corrupt(format!("snapshots/{n}: {e}")))
+        })
+        .collect()
+}
+
+/// Every snapshot, oldest first (by time, then id).
+///
+/// # Errors
+/// As [`load`]; one unreadable manifest fails the listing.
+pub fn list(repo: &Repository) -> Result<Vec<(BlobId, Manifest)>> {
+    let ids = list_ids(repo)?;
+    let mut all: Vec<(BlobId, Manifest)> = ids
+        .par_iter()
+        .map(|id| load(repo, id).map(|m| (*id, m)))
+        .collect::<Result<_>>()?;
+    all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(all)
+}
+
+fn find_parent(
+    repo: &Repository,
+    hostname: &str,
+    root: &str,
+    paths: &[String],
+) -> Result<Option<BlobId>> {
+    let all = list(repo)?;
+    Ok(all
+        .iter()
+        .rev()
+        .find(|(_, m)| m.hostname == hostname && m.root == root && m.paths == paths)
+        .map(|(id, _)| *id))
+}
+
+/// Resolves a full id, a unique prefix, or `latest`.
+///
+/// # Errors
+/// [`Error::SnapshotNotFound`], [`Error::AmbiguousSnapshot`].
+pub fn resolve(repo: &Repository, spec: &str) -> Result<BlobId> {
+    if spec == "latest" {
+        return list(repo)?
+            .last()
+            .map(|(id, _)| *id)
+            .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+    }
+    let spec_l = spec.to_ascii_lowercase();
+    let matches: Vec<BlobId> = list_ids(repo)?
+        .into_iter()
+        .filter(|id| id.to_hex().starts_with(&spec_l))
+        .collect();
+    match matches.len() {
+        0 => Err(Error::SnapshotNotFound(spec.into())),
+        1 if !spec.is_empty() => Ok(matches[0]),
+        _ => Err(Error::AmbiguousSnapshot(spec.into())),
+    }
+}
+
+/// The newest snapshot taken at or before `at`.
+///
+/// # Errors
+/// [`Error::SnapshotNotFound`] when all are newer.
+pub fn resolve_at(repo: &Repository, at: DateTime<FixedOffset>) -> Result<BlobId> {
+    list(repo)?
+        .iter()
+        .rev()
+        .find(|(_, m)| m.time <= at)
+        .map(|(id, _)| *id)
+        .ok_or_else(|| Error::SnapshotNotFound(format!("at or before {at}")))
+}
+
+/// Root folder recorded by a manifest.
+pub fn root_of(m: &Manifest) -> &Path {
+    Path::new(&m.root)
+}

@@ -1,0 +1,134 @@
+//! Shared helpers for integration tests: temp trees, the CLI binary, awkward cases.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cachevault");
+
+/// A temp folder with tree-building helpers; removed on drop.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        TestDir {
+            dir: tempfile::Builder::new()
+                .prefix("cachevault-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn write(&self, rel: impl AsRef<Path>, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, data).unwrap();
+        p
+    }
+
+    pub fn mkdirp(&self, rel: impl AsRef<Path>) -> PathBuf {
+        let p = self.join(rel);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+/// Copies the committed fixture tree to `dest` and adds what git cannot hold.
+pub fn fixture_tree(dest: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS");
+    for de in walkdir::WalkDir::new(&src) {
+        let de = de.unwrap();
+        let to = dest.join(de.path().strip_prefix(&src).unwrap());
+        if de.file_type().is_dir() {
+            fs::create_dir_all(&to).unwrap();
+        } else {
+            fs::copy(de.path(), &to).unwrap();
+        }
+    }
+    add_awkward(&dest.join("cached_products/awkward"));
+}
+
+/// A non-UTF-8 name, a symlink, an empty folder, an empty file, 0600 and 0755 modes.
+pub fn add_awkward(dir: &Path) {
+    fs::create_dir_all(dir.join("empty-folder")).unwrap();
+    fs::write(
+        dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9.json")),
+        b"{}",
+    )
+    .unwrap();
+    fs::write(dir.join("empty.json"), b"").unwrap();
+    fs::write(dir.join("private.json"), b"{\"p\": 1}").unwrap();
+    fs::set_permissions(dir.join("private.json"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(dir.join("tool.sh"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(dir.join("tool.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("private.json", dir.join("link.json")).unwrap();
+}
+
+/// Runs the binary with `args`.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("CACHEVAULT_REPO")
+        .env_remove("CACHEVAULT_CONFIG")
+        .output()
+        .expect("run cachevault")
+}
+
+/// Runs with `--repo repo --json`, asserts the exit code, returns the parsed document.
+pub fn json(repo: &Path, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["--repo", repo.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "cachevault {all:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A deterministic JSON-ish byte generator (xorshift), for large realistic files.
+pub fn json_array(records: usize, seed: u64) -> String {
+    let mut x = seed | 1;
+    let mut s = String::from("[\n");
+    for i in 0..records {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if i > 0 {
+            s.push_str(",\n");
+        }
+        s.push_str(&format!(
+            "  {{\n    \"supplier_ean\": \"50{:011}\",\n    \"asin\": \"B0{:08X}\",\n    \"supplier_url\": \"https://supplier.example/p/{}\",\n    \"match_method\": \"{}\",\n    \"confidence\": 0.{:02},\n    \"linked_at\": \"2026-11-{:02}T{:02}:00:00Z\"\n  }}",
+            x % 100_000_000_000,
+            (x >> 20) as u32,
+            x % 977_777,
+            ["ean", "title", "image"][(x % 3) as usize],
+            x % 100,
+            1 + x % 28,
+            x % 24
+        ));
+    }
+    s.push_str("\n]\n");
+    s
+}

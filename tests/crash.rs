@@ -1,0 +1,90 @@
+//! kill -9 at many moments of a real `cachevault snapshot` child process: the repository
+//! must pass `check --read-data` afterwards and take the next snapshot normally.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn kill_9_mid_snapshot_leaves_a_sound_repository() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    // ~40 MB across 1,200 files so a snapshot takes long enough to be interrupted.
+    for i in 0..1200 {
+        let body = json_array(120 + i % 40, i as u64 + 1);
+        t.write(
+            format!("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_{i:06}.json"),
+            body,
+        );
+    }
+    t.write(
+        "OUTPUTS/FBA_ANALYSIS/Linking map/linking_map.json",
+        json_array(30_000, 99),
+    );
+    let repo = t.join("repo");
+    let repo_s = repo.to_str().unwrap();
+    let src_s = src.to_str().unwrap();
+    json(&repo, &["init"], 0);
+
+    let mut interrupted = 0;
+    for (round, delay_ms) in [5u64, 20, 40, 70, 100, 150, 220, 300]
+        .into_iter()
+        .enumerate()
+    {
+        // Change some files each round so every snapshot has work to do.
+        for i in (round * 50)..(round * 50 + 50) {
+            t.write(
+                format!("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_{i:06}.json"),
+                json_array(100, 1000 + (round * 7919 + i) as u64),
+            );
+        }
+        let mut child = Command::new(BIN)
+            .args(["--repo", repo_s, "snapshot", src_s, "--rehash"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let report = json(&repo, &["check", "--read-data"], 0);
+        assert_eq!(
+            report["ok"], true,
+            "round {round} (killed at {delay_ms} ms): {report}"
+        );
+    }
+    assert!(
+        interrupted >= 4,
+        "only {interrupted} snapshots were interrupted mid-way"
+    );
+
+    // The next snapshot works normally and restores exactly.
+    let s = json(&repo, &["snapshot", src_s], 0);
+    assert_eq!(s["complete"], true);
+    let out = t.join("restored");
+    json(
+        &repo,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+        0,
+    );
+    let diffs = cachevault::compare::compare_trees(&src, &out, false).unwrap();
+    assert!(diffs.is_empty(), "{diffs:?}");
+    // Leftover temp files are ignored by readers; nothing half-written was published.
+    for d in ["snapshots", "index"] {
+        for e in fs::read_dir(repo.join(d)).unwrap() {
+            let name = e.unwrap().file_name();
+            let name = name.to_string_lossy();
+            assert!(
+                name.starts_with('.') || !name.ends_with(".tmp"),
+                "{d}/{name}"
+            );
+        }
+    }
+}

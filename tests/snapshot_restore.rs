@@ -1,0 +1,386 @@
+//! Snapshot, restore and check end to end: exact round trips, incrementals, chunked appends,
+//! corruption caught, traversal refused, archives readable by the system tar.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use cachevault::check::{self, ReadData};
+use cachevault::compare::compare_trees;
+use cachevault::manifest::{Entry, EntryKind};
+use cachevault::restore::{self, RestoreOptions};
+use cachevault::snapshot::{self, SnapshotOptions};
+use cachevault::store::BlobIndex;
+use cachevault::{NoProgress, RelPath, Repository};
+use common::*;
+
+fn opts(root: &Path) -> SnapshotOptions {
+    SnapshotOptions {
+        root: root.to_path_buf(),
+        includes: Vec::new(),
+        tags: Vec::new(),
+        time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
+        hostname: "test".into(),
+        rehash: false,
+        dry_run: false,
+        parent: None,
+    }
+}
+
+fn take(repo: &Repository, root: &Path) -> snapshot::SnapshotSummary {
+    snapshot::create(repo, &opts(root), &NoProgress).unwrap()
+}
+
+fn restore_all(
+    repo: &Repository,
+    m: &cachevault::Manifest,
+    target: &Path,
+) -> restore::RestoreSummary {
+    restore::restore(repo, m, target, &RestoreOptions::default(), &NoProgress).unwrap()
+}
+
+#[test]
+fn fixture_round_trip_is_exact() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    let s = take(&repo, &src);
+    assert!(s.skipped.is_empty() && s.manifest.complete);
+    assert!(s.manifest.summary.files_new > 30, "fixture tree too small");
+    // A symlink, an empty folder, an empty file and a non-UTF-8 name are all recorded.
+    let find = |p: &[u8]| s.manifest.entries.iter().find(|e| e.path.0 == p).cloned();
+    assert_eq!(
+        find(b"cached_products/awkward/link.json").unwrap().kind,
+        EntryKind::Symlink
+    );
+    assert_eq!(
+        find(b"cached_products/awkward/empty-folder").unwrap().kind,
+        EntryKind::Dir
+    );
+    assert_eq!(find(b"cached_products/awkward/empty.json").unwrap().size, 0);
+    assert!(find(b"cached_products/awkward/caf\xe9.json").is_some());
+    let out = t.join("restored");
+    let r = restore_all(&repo, &s.manifest, &out);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let diffs = compare_trees(&src, &out, true).unwrap();
+    assert!(diffs.is_empty(), "differences: {diffs:#?}");
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("cached_products/awkward/private.json"), 0o600);
+    assert_eq!(mode("cached_products/awkward/tool.sh"), 0o755);
+}
+
+#[test]
+fn incremental_snapshots_store_only_changes() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    let first = take(&repo, &src);
+    let archives = |r: &Repository| fs::read_dir(r.archives_dir()).unwrap().count();
+    let n_archives = archives(&repo);
+
+    let same = take(&repo, &src);
+    let st = &same.manifest.summary;
+    assert_eq!(st.files_new + st.files_changed, 0);
+    assert_eq!(st.files_unchanged, first.manifest.summary.files_new);
+    assert_eq!((st.bytes_added, st.bytes_read), (0, 0));
+    assert_eq!(
+        archives(&repo),
+        n_archives,
+        "no-change snapshot wrote an archive"
+    );
+    assert_eq!(same.manifest.parent, first.id);
+
+    // One changed file, one new file, one deleted file.
+    let amazon = src.join("FBA_ANALYSIS/amazon_cache");
+    let mut files: Vec<_> = fs::read_dir(&amazon)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    fs::write(&files[0], b"{\"changed\": true}").unwrap();
+    fs::remove_file(&files[1]).unwrap();
+    fs::write(amazon.join("amazon_B0NEWNEW01.json"), b"{\"new\": true}").unwrap();
+    let third = take(&repo, &src);
+    let st = &third.manifest.summary;
+    assert_eq!((st.files_new, st.files_changed), (1, 1));
+    assert_eq!(st.blobs_added, 2);
+    assert!(
+        st.bytes_added < 4096,
+        "added {} bytes for two tiny files",
+        st.bytes_added
+    );
+    assert_eq!(st.bytes_read, 17 + 13);
+
+    // --rehash re-reads everything but adds nothing.
+    let mut o = opts(&src);
+    o.rehash = true;
+    let re = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    assert_eq!(re.manifest.summary.files_unchanged, 0);
+    assert_eq!(re.manifest.summary.blobs_added, 0);
+    assert_eq!(re.manifest.entries, third.manifest.entries);
+}
+
+#[test]
+fn appending_one_percent_to_a_large_json_array_adds_little() {
+    let t = TestDir::new();
+    let src = t.mkdirp("OUTPUTS/FBA_ANALYSIS/Linking map");
+    let records = 92_000; // about 20 MB
+    let map = src.join("linking_map.json");
+    fs::write(&map, json_array(records, 7)).unwrap();
+    let size = fs::metadata(&map).unwrap().len();
+    assert!(size > 19_000_000, "test file is {size} bytes");
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    let root = t.join("OUTPUTS");
+    take(&repo, &root);
+    let before: HashSet<_> = BlobIndex::load(&repo)
+        .unwrap()
+        .blobs
+        .keys()
+        .copied()
+        .collect();
+    // The agent appends 1% and rewrites the whole file.
+    fs::write(&map, json_array(records + records / 100, 7)).unwrap();
+    let s = take(&repo, &root);
+    let after = BlobIndex::load(&repo).unwrap();
+    let raw_added: u64 = after
+        .blobs
+        .iter()
+        .filter(|(id, _)| !before.contains(id))
+        .map(|(_, l)| l.length)
+        .sum();
+    assert!(
+        raw_added * 20 < size,
+        "appending 1% added {raw_added} raw bytes to a {size}-byte file"
+    );
+    assert!(s.manifest.summary.bytes_added * 20 < size);
+    let out = t.join("restored");
+    assert!(restore_all(&repo, &s.manifest, &out).errors.is_empty());
+    assert_eq!(
+        fs::read(out.join("FBA_ANALYSIS/Linking map/linking_map.json")).unwrap(),
+        fs::read(&map).unwrap()
+    );
+}
+
+fn only_archive(repo: &Repository) -> std::path::PathBuf {
+    let mut v: Vec<_> = fs::read_dir(repo.archives_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(v.len(), 1);
+    v.pop().unwrap()
+}
+
+#[test]
+fn a_flipped_byte_is_caught_by_check_and_by_restore() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo_dir = t.join("repo");
+    let repo = Repository::init(&repo_dir).unwrap();
+    let s = take(&repo, &src);
+    let ok = json(&repo_dir, &["check", "--read-data"], 0);
+    assert_eq!(ok["ok"], true);
+
+    let archive = only_archive(&repo);
+    let mut bytes = fs::read(&archive).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    fs::write(&archive, &bytes).unwrap();
+
+    // Structure alone still holds; reading the data finds the damage.
+    json(&repo_dir, &["check"], 0);
+    let bad = json(&repo_dir, &["check", "--read-data"], 3);
+    assert_eq!(bad["ok"], false);
+    let named = bad["damaged_archives"][0].as_str().unwrap();
+    assert_eq!(Path::new(named), archive);
+    let affected = bad["affected_files"].as_array().unwrap();
+    assert!(!affected.is_empty(), "no affected file named: {bad}");
+
+    // Restore into a target that already holds every file: damaged files are named, and
+    // their existing copies are left untouched; the rest is restored.
+    let out = t.join("restore");
+    let r0 = restore_all(&Repository::open(&repo_dir).unwrap(), &s.manifest, &out);
+    assert!(!r0.errors.is_empty() && r0.corruption);
+    let victim = affected[0]
+        .as_str()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    fs::write(out.join(&victim), b"operator's own copy").unwrap();
+    let o = run(&[
+        "--repo",
+        repo_dir.to_str().unwrap(),
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&victim),
+        "stderr does not name {victim}: {err}"
+    );
+    assert_eq!(fs::read(out.join(&victim)).unwrap(), b"operator's own copy");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().as_bytes().ends_with(b".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+fn write_manifest_with(repo: &Repository, mut m: cachevault::Manifest, e: Entry) -> String {
+    m.entries.push(e);
+    let (id, data) = m.encode().unwrap();
+    fs::write(repo.snapshot_path(&id), data).unwrap();
+    id.to_hex()
+}
+
+#[test]
+fn path_traversal_is_refused() {
+    let t = TestDir::new();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.json"), b"{}").unwrap();
+    let repo_dir = t.join("repo");
+    let repo = Repository::init(&repo_dir).unwrap();
+    let s = take(&repo, &src);
+    let file = s.manifest.entries[0].clone();
+    for evil in ["../evil.json", "/tmp/evil.json", "x/../../evil.json"] {
+        let mut e = file.clone();
+        e.path = RelPath::from(evil);
+        let id = write_manifest_with(&repo, s.manifest.clone(), e);
+        let out = t.join("target");
+        let o = run(&[
+            "--repo",
+            repo_dir.to_str().unwrap(),
+            "restore",
+            &id,
+            "--target",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{evil}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("unsafe path"));
+        assert!(!t.join("evil.json").exists() && !Path::new("/tmp/evil.json").exists());
+        fs::remove_file(repo.snapshot_path(&id.parse().unwrap())).unwrap();
+    }
+    // A target that already holds a symlink to elsewhere never redirects a write.
+    let mut nested = file.clone();
+    nested.path = RelPath::from("sub/b.json");
+    let mut dir = file.clone();
+    dir.kind = EntryKind::Dir;
+    dir.path = RelPath::from("sub");
+    dir.size = 0;
+    dir.hash = None;
+    dir.blobs.clear();
+    let mut m = s.manifest.clone();
+    m.entries.push(dir);
+    let id = write_manifest_with(&repo, m, nested);
+    let out = t.mkdirp("target2");
+    let elsewhere = t.mkdirp("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, out.join("sub")).unwrap();
+    let o = run(&[
+        "--repo",
+        repo_dir.to_str().unwrap(),
+        "restore",
+        &id,
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "wrote through a symlink"
+    );
+    assert!(
+        out.join("a.json").exists(),
+        "the safe entries are still restored"
+    );
+}
+
+#[test]
+fn every_archive_opens_with_system_tar() {
+    if Command::new("tar").arg("--version").output().is_err()
+        || Command::new("zstd").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: system tar or zstd not installed");
+        return;
+    }
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    fs::write(src.join("big.json"), json_array(20_000, 3)).unwrap();
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    take(&repo, &src);
+    let mut n = 0;
+    for a in fs::read_dir(repo.archives_dir()).unwrap() {
+        let a = a.unwrap().path();
+        let list = Command::new("tar")
+            .arg("--zstd")
+            .arg("-tf")
+            .arg(&a)
+            .output()
+            .unwrap();
+        assert!(
+            list.status.success(),
+            "{}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+        let out = t.mkdirp(format!("x{n}"));
+        let x = Command::new("tar")
+            .arg("--zstd")
+            .arg("-xf")
+            .arg(&a)
+            .arg("-C")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+        for name in String::from_utf8(list.stdout).unwrap().lines() {
+            let data = fs::read(out.join(name)).unwrap();
+            assert_eq!(blake3::hash(&data).to_hex().as_str(), name);
+            n += 1;
+        }
+    }
+    assert!(n > 30);
+}
+
+use std::process::Command;
+
+#[test]
+fn check_read_data_subset_and_structure() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    take(&repo, &src);
+    let r = check::check(&repo, ReadData::Subset(100.0), 1).unwrap();
+    assert!(r.ok() && r.archives_read == 1);
+    // An index whose archive is gone is an error naming the archive.
+    let archive = only_archive(&repo);
+    fs::remove_file(&archive).unwrap();
+    let r = check::check(&repo, ReadData::None, 1).unwrap();
+    assert!(!r.ok());
+    assert!(
+        r.errors.iter().any(|e| e.contains("missing")),
+        "{:?}",
+        r.errors
+    );
+}
