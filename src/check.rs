@@ -110,9 +110,13 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
 
     // Manifests: parse, verify, every blob indexed.
     let ids = crate::snapshot::list_ids(repo)?;
+    let mut index = crate::store::BlobIndex::default();
+    for idx in &indexes {
+        index.add(idx);
+    }
     let manifests: Vec<(BlobId, Result<crate::manifest::Manifest>)> = ids
         .par_iter()
-        .map(|id| (*id, crate::snapshot::load(repo, id)))
+        .map(|id| (*id, crate::snapshot::load_with(repo, &index, id)))
         .collect();
     let mut live = Vec::new();
     for (id, m) in manifests {
@@ -132,7 +136,9 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
                 }
                 live.push((id, m));
             }
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => report
+                .errors
+                .push(format!("snapshot {} cannot be read: {e}", id.short())),
         }
     }
     report.snapshots = live.len();
@@ -213,35 +219,37 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
             actual.short()
         ));
     }
-    let mut frames: Vec<Option<Vec<u8>>> = Vec::with_capacity(idx.frames.len());
-    for f in &idx.frames {
+    // One frame at a time: memory stays at one archive plus one frame.
+    let mut blobs = idx.blobs.iter().peekable();
+    for (n, f) in idx.frames.iter().enumerate() {
         let slice = bytes.get(f.offset as usize..(f.offset + f.length) as usize);
-        match slice.map(|s| archive::decompress_frame(s, f.raw_length)) {
-            Some(Ok(raw)) => frames.push(Some(raw)),
+        let raw = match slice.map(|s| archive::decompress_frame(s, f.raw_length)) {
+            Some(Ok(raw)) => Some(raw),
             Some(Err(e)) => {
-                damaged = true;
                 errors.push(format!(
                     "archive {}: frame at offset {} is damaged: {e}",
                     path.display(),
                     f.offset
                 ));
-                frames.push(None);
+                None
             }
-            None => {
+            None => None,
+        };
+        damaged |= raw.is_none();
+        while let Some(b) = blobs.next_if(|b| b.frame as usize == n) {
+            let ok = raw.as_ref().is_some_and(|raw| {
+                BlobId::of(&raw[b.offset as usize..(b.offset + b.length) as usize]) == b.id
+            });
+            if !ok {
                 damaged = true;
-                frames.push(None);
+                bad.push(b.id);
             }
         }
     }
-    for b in &idx.blobs {
-        let ok = frames[b.frame as usize].as_ref().is_some_and(|raw| {
-            let data = &raw[b.offset as usize..(b.offset + b.length) as usize];
-            BlobId::of(data) == b.id
-        });
-        if !ok {
-            damaged = true;
-            bad.push(b.id);
-        }
+    // Blobs listed out of frame order are a damaged index.
+    for b in blobs {
+        damaged = true;
+        bad.push(b.id);
     }
     (bytes.len() as u64, errors, bad, damaged)
 }

@@ -1,5 +1,6 @@
-//! Snapshot manifests: the stored JSON types, their encoding (zstd-compressed JSON named by the
-//! blake3 of its plain bytes) and the safety checks every decoded manifest passes.
+//! Snapshot manifests: the stored JSON types, their encoding (a small JSON header named by its
+//! blake3, whose entries live as JSON Lines in content-defined blobs, so unchanged parts of
+//! a tree are stored once) and the safety checks every decoded manifest passes.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -13,7 +14,10 @@ use crate::id::BlobId;
 /// Manifest version written by this build; frozen per format version (docs/FORMAT.md).
 pub const MANIFEST_VERSION: u32 = 1;
 /// File suffix of manifests in `snapshots/`.
-pub const MANIFEST_SUFFIX: &str = ".json.zst";
+pub const MANIFEST_SUFFIX: &str = ".json";
+/// FastCDC sizes (min, avg, max) for cutting the entry list into blobs; frozen for format v1,
+/// because changing them would stop consecutive snapshots sharing their tree blobs.
+pub const TREE_CHUNKS: (u32, u32, u32) = (16 << 10, 64 << 10, 256 << 10);
 /// A manifest larger than this once decompressed is refused as hostile (4 GiB).
 const MAX_MANIFEST_BYTES: usize = 4 << 30;
 
@@ -231,42 +235,50 @@ pub struct Manifest {
     pub warnings: Vec<String>,
     /// Counts.
     pub summary: SnapshotStats,
-    /// Entries sorted by path.
+    /// Where the entry list is stored.
+    pub tree: Tree,
+    /// Entries in walk order; stored in the tree blobs, not in the header.
+    #[serde(skip)]
     pub entries: Vec<Entry>,
 }
 
+/// The entry list of a snapshot: JSON Lines (one [`Entry`] per line) cut into blobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Blobs holding the JSON Lines, in order.
+    pub blobs: Vec<BlobId>,
+    /// blake3 of the whole JSON Lines text.
+    pub hash: Option<BlobId>,
+    /// Number of entries.
+    pub entries: u64,
+    /// Length of the JSON Lines text.
+    pub size: u64,
+}
+
 impl Manifest {
-    /// Encodes to (id, stored bytes): the id is the blake3 of the plain JSON.
-    pub fn encode(&self) -> Result<(BlobId, Vec<u8>)> {
-        let json = serde_json::to_vec(self).expect("manifest serialises");
-        let id = BlobId::of(&json);
-        let data = zstd::bulk::compress(&json, 3).map_err(|e| Error::Io {
-            path: "<zstd>".into(),
-            source: e,
-        })?;
-        Ok((id, data))
+    /// Encodes the header: (id, plain JSON bytes). `tree` must already describe the entries.
+    pub fn encode_header(&self) -> (BlobId, Vec<u8>) {
+        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        (BlobId::of(&json), json)
     }
 
-    /// Decodes stored bytes, verifying that they hash to `id` and that every entry path is
-    /// safe, unique and every file entry is self-consistent.
+    /// Encodes the entry list as JSON Lines.
+    pub fn encode_entries(entries: &[Entry]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(entries.len() * 200);
+        for e in entries {
+            serde_json::to_writer(&mut out, e).expect("entry serialises");
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Decodes a header, verifying that it hashes to `id`. Entries are left empty.
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the manifest, [`Error::UnsupportedFormat`].
-    pub fn decode(id: &BlobId, data: &[u8]) -> Result<Manifest> {
+    pub fn decode_header(id: &BlobId, json: &[u8]) -> Result<Manifest> {
         let what = || format!("manifest {}", id.short());
-        let mut dec = zstd::stream::Decoder::new(data)
-            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
-        dec.window_log_max(27)
-            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
-        let mut json = Vec::new();
-        use std::io::Read;
-        dec.take(MAX_MANIFEST_BYTES as u64 + 1)
-            .read_to_end(&mut json)
-            .map_err(|e| Error::corrupt(format!("{} does not decompress: {e}", what())))?;
-        if json.len() > MAX_MANIFEST_BYTES {
-            return Err(Error::corrupt(format!("{} is implausibly large", what())));
-        }
-        let actual = BlobId::of(&json);
+        let actual = BlobId::of(json);
         if actual != *id {
             return Err(Error::corrupt(format!(
                 "{} content hashes to {}",
@@ -278,7 +290,7 @@ impl Manifest {
         struct VersionOnly {
             version: u32,
         }
-        let v: VersionOnly = serde_json::from_slice(&json)
+        let v: VersionOnly = serde_json::from_slice(json)
             .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", what())))?;
         if v.version > MANIFEST_VERSION {
             return Err(Error::UnsupportedFormat {
@@ -286,11 +298,42 @@ impl Manifest {
                 supported: MANIFEST_VERSION,
             });
         }
-        let m: Manifest = serde_json::from_slice(&json)
+        let m: Manifest = serde_json::from_slice(json)
             .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", what())))?;
-        m.check_entries()
-            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
+        if m.tree.size > MAX_MANIFEST_BYTES as u64 {
+            return Err(Error::corrupt(format!(
+                "{}: implausibly large tree",
+                what()
+            )));
+        }
         Ok(m)
+    }
+
+    /// Decodes the entry list from its JSON Lines text, verifying its hash, count and that
+    /// every entry path is safe and unique and every entry self-consistent.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`].
+    pub fn decode_entries(&mut self, id: &BlobId, text: &[u8]) -> Result<()> {
+        let what = || format!("manifest {}", id.short());
+        if Some(BlobId::of(text)) != self.tree.hash || text.len() as u64 != self.tree.size {
+            return Err(Error::corrupt(format!(
+                "{}: entry list does not match its hash",
+                what()
+            )));
+        }
+        let mut entries = Vec::with_capacity(self.tree.entries as usize);
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let e: Entry = serde_json::from_slice(line)
+                .map_err(|e| Error::corrupt(format!("{}: entry does not parse: {e}", what())))?;
+            entries.push(e);
+        }
+        if entries.len() as u64 != self.tree.entries {
+            return Err(Error::corrupt(format!("{}: entry count mismatch", what())));
+        }
+        self.entries = entries;
+        self.check_entries()
+            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))
     }
 
     /// Entry-level invariants: safe unique paths, file sizes matching blob counts, symlinks
@@ -315,9 +358,17 @@ impl Manifest {
         Ok(())
     }
 
-    /// Every blob the manifest references.
+    /// Every blob the snapshot references: its tree and its files' content.
     pub fn blob_ids(&self) -> impl Iterator<Item = &BlobId> {
-        self.entries.iter().flat_map(|e| e.blobs.iter())
+        self.tree
+            .blobs
+            .iter()
+            .chain(self.entries.iter().flat_map(|e| e.blobs.iter()))
+    }
+
+    /// Number of files.
+    pub fn file_count(&self) -> u64 {
+        self.summary.files_new + self.summary.files_changed + self.summary.files_unchanged
     }
 }
 

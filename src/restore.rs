@@ -2,10 +2,12 @@
 //! symlinks, write each file to a temp name while hashing it, compare with the manifest,
 //! and only then rename into place; folder metadata last.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -104,17 +106,40 @@ pub fn restore(
     }
     let target = target.canonicalize().map_err(Error::io(target))?;
 
-    // Folders first (manifest order is pre-order), including ancestors of selected paths.
+    // Folders first (manifest order is pre-order), then the parents of everything else;
+    // each folder is created or checked once, refusing symlinks, and remembered.
     let mut dirs: Vec<&Entry> = Vec::new();
+    let mut verified: HashSet<Vec<u8>> = HashSet::new();
+    let mut unsafe_parent: HashSet<&RelPath> = HashSet::new();
     for e in &selected {
-        if e.kind == EntryKind::Dir {
-            match ensure_dirs(&target, &e.path) {
-                Ok(()) => {
-                    dirs.push(e);
-                    summary.dirs += 1;
+        let parent = e
+            .path
+            .0
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map(|i| &e.path.0[..i]);
+        let parent_ok = match parent {
+            Some(p) if !verified.contains(p) => {
+                let r = ensure_dirs(&target, &RelPath(p.to_vec()));
+                if r.is_ok() {
+                    verified.insert(p.to_vec());
                 }
-                Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
+                r
             }
+            _ => Ok(()),
+        };
+        let result = parent_ok.and_then(|()| {
+            if e.kind == EntryKind::Dir {
+                ensure_dirs(&target, &e.path)?;
+                verified.insert(e.path.0.clone());
+                dirs.push(e);
+                summary.dirs += 1;
+            }
+            Ok(())
+        });
+        if let Err(err) = result {
+            summary.errors.push(format!("{}: {err}", e.path.display()));
+            unsafe_parent.insert(&e.path);
         }
     }
 
@@ -122,7 +147,7 @@ pub fn restore(
     let mut files: Vec<&Entry> = selected
         .iter()
         .copied()
-        .filter(|e| e.kind == EntryKind::File)
+        .filter(|e| e.kind == EntryKind::File && !unsafe_parent.contains(&e.path))
         .collect();
     // Read in storage order so each work unit walks its frames front to back.
     files.sort_by_key(|e| {
@@ -163,7 +188,10 @@ pub fn restore(
     }
     summary.files = files.len() as u64 - failed_files;
 
-    for e in selected.iter().filter(|e| e.kind == EntryKind::Symlink) {
+    for e in selected
+        .iter()
+        .filter(|e| e.kind == EntryKind::Symlink && !unsafe_parent.contains(&e.path))
+    {
         match restore_symlink(&target, e) {
             Ok(()) => summary.symlinks += 1,
             Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
@@ -224,9 +252,13 @@ impl DirBuilderPrivate for fs::DirBuilder {
 }
 
 fn temp_in(dir: &Path, name: &[u8]) -> PathBuf {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = *PID.get_or_init(std::process::id);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut t = b".".to_vec();
-    t.extend_from_slice(name);
-    t.extend_from_slice(format!(".cvrestore-{}", std::process::id()).as_bytes());
+    t.extend_from_slice(&name[..name.len().min(100)]);
+    t.extend_from_slice(format!(".cvrestore-{pid}-{n}").as_bytes());
     t.extend_from_slice(crate::fsutil::TMP_SUFFIX.as_bytes());
     dir.join(RelPath(t).to_path())
 }
@@ -242,21 +274,13 @@ fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
     }
 }
 
-/// Creates (or checks) the folders above `rel`, refusing symlinks on the way; returns the
-/// parent folder and the final name. Every write goes through this.
-fn safe_parent(target: &Path, rel: &RelPath) -> Result<(PathBuf, Vec<u8>)> {
-    if let Some(i) = rel.0.iter().rposition(|&b| b == b'/') {
-        ensure_dirs(target, &RelPath(rel.0[..i].to_vec()))?;
-    }
-    Ok(split(target, rel))
-}
-
+/// Writes `e` beneath `target`, whose parent folders were checked (no symlinks) before.
+/// The temp file is created with O_EXCL|O_NOFOLLOW; renaming onto an existing symlink replaces
+/// the link itself, and onto a folder fails, so no write is ever redirected.
 fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result<()> {
-    let (dir, name) = safe_parent(target, &e.path)?;
+    let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
-    refuse_symlink_or_dir(&dest)?;
     let tmp = temp_in(&dir, &name);
-    let _ = fs::remove_file(&tmp);
     let result = (|| {
         let mut f: File = OpenOptions::new()
             .write(true)
@@ -295,7 +319,7 @@ fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result
     result
 }
 
-fn refuse_symlink_or_dir(dest: &Path) -> Result<()> {
+fn refuse_folder(dest: &Path) -> Result<()> {
     match fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => Err(Error::Invalid(format!(
             "{} is a folder; not replacing it with a file",
@@ -306,11 +330,10 @@ fn refuse_symlink_or_dir(dest: &Path) -> Result<()> {
 }
 
 fn restore_symlink(target: &Path, e: &Entry) -> Result<()> {
-    let (dir, name) = safe_parent(target, &e.path)?;
+    let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
-    refuse_symlink_or_dir(&dest)?;
+    refuse_folder(&dest)?;
     let tmp = temp_in(&dir, &name);
-    let _ = fs::remove_file(&tmp);
     let link = e
         .target
         .as_ref()

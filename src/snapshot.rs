@@ -15,11 +15,11 @@ use crate::archive::{CompressedFrame, FrameBuilder};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BlobId;
-use crate::manifest::{Entry, EntryKind, Manifest, RelPath, SnapshotStats, MANIFEST_VERSION};
+use crate::manifest::{Entry, EntryKind, Manifest, RelPath, SnapshotStats, Tree, MANIFEST_VERSION};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::scan::{self, ScannedEntry, Stat};
-use crate::store::{BlobIndex, PackWriter};
+use crate::store::{BlobIndex, BlobReader, PackWriter};
 
 /// What to snapshot and how.
 #[derive(Debug, Clone)]
@@ -115,8 +115,12 @@ pub fn create(
         Some(p) => Some(p),
         None => find_parent(repo, &opts.hostname, &root_text, &paths)?,
     };
+    let mut known: Option<BlobIndex> = None;
     let parent = match parent_id {
-        Some(id) => Some(load(repo, &id)?),
+        Some(id) => {
+            let index = known.insert(BlobIndex::load(repo)?);
+            Some(load_with(repo, index, &id)?)
+        }
         None => None,
     };
     let parent_files: HashMap<&RelPath, &Entry> = parent
@@ -172,13 +176,16 @@ pub fn create(
 
     let mut skipped: Vec<String> = scanned.errors.clone();
     let mut warnings: Vec<String> = scanned.ignored.clone();
-    let mut bytes_added = 0u64;
-    let mut blobs_added = 0u64;
+    let mut sink: Option<Sink> = None;
     if !to_read.is_empty() {
-        let known = BlobIndex::load(repo)?;
+        let index = match known.as_ref() {
+            Some(k) => k,
+            None => known.insert(BlobIndex::load(repo)?),
+        };
+        let sink = sink.insert(Sink::start(repo, opts.dry_run));
         let shared = Shared {
             repo,
-            known: &known,
+            known: index,
             pending: Mutex::new(HashSet::new()),
             dry_run: opts.dry_run,
             progress,
@@ -186,39 +193,18 @@ pub fn create(
         let total: u64 = to_read.iter().map(|(_, se, _)| se.stat.size).sum();
         progress.start("snapshot", total);
         let batches = batches(&to_read);
-        let (tx, rx) = sync_channel::<CompressedFrame>(4);
-        let writer_repo = repo.clone();
-        let dry_run = opts.dry_run;
-        let writer = std::thread::spawn(move || -> Result<(u64, u64)> {
-            let mut pack = PackWriter::new(&writer_repo);
-            let mut blobs = 0u64;
-            for frame in rx {
-                blobs += frame.blobs.len() as u64;
-                if dry_run {
-                    pack.bytes_written += frame.raw_length;
-                    continue;
-                }
-                if let Err(e) = pack.add(frame) {
-                    pack.abandon();
-                    return Err(e);
-                }
-            }
-            let written = pack.bytes_written;
-            pack.finish()?;
-            Ok((written, blobs))
-        });
-        let results: Vec<Vec<(usize, FileOutcome)>> = batches
+        let results: Result<Vec<Vec<(usize, FileOutcome)>>> = batches
             .par_iter()
-            .map(|batch| read_batch(&shared, batch, tx.clone()))
-            .collect::<Result<_>>()
-            .inspect_err(|_| progress.finish())?;
-        drop(tx);
-        let (written, nblobs) = writer
-            .join()
-            .map_err(|_| Error::Invalid("archive writer thread panicked".into()))??;
+            .map(|batch| read_batch(&shared, batch, sink.tx.clone()))
+            .collect();
         progress.finish();
-        bytes_added = written;
-        blobs_added = nblobs;
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                // The writer's own error (a full disk, say) is the one worth reporting.
+                return Err(sink.finish().err().unwrap_or(e));
+            }
+        };
         for (read_no, outcome) in results.into_iter().flatten() {
             let (idx, se, had_prev) = to_read[read_no];
             match outcome {
@@ -253,8 +239,31 @@ pub fn create(
             }
         }
     }
-    stats.bytes_added = bytes_added;
-    stats.blobs_added = blobs_added;
+    let entries: Vec<Entry> = entries.into_iter().flatten().collect();
+
+    // The entry list, stored as content-defined blobs: when nothing changed it is the
+    // parent's, byte for byte, and costs nothing.
+    let text = Manifest::encode_entries(&entries);
+    let text_hash = BlobId::of(&text);
+    let tree = match parent.as_ref().filter(|p| p.tree.hash == Some(text_hash)) {
+        Some(p) => p.tree.clone(),
+        None => {
+            let index = match known.as_ref() {
+                Some(k) => k,
+                None => known.insert(BlobIndex::load(repo)?),
+            };
+            let sink = match sink.as_mut() {
+                Some(s) => s,
+                None => sink.insert(Sink::start(repo, opts.dry_run)),
+            };
+            store_tree(repo, index, sink, &text, entries.len() as u64, opts.dry_run)?
+        }
+    };
+    if let Some(mut sink) = sink {
+        let (written, nblobs) = sink.finish()?;
+        stats.bytes_added = written;
+        stats.blobs_added = nblobs;
+    }
 
     let manifest = Manifest {
         version: MANIFEST_VERSION,
@@ -267,14 +276,13 @@ pub fn create(
         complete: skipped.is_empty(),
         warnings: skipped.iter().chain(warnings.iter()).cloned().collect(),
         summary: stats,
-        entries: entries.into_iter().flatten().collect(),
+        tree,
+        entries,
     };
     let id = if opts.dry_run {
         None
     } else {
-        let (id, data) = manifest.encode()?;
-        fsutil::write_atomic(&repo.snapshot_path(&id), &data)?;
-        Some(id)
+        Some(write_manifest(repo, &manifest)?)
     };
     Ok(SnapshotSummary {
         id,
@@ -283,6 +291,126 @@ pub fn create(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes a manifest header whose tree blobs are already stored; returns its id.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_manifest(repo: &Repository, manifest: &Manifest) -> Result<BlobId> {
+    let (id, json) = manifest.encode_header();
+    fsutil::write_atomic(&repo.snapshot_path(&id), &json)?;
+    Ok(id)
+}
+
+/// Stores `entries` as a snapshot's tree (when not already stored) and writes its manifest:
+/// the way to record a manifest built outside [`create`] (tests, tools).
+///
+/// # Errors
+/// I/O errors.
+pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<BlobId> {
+    let index = BlobIndex::load(repo)?;
+    let mut sink = Sink::start(repo, false);
+    let text = Manifest::encode_entries(&manifest.entries);
+    manifest.tree = store_tree(
+        repo,
+        &index,
+        &mut sink,
+        &text,
+        manifest.entries.len() as u64,
+        false,
+    )?;
+    sink.finish()?;
+    write_manifest(repo, manifest)
+}
+
+fn store_tree(
+    repo: &Repository,
+    index: &BlobIndex,
+    sink: &mut Sink,
+    text: &[u8],
+    count: u64,
+    dry_run: bool,
+) -> Result<Tree> {
+    let (min, avg, max) = crate::manifest::TREE_CHUNKS;
+    let level = if dry_run { 1 } else { repo.config().zstd_level };
+    let mut builder = FrameBuilder::default();
+    let mut blobs = Vec::new();
+    let mut seen = HashSet::new();
+    for chunk in fastcdc::v2020::FastCDC::new(text, min, avg, max) {
+        let data = &text[chunk.offset..chunk.offset + chunk.length];
+        let id = BlobId::of(data);
+        blobs.push(id);
+        if !index.contains(&id) && seen.insert(id) {
+            builder.push(id, data);
+            if builder.is_full() {
+                sink.send(builder.compress(level)?)?;
+            }
+        }
+    }
+    if !builder.is_empty() {
+        sink.send(builder.compress(level)?)?;
+    }
+    Ok(Tree {
+        blobs,
+        hash: Some(BlobId::of(text)),
+        entries: count,
+        size: text.len() as u64,
+    })
+}
+
+/// The archive-writing thread: frames in through a bounded channel (bounded memory),
+/// archives and indexes out.
+struct Sink {
+    tx: SyncSender<CompressedFrame>,
+    handle: Option<std::thread::JoinHandle<Result<(u64, u64)>>>,
+}
+
+impl Sink {
+    fn start(repo: &Repository, dry_run: bool) -> Sink {
+        let (tx, rx) = sync_channel::<CompressedFrame>(4);
+        let repo = repo.clone();
+        let handle = std::thread::spawn(move || -> Result<(u64, u64)> {
+            let mut pack = PackWriter::new(&repo);
+            let mut blobs = 0u64;
+            for frame in rx {
+                blobs += frame.blobs.len() as u64;
+                if dry_run {
+                    pack.bytes_written += frame.raw_length;
+                    continue;
+                }
+                if let Err(e) = pack.add(frame) {
+                    pack.abandon();
+                    return Err(e);
+                }
+            }
+            let written = pack.bytes_written;
+            pack.finish()?;
+            Ok((written, blobs))
+        });
+        Sink {
+            tx,
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&self, frame: CompressedFrame) -> Result<()> {
+        self.tx.send(frame).map_err(|_| {
+            Error::Invalid("archive writer stopped (see the error it reported)".into())
+        })
+    }
+
+    /// Closes the channel and waits for the writer: (compressed bytes, blobs) written.
+    fn finish(&mut self) -> Result<(u64, u64)> {
+        let (tx, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.tx, tx));
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Invalid("archive writer thread panicked".into()))?,
+            None => Ok((0, 0)),
+        }
+    }
 }
 
 /// Splits the files to read into batches of neighbouring files, so that files that sit
@@ -404,11 +532,11 @@ fn read_file(
     unreachable!("the last attempt always returns")
 }
 
-/// Loads and verifies one manifest.
+/// Loads and verifies one manifest header (no entries).
 ///
 /// # Errors
 /// [`Error::SnapshotNotFound`], I/O errors and [`Error::Corrupt`].
-pub fn load(repo: &Repository, id: &BlobId) -> Result<Manifest> {
+pub fn load_header(repo: &Repository, id: &BlobId) -> Result<Manifest> {
     let path = repo.snapshot_path(id);
     let data = match std::fs::read(&path) {
         Ok(d) => d,
@@ -417,7 +545,33 @@ pub fn load(repo: &Repository, id: &BlobId) -> Result<Manifest> {
         }
         Err(e) => return Err(Error::io(&path)(e)),
     };
-    Manifest::decode(id, &data)
+    Manifest::decode_header(id, &data)
+}
+
+/// Loads one manifest with its entries, reading the tree blobs through `index`.
+///
+/// # Errors
+/// As [`load_header`]; a damaged tree blob is [`Error::Corrupt`]/[`Error::CorruptBlob`].
+pub fn load_with(repo: &Repository, index: &BlobIndex, id: &BlobId) -> Result<Manifest> {
+    let mut m = load_header(repo, id)?;
+    let mut reader = BlobReader::new(repo, index);
+    let mut text = Vec::with_capacity(m.tree.size as usize);
+    for b in &m.tree.blobs {
+        text.extend_from_slice(&reader.read(b)?);
+        if text.len() as u64 > m.tree.size {
+            break;
+        }
+    }
+    m.decode_entries(id, &text)?;
+    Ok(m)
+}
+
+/// Loads one manifest with its entries.
+///
+/// # Errors
+/// As [`load_with`].
+pub fn load(repo: &Repository, id: &BlobId) -> Result<Manifest> {
+    load_with(repo, &BlobIndex::load(repo)?, id)
 }
 
 /// Ids of every snapshot in the repository.
@@ -436,15 +590,15 @@ pub fn list_ids(repo: &Repository) -> Result<Vec<BlobId>> {
         .collect()
 }
 
-/// Every snapshot, oldest first (by time, then id).
+/// Every snapshot header (no entries), oldest first (by time, then id).
 ///
 /// # Errors
-/// As [`load`]; one unreadable manifest fails the listing.
+/// As [`load_header`]; one unreadable manifest fails the listing.
 pub fn list(repo: &Repository) -> Result<Vec<(BlobId, Manifest)>> {
     let ids = list_ids(repo)?;
     let mut all: Vec<(BlobId, Manifest)> = ids
         .par_iter()
-        .map(|id| load(repo, id).map(|m| (*id, m)))
+        .map(|id| load_header(repo, id).map(|m| (*id, m)))
         .collect::<Result<_>>()?;
     all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
     Ok(all)
