@@ -271,6 +271,7 @@ impl ArchiveWriter {
         drop(file);
         let id = BlobId::from(self.hasher.finalize());
         let path = archive_path(&self.dir, &id);
+        crate::fault::point("archive.before_rename");
         fsutil::persist(&self.tmp, &path)?;
         Ok(ArchiveIndex {
             version: INDEX_VERSION,

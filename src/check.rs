@@ -2,14 +2,14 @@
 //! inside their archives) and, with read-data, every archive re-hashed and every blob
 //! decompressed and re-hashed, naming the archives and the files damage affects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rayon::prelude::*;
 
 use crate::archive::{self, ArchiveIndex};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::BlobId;
+use crate::id::{BlobId, IdMap, IdSet};
 use crate::repo::Repository;
 
 /// How much data to read.
@@ -79,7 +79,7 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         .into_iter()
         .collect();
     let mut indexed: HashSet<String> = HashSet::new();
-    let mut blob_archive: HashMap<BlobId, Vec<BlobId>> = HashMap::new();
+    let mut blob_archive: IdMap<Vec<BlobId>> = IdMap::default();
     for idx in &indexes {
         let name = format!("{}.tar.zst", idx.archive.to_hex());
         let path = repo.archive_path(&idx.archive);
@@ -164,7 +164,7 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         .par_iter()
         .map(|idx| read_archive(repo, idx))
         .collect();
-    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    let mut bad_blobs: IdSet = IdSet::default();
     for ((bytes, errs, bad, damaged), idx) in results.into_iter().zip(&selected) {
         report.bytes_read += bytes;
         report.archives_read += 1;
@@ -186,11 +186,22 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
                 }
             }
         }
+        let shown: Vec<&str> = report
+            .affected_files
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect();
         report.errors.push(format!(
-            "{} blob(s) damaged, affecting {} file version(s): {}",
+            "{} blob(s) damaged, affecting {} file version(s): {}{}",
             bad_blobs.len(),
             report.affected_files.len(),
-            report.affected_files.join(", ")
+            shown.join(", "),
+            if report.affected_files.len() > shown.len() {
+                ", ... (all in affected_files)"
+            } else {
+                ""
+            }
         ));
     }
     Ok(report)

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A 256-bit blake3 digest naming a piece of content.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BlobId(pub [u8; 32]);
 
 impl BlobId {
@@ -17,12 +17,17 @@ impl BlobId {
 
     /// Lower-case hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[(b >> 4) as usize]));
-            s.push(char::from(HEX[(b & 15) as usize]));
+        let buf = self.hex_bytes();
+        std::str::from_utf8(&buf).expect("hex is ASCII").to_string()
+    }
+
+    fn hex_bytes(&self) -> [u8; 64] {
+        let mut buf = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            buf[2 * i] = HEX[(b >> 4) as usize];
+            buf[2 * i + 1] = HEX[(b & 15) as usize];
         }
-        s
+        buf
     }
 
     /// The first 8 hex characters, as shown to people.
@@ -32,6 +37,15 @@ impl BlobId {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl std::hash::Hash for BlobId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Eight bytes of a uniform hash are as good a key as all 32.
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(b));
+    }
+}
 
 impl From<blake3::Hash> for BlobId {
     fn from(h: blake3::Hash) -> Self {
@@ -64,26 +78,65 @@ impl FromStr for BlobId {
             return Err(ParseIdError(s.to_string()));
         }
         let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            let hi = hex_val(pair[0]).ok_or_else(|| ParseIdError(s.to_string()))?;
-            let lo = hex_val(pair[1]).ok_or_else(|| ParseIdError(s.to_string()))?;
-            out[i] = (hi << 4) | lo;
+        let mut bad = 0u8;
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let (hi, lo) = (UNHEX[pair[0] as usize], UNHEX[pair[1] as usize]);
+            bad |= (hi | lo) & 0x80;
+            out[i] = (hi << 4) | (lo & 15);
+        }
+        if bad != 0 {
+            return Err(ParseIdError(s.to_string()));
         }
         Ok(BlobId(out))
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Lower-case hex digit values; 0x80 marks anything else.
+const UNHEX: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < 6 {
+        t[b'a' as usize + j] = 10 + j as u8;
+        j += 1;
+    }
+    t
+};
+
+/// Hasher for maps keyed by [`BlobId`]: the id is already a uniform hash, so its first
+/// eight bytes are used as is (much cheaper than SipHash over 32 bytes).
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
+/// `HashMap` keyed by blob ids.
+pub type IdMap<V> = std::collections::HashMap<BlobId, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// `HashSet` of blob ids.
+pub type IdSet = std::collections::HashSet<BlobId, std::hash::BuildHasherDefault<IdHasher>>;
+
 impl Serialize for BlobId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        let buf = self.hex_bytes();
+        s.serialize_str(std::str::from_utf8(&buf).expect("hex is ASCII"))
     }
 }
 

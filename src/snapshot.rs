@@ -2,7 +2,7 @@
 //! compress the rest in parallel (bounded memory) -> archives -> indexes -> manifest.
 //! Also lists and resolves existing snapshots.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::archive::{CompressedFrame, FrameBuilder};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::BlobId;
+use crate::id::{BlobId, IdSet};
 use crate::manifest::{Entry, EntryKind, Manifest, RelPath, SnapshotStats, Tree, MANIFEST_VERSION};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -65,7 +65,7 @@ const BATCH_BYTES: u64 = 8 << 20;
 struct Shared<'a> {
     repo: &'a Repository,
     known: &'a BlobIndex,
-    pending: Mutex<HashSet<BlobId>>,
+    pending: Mutex<IdSet>,
     dry_run: bool,
     progress: &'a dyn Progress,
 }
@@ -186,7 +186,7 @@ pub fn create(
         let shared = Shared {
             repo,
             known: index,
-            pending: Mutex::new(HashSet::new()),
+            pending: Mutex::new(IdSet::default()),
             dry_run: opts.dry_run,
             progress,
         };
@@ -282,6 +282,7 @@ pub fn create(
     let id = if opts.dry_run {
         None
     } else {
+        crate::fault::point("snapshot.before_manifest");
         Some(write_manifest(repo, &manifest)?)
     };
     Ok(SnapshotSummary {
@@ -336,7 +337,7 @@ fn store_tree(
     let level = if dry_run { 1 } else { repo.config().zstd_level };
     let mut builder = FrameBuilder::default();
     let mut blobs = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = IdSet::default();
     for chunk in fastcdc::v2020::FastCDC::new(text, min, avg, max) {
         let data = &text[chunk.offset..chunk.offset + chunk.length];
         let id = BlobId::of(data);

@@ -1,14 +1,13 @@
 //! Content-addressed blob store over pack archives: which blobs exist and where (from the
 //! index files), reading a blob with verification, and writing new blobs into archives.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 
 use crate::archive::{self, ArchiveIndex, ArchiveWriter, CompressedFrame, FrameEntry};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::BlobId;
+use crate::id::{BlobId, IdMap};
 use crate::repo::Repository;
 
 /// Where a blob lies.
@@ -30,7 +29,7 @@ pub struct BlobIndex {
     /// Archive ids, in the order their indexes were loaded.
     pub archives: Vec<BlobId>,
     /// Blob id to location (the first archive holding it wins).
-    pub blobs: HashMap<BlobId, BlobLocation>,
+    pub blobs: IdMap<BlobLocation>,
 }
 
 impl BlobIndex {
@@ -202,6 +201,7 @@ impl PackWriter {
     fn close_current(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
             let idx = w.finish(self.repo.config().zstd_level)?;
+            crate::fault::point("archive.before_index");
             write_index(&self.repo, &idx)?;
             self.written.push(idx);
         }

@@ -88,3 +88,59 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
         }
     }
 }
+
+/// Every deterministic crash point a snapshot passes through.
+#[test]
+fn snapshot_crash_points_leave_a_sound_repository() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    json(&repo, &["snapshot", src.to_str().unwrap()], 0);
+    for (n, point) in [
+        "archive.before_rename",
+        "archive.before_index",
+        "snapshot.before_manifest",
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.write(
+            format!("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_crash{n}.json"),
+            json_array(50, n as u64 + 3),
+        );
+        let out = Command::new(BIN)
+            .args([
+                "--repo",
+                repo.to_str().unwrap(),
+                "snapshot",
+                src.to_str().unwrap(),
+            ])
+            .env("CACHEVAULT_FAULT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point} did not fire");
+        assert_eq!(
+            json(&repo, &["snapshots"], 0).as_array().unwrap().len(),
+            1,
+            "{point} published a snapshot"
+        );
+        assert_eq!(
+            json(&repo, &["check", "--read-data"], 0)["ok"],
+            true,
+            "{point}"
+        );
+    }
+    let s = json(&repo, &["snapshot", src.to_str().unwrap()], 0);
+    assert_eq!(s["files_new"], 3);
+    let out = t.join("restored");
+    json(
+        &repo,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+        0,
+    );
+    assert!(cachevault::compare::compare_trees(&src, &out, true)
+        .unwrap()
+        .is_empty());
+}

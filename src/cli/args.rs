@@ -46,8 +46,92 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Verify the repository's structure and, optionally, its data.
     Check(CheckArgs),
+    /// Remove snapshots by a keep policy (restic's forget semantics).
+    Forget(ForgetArgs),
+    /// Remove data no snapshot references; repack mostly-unused archives.
+    Prune(PruneArgs),
     /// Snapshot the shipped fixtures with the default config, verify, restore and compare.
     Demo(DemoArgs),
+}
+
+fn parse_count(s: &str) -> Result<i64, String> {
+    if s == "unlimited" {
+        return Ok(-1);
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n >= -1 => Ok(n),
+        _ => Err(format!("{s:?}: expected a count >= 0, -1 or \"unlimited\"")),
+    }
+}
+
+/// `forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the last N hours that have snapshots.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N days that have snapshots.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have snapshots.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N months that have snapshots.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N years that have snapshots.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep every snapshot within DURATION (e.g. 1y5m7d2h) of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep hourly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep daily snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// Keep weekly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep monthly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep yearly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep snapshots with these tags (repeatable; `a,b` means both a and b).
+    #[arg(long = "keep-tag", value_name = "T")]
+    pub keep_tags: Vec<String>,
+    /// Group snapshots by host, paths and/or tags (paths always apply).
+    #[arg(long, default_value = "host,paths", value_name = "FIELDS")]
+    pub group_by: String,
+    /// Show what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: repack archives with more than this share unused.
+    #[arg(long, default_value = "10%", value_name = "PCT")]
+    pub max_unused: String,
+    /// Plan as if it were TIME (for trying rules out).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show what would be freed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Repack archives with more than this share unused.
+    #[arg(long, default_value = "10%", value_name = "PCT")]
+    pub max_unused: String,
 }
 
 /// `snapshot`.

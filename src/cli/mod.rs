@@ -4,6 +4,7 @@
 mod args;
 mod check;
 mod demo;
+mod forget;
 mod progress;
 mod restore;
 mod snapshot;
@@ -68,7 +69,13 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.json;
-    let result = Ctx::new(cli).and_then(|ctx| run(&ctx));
+    let started = std::time::Instant::now();
+    let start_time = now();
+    let result = Ctx::new(cli).and_then(|ctx| {
+        let result = run(&ctx);
+        record_journal(&ctx, start_time, started.elapsed().as_secs_f64(), &result);
+        result
+    });
     match result {
         Ok(out) => {
             let text = if json {
@@ -102,6 +109,71 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Records the operation in the repository's journal (operations that change or verify
+/// the repository). A journal failure never changes the command's outcome.
+fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: &Result<Outcome>) {
+    let operation = match &ctx.cli.command {
+        Command::Snapshot(a) if !a.dry_run => "snapshot",
+        Command::Restore(a) if !a.dry_run => "restore",
+        Command::Check(_) => "check",
+        Command::Forget(a) if !a.dry_run => "forget",
+        Command::Prune(a) if !a.dry_run => "prune",
+        _ => return,
+    };
+    let Ok(repo) = ctx.open_repo() else { return };
+    let (code, error, details) = match result {
+        Ok(o) => (o.code, None, o.json.clone()),
+        Err(e) => (code_for(e), Some(format!("{e:#}")), serde_json::Value::Null),
+    };
+    let bytes = details
+        .get("bytes_added")
+        .and_then(|v| v.as_i64())
+        .or_else(|| {
+            details
+                .get("bytes_freed")
+                .and_then(|v| v.as_i64())
+                .map(|v| -v)
+        })
+        .or_else(|| {
+            details
+                .pointer("/prune/bytes_freed")
+                .and_then(|v| v.as_i64())
+                .map(|v| -v)
+        })
+        .unwrap_or(0);
+    let entry = cachevault::journal::JournalEntry {
+        time,
+        operation: operation.into(),
+        seconds,
+        result: match code {
+            exit::OK => "ok",
+            exit::PARTIAL => "partial",
+            _ => "failed",
+        }
+        .into(),
+        exit_code: code,
+        bytes,
+        error,
+        details: summarize(&details),
+    };
+    if let Err(e) = cachevault::journal::record(&repo, &entry) {
+        ctx.note(&format!("warning: could not write the journal: {e}"));
+    }
+}
+
+/// Keeps the journal line short: scalar fields of the command's JSON only.
+fn summarize(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_array() && !v.is_object())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => serde_json::Value::Null,
+    }
+}
+
 fn code_for(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(err) = cause.downcast_ref::<Error>() {
@@ -124,6 +196,8 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Ls(a) => snapshot::ls(ctx, a),
         Command::Restore(a) => restore::restore(ctx, a),
         Command::Check(a) => check::check(ctx, a),
+        Command::Forget(a) => forget::forget(ctx, a),
+        Command::Prune(a) => forget::prune(ctx, a),
         Command::Demo(a) => demo::demo(ctx, a),
     }
 }

@@ -1,0 +1,204 @@
+//! `forget` and `prune`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+
+use cachevault::forget::{self, GroupBy};
+use cachevault::prune::{self, PruneOptions, PruneSummary};
+use cachevault::retention::{Duration, KeepPolicy};
+use cachevault::{snapshot, LockKind, Repository};
+
+use super::args::{ForgetArgs, PruneArgs};
+use super::{bytes, exit, parse_time, table, Ctx, Outcome};
+
+fn duration(flag: &str, v: &Option<String>) -> Result<Option<Duration>> {
+    v.as_ref()
+        .map(|s| s.parse::<Duration>().with_context(|| format!("--{flag}")))
+        .transpose()
+}
+
+fn policy_from_args(a: &ForgetArgs) -> Result<KeepPolicy> {
+    let p = KeepPolicy {
+        last: a.keep_last.unwrap_or(0),
+        hourly: a.keep_hourly.unwrap_or(0),
+        daily: a.keep_daily.unwrap_or(0),
+        weekly: a.keep_weekly.unwrap_or(0),
+        monthly: a.keep_monthly.unwrap_or(0),
+        yearly: a.keep_yearly.unwrap_or(0),
+        within: duration("keep-within", &a.keep_within)?,
+        within_hourly: duration("keep-within-hourly", &a.keep_within_hourly)?,
+        within_daily: duration("keep-within-daily", &a.keep_within_daily)?,
+        within_weekly: duration("keep-within-weekly", &a.keep_within_weekly)?,
+        within_monthly: duration("keep-within-monthly", &a.keep_within_monthly)?,
+        within_yearly: duration("keep-within-yearly", &a.keep_within_yearly)?,
+        tags: a
+            .keep_tags
+            .iter()
+            .map(|t| KeepPolicy::parse_tag_list(t))
+            .collect(),
+    };
+    p.validate()?;
+    Ok(p)
+}
+
+pub fn parse_pct(s: &str) -> Result<f64> {
+    s.trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=100.0).contains(v))
+        .map(|v| v / 100.0)
+        .ok_or_else(|| anyhow!("{s:?}: expected a percentage between 0 and 100, e.g. 10%"))
+}
+
+pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let mut policy = policy_from_args(a)?;
+    let mut source = "flags";
+    if policy.is_empty() {
+        match &ctx.config {
+            Some(cfg) => {
+                let r = &cfg.raw.cache.strategies.backup.retention_policy;
+                policy.daily = r.daily_backups;
+                policy.weekly = r.weekly_backups;
+                policy.monthly = r.monthly_backups;
+                source = "config";
+            }
+            None => bail!(
+                "no keep rule given (--keep-last, --keep-daily, ...) and no --config with a retention policy: refusing to remove every snapshot"
+            ),
+        }
+        if policy.is_empty() {
+            bail!("the config's retention policy keeps nothing: refusing to remove every snapshot");
+        }
+    }
+    let group_by: GroupBy = a.group_by.parse()?;
+    let now = match &a.now {
+        Some(t) => parse_time(t)?,
+        None => super::now(),
+    };
+    let max_unused = parse_pct(&a.max_unused)?;
+    let kind = if a.dry_run {
+        LockKind::Shared
+    } else {
+        LockKind::Exclusive
+    };
+    let _lock = ctx.lock(&repo, kind, "forget")?;
+    let all = snapshot::list(&repo)?;
+    // Pre-clear snapshots stay for backup_retention_days, whatever the rules say, so a
+    // burst of clears on one day is not thinned away before anyone can undo them.
+    let keep_days = ctx
+        .config
+        .as_ref()
+        .map(|c| c.raw.cache.global_settings.backup_retention_days);
+    let extra = |m: &cachevault::Manifest| -> Option<String> {
+        let days = keep_days?;
+        let protected = m.tags.iter().any(|t| t == "pre-clear" || t == "archive");
+        (protected && now.signed_duration_since(m.time) < chrono::Duration::days(days))
+            .then(|| format!("pre-clear within {days}d"))
+    };
+    let plan = forget::plan(
+        &all,
+        &policy,
+        group_by,
+        now.with_timezone(&chrono::Utc),
+        &extra,
+    );
+    let removed = if a.dry_run {
+        Vec::new()
+    } else {
+        forget::apply(&repo, &plan)?
+    };
+    let mut human = format!("applying policy ({source}): {policy}\n");
+    let mut groups = Vec::new();
+    for g in &plan {
+        let keep: Vec<_> = g.decisions.iter().filter(|d| d.keep).collect();
+        let remove: Vec<_> = g.decisions.iter().filter(|d| !d.keep).collect();
+        groups.push(json!({
+            "group": g.key,
+            "keep": keep.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339(), "reasons": d.reasons})).collect::<Vec<_>>(),
+            "remove": remove.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339()})).collect::<Vec<_>>(),
+        }));
+        human.push_str(&format!("\nsnapshots of {}:\n", g.key.paths.join(", ")));
+        let rows: Vec<Vec<String>> = keep
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id[..8].to_string(),
+                    d.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    d.reasons.join(", "),
+                ]
+            })
+            .collect();
+        human.push_str(&format!(
+            "keep {} snapshots:\n{}",
+            keep.len(),
+            table(&["ID", "Time", "Reasons"], &rows)
+        ));
+        if !remove.is_empty() {
+            let rows: Vec<Vec<String>> = remove
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id[..8].to_string(),
+                        d.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    ]
+                })
+                .collect();
+            human.push_str(&format!(
+                "{} {} snapshots:\n{}",
+                if a.dry_run { "would remove" } else { "removed" },
+                remove.len(),
+                table(&["ID", "Time"], &rows)
+            ));
+        }
+    }
+    let mut doc = json!({"groups": groups, "dry_run": a.dry_run, "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>()});
+    if a.prune {
+        let s = run_prune(ctx, &repo, max_unused, a.dry_run)?;
+        human.push_str(&prune_text(&s));
+        doc["prune"] = serde_json::to_value(&s)?;
+    }
+    Ok(Outcome::new(doc, human, exit::OK))
+}
+
+fn run_prune(ctx: &Ctx, repo: &Repository, max_unused: f64, dry_run: bool) -> Result<PruneSummary> {
+    let bars = ctx.progress();
+    Ok(prune::prune(
+        repo,
+        &PruneOptions {
+            max_unused,
+            dry_run,
+        },
+        &bars,
+    )?)
+}
+
+fn prune_text(s: &PruneSummary) -> String {
+    format!(
+        "{}: {} archives deleted, {} repacked into {}, {} leftovers removed, {} unused blobs dropped, {} freed\n",
+        if s.dry_run { "prune (dry run)" } else { "prune" },
+        s.archives_deleted,
+        s.archives_repacked,
+        s.archives_written,
+        s.leftovers_removed,
+        s.blobs_removed,
+        bytes(s.bytes_freed.max(0) as u64)
+    )
+}
+
+pub fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let max_unused = parse_pct(&a.max_unused)?;
+    let kind = if a.dry_run {
+        LockKind::Shared
+    } else {
+        LockKind::Exclusive
+    };
+    let _lock = ctx.lock(&repo, kind, "prune")?;
+    let s = run_prune(ctx, &repo, max_unused, a.dry_run)?;
+    Ok(Outcome::new(
+        serde_json::to_value(&s)?,
+        prune_text(&s),
+        exit::OK,
+    ))
+}

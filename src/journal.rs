@@ -1,0 +1,78 @@
+//! The operation journal: one JSON line per operation (what, when, how long, result, bytes)
+//! appended to `journal/<YYYY-MM>.jsonl`. Appends are single `write`s with O_APPEND, so
+//! concurrent writers never interleave inside a line.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::repo::Repository;
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// When the operation started.
+    pub time: DateTime<FixedOffset>,
+    /// Operation name (`snapshot`, `forget`, `prune`, `clear`, ...).
+    pub operation: String,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// `ok`, `partial` or `failed`.
+    pub result: String,
+    /// Exit code the command returned.
+    pub exit_code: u8,
+    /// Bytes the operation added (positive) or freed (negative), when it knows.
+    #[serde(default)]
+    pub bytes: i64,
+    /// Error message, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Operation-specific details (ids, counts).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// Appends one entry durably.
+///
+/// # Errors
+/// I/O errors.
+pub fn record(repo: &Repository, entry: &JournalEntry) -> Result<()> {
+    let dir = repo.journal_dir();
+    fsutil::create_private_dir(&dir)?;
+    let path = dir.join(format!("{}.jsonl", entry.time.format("%Y-%m")));
+    let mut line = serde_json::to_vec(entry).expect("journal entry serialises");
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(fsutil::FILE_MODE)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    f.write_all(&line).map_err(Error::io(&path))?;
+    f.sync_all().map_err(Error::io(&path))
+}
+
+/// Reads every entry, oldest first. A torn last line (a crash mid-append) is skipped.
+///
+/// # Errors
+/// I/O errors.
+pub fn read(repo: &Repository) -> Result<Vec<JournalEntry>> {
+    let dir = repo.journal_dir();
+    let mut out = Vec::new();
+    for name in fsutil::list_names(&dir, ".jsonl")? {
+        let path = dir.join(name);
+        let text = fsutil::read(&path)?;
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(e) = serde_json::from_slice::<JournalEntry>(line) {
+                out.push(e);
+            }
+        }
+    }
+    out.sort_by_key(|e| e.time);
+    Ok(out)
+}
