@@ -47,7 +47,7 @@ pub enum Command {
     /// Verify the repository's structure and, optionally, its data.
     Check(CheckArgs),
     /// Remove snapshots by a keep policy (restic's forget semantics).
-    Forget(ForgetArgs),
+    Forget(Box<ForgetArgs>),
     /// Remove data no snapshot references; repack mostly-unused archives.
     Prune(PruneArgs),
     /// Snapshot the shipped fixtures with the default config, verify, restore and compare.
