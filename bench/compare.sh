@@ -489,7 +489,8 @@ main() {
     exec 9>"$WORK/.lock"
     flock -n 9 || die "another compare.sh is running on $WORK"
     trap cleanup EXIT
-    rm -f "$LOGS"/*.log "$RAW" "$META"
+    trap 'exit 130' INT TERM
+    rm -f "$LOGS"/*.log "$RAW" "$META" "$RESULTS" "$WORK/results.md"
 
     ensure_tools
     export RESTIC_PASSWORD=bench

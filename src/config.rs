@@ -230,6 +230,8 @@ pub struct Config {
     pub repository: PathBuf,
     /// Absolute quarantine folder.
     pub quarantine: PathBuf,
+    /// Absolute folder of the config file; relative paths in it start here.
+    pub base: PathBuf,
 }
 
 impl Config {
@@ -239,8 +241,16 @@ impl Config {
     /// [`Error::Invalid`] naming the file, the key and what was expected.
     pub fn load(path: &Path) -> Result<Config> {
         let bytes = crate::fsutil::read(path)?;
-        let raw: ConfigFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let raw: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            if key.is_empty() || key == "." {
+                Error::Invalid(format!("config {}: {inner}", path.display()))
+            } else {
+                Error::Invalid(format!("config {}: {key}: {inner}", path.display()))
+            }
+        })?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -251,6 +261,7 @@ impl Config {
             root: lexical_join(&base, &raw.cache.root),
             repository: lexical_join(&base, &raw.cache.repository),
             quarantine: lexical_join(&base, &raw.cache.quarantine),
+            base: base.clone(),
             raw,
         };
         cfg.check()?;
@@ -309,6 +320,12 @@ impl Config {
                 );
             }
         }
+        if let Err(e) = parse_cron(&c.schedule.cron) {
+            return bad(
+                "cache.strategies.clearing.schedule.cron",
+                &format!("a five-field cron expression that fires ({e})"),
+            );
+        }
         let b = &self.raw.cache.strategies.backup;
         if !["hourly", "daily", "weekly"].contains(&b.frequency.as_str()) {
             return bad(
@@ -356,6 +373,15 @@ impl Config {
                     "a relative path inside the cache root without '..'",
                 );
             }
+            if let Some(schema) = &t.schema {
+                let file = self.schema_path(schema);
+                if let Err(e) = load_schema(&file) {
+                    return bad(
+                        &key("schema"),
+                        &format!("a readable JSON Schema file ({e})"),
+                    );
+                }
+            }
             let dir = self.root.join(&t.path);
             if self.repository.starts_with(&dir) {
                 return bad(
@@ -374,6 +400,23 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Absolute path of a schema file named in the config (relative to the config's folder).
+    pub fn schema_path(&self, p: &Path) -> PathBuf {
+        lexical_join(&self.base, p)
+    }
+
+    /// The cache type whose folder holds `rel` (a path relative to the root), if any: the
+    /// type with the longest matching folder wins.
+    pub fn type_of(&self, rel: &Path) -> Option<(&str, &CacheType)> {
+        self.raw
+            .cache
+            .cache_types
+            .iter()
+            .filter(|(_, t)| rel.starts_with(&t.path))
+            .max_by_key(|(_, t)| t.path.components().count())
+            .map(|(n, t)| (n.as_str(), t))
     }
 
     /// Folder of a cache type.
@@ -445,4 +488,36 @@ impl Config {
 /// Whether a file name is a state file (`*_state.json`): backed up, never cleared.
 pub fn is_state_file(name: &[u8]) -> bool {
     name.ends_with(b"_state.json")
+}
+
+/// Parses a five-field cron expression and proves it fires within the next five years
+/// (`0 0 30 2 *` never does, and is refused rather than looped on).
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_cron(expr: &str) -> std::result::Result<croner::Cron, String> {
+    if expr.split_whitespace().count() != 5 {
+        return Err(format!(
+            "{expr:?} does not have 5 fields (minute hour day-of-month month day-of-week)"
+        ));
+    }
+    let cron: croner::Cron = expr.parse().map_err(|e| format!("{expr:?}: {e}"))?;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("constant time parses")
+        .with_timezone(&chrono::Utc);
+    match cron.find_next_occurrence(&start, false) {
+        Ok(t) if t < start + chrono::Duration::days(5 * 366) => Ok(cron),
+        _ => Err(format!("{expr:?} never fires")),
+    }
+}
+
+/// Reads and compiles a JSON Schema file.
+///
+/// # Errors
+/// A message naming what failed.
+pub fn load_schema(path: &Path) -> std::result::Result<jsonschema::Validator, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    jsonschema::validator_for(&value).map_err(|e| format!("{}: {e}", path.display()))
 }

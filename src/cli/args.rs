@@ -50,8 +50,21 @@ pub enum Command {
     Forget(Box<ForgetArgs>),
     /// Remove data no snapshot references; repack mostly-unused archives.
     Prune(PruneArgs),
+    /// Inspect the config file.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Snapshot the shipped fixtures with the default config, verify, restore and compare.
     Demo(DemoArgs),
+}
+
+/// `config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Check the config and print it resolved (absolute paths, defaults filled in).
+    Check,
 }
 
 fn parse_count(s: &str) -> Result<i64, String> {

@@ -198,6 +198,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Check(a) => check::check(ctx, a),
         Command::Forget(a) => forget::forget(ctx, a),
         Command::Prune(a) => forget::prune(ctx, a),
+        Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
     }
 }
@@ -259,6 +260,42 @@ impl Ctx {
             eprintln!("cachevault: {msg}");
         }
     }
+}
+
+fn config_check(ctx: &Ctx) -> Result<Outcome> {
+    let cfg = ctx
+        .config
+        .as_ref()
+        .ok_or_else(|| anyhow!("config check needs --config FILE (or CACHEVAULT_CONFIG)"))?;
+    let types: serde_json::Map<String, serde_json::Value> = cfg
+        .raw
+        .cache
+        .cache_types
+        .iter()
+        .map(|(name, t)| {
+            let mut v = serde_json::to_value(t).expect("type serialises");
+            v["folder"] = serde_json::json!(cfg.type_dir(t));
+            if let Some(s) = &t.schema {
+                v["schema"] = serde_json::json!(cfg.schema_path(s));
+            }
+            (name.clone(), v)
+        })
+        .collect();
+    let mut raw = serde_json::to_value(&cfg.raw)?;
+    raw["cache"]["cache_types"] = serde_json::Value::Object(types);
+    let doc = serde_json::json!({
+        "file": cfg.file,
+        "root": cfg.root,
+        "repository": cfg.repository,
+        "quarantine": cfg.quarantine,
+        "config": raw,
+    });
+    let human = format!(
+        "config {} is valid\n{}\n",
+        cfg.file.display(),
+        serde_json::to_string_pretty(&doc)?
+    );
+    Ok(Outcome::new(doc, human, exit::OK))
 }
 
 fn init(ctx: &Ctx) -> Result<Outcome> {
