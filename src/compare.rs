@@ -51,7 +51,11 @@ fn walk(root: &Path, with_dir_mtime: bool) -> std::io::Result<BTreeMap<Vec<u8>, 
             Node::File {
                 mode: m.mode() & 0o7777,
                 mtime_ns: mtime,
-                hash: *blake3::hash(&std::fs::read(de.path())?).as_bytes(),
+                // O_NOATIME: comparing must not disturb the access times LRU relies on.
+                hash: *blake3::Hasher::new()
+                    .update_reader(crate::fsutil::open_noatime(de.path())?)?
+                    .finalize()
+                    .as_bytes(),
             }
         } else {
             Node::Other

@@ -99,11 +99,43 @@ pub struct Clearing {
     /// Scheduled clearing.
     #[serde(default)]
     pub schedule: Schedule,
+    /// Types the `selective` strategy preserves (the seed's `selective_clear_config`), and
+    /// that size-based eviction never empties.
+    /// Unset: `ai_category_cache` and `linking_map` where they exist.
+    #[serde(default)]
+    pub preserve: Option<Vec<String>>,
+    /// `performance_aware`: defer while the 1-minute load average per core is above this.
+    #[serde(default = "default_load_threshold")]
+    pub load_threshold_per_core: f64,
+    /// `performance_aware`: files per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// `performance_aware`: pause between batches, milliseconds.
+    #[serde(default = "default_batch_pause")]
+    pub batch_pause_ms: u64,
+    /// `warm`: paths (relative to the cache root, or prefixes of them) restored first.
+    #[serde(default)]
+    pub warm_priority: Vec<String>,
+}
+
+fn default_load_threshold() -> f64 {
+    0.75
+}
+fn default_batch_size() -> usize {
+    500
+}
+fn default_batch_pause() -> u64 {
+    100
 }
 
 impl Default for Clearing {
     fn default() -> Self {
         Clearing {
+            preserve: None,
+            load_threshold_per_core: default_load_threshold(),
+            batch_size: default_batch_size(),
+            batch_pause_ms: default_batch_pause(),
+            warm_priority: Vec::new(),
             default: "smart_selective".into(),
             available: STRATEGIES.iter().map(|s| s.to_string()).collect(),
             schedule: Schedule::default(),
@@ -326,6 +358,23 @@ impl Config {
                 &format!("a five-field cron expression that fires ({e})"),
             );
         }
+        for p in c.preserve.iter().flatten() {
+            if !self.raw.cache.cache_types.contains_key(p) {
+                return bad(
+                    "cache.strategies.clearing.preserve",
+                    &format!("names of cache types, not {p:?}"),
+                );
+            }
+        }
+        if !(c.load_threshold_per_core > 0.0 && c.load_threshold_per_core.is_finite()) {
+            return bad(
+                "cache.strategies.clearing.load_threshold_per_core",
+                "a positive number",
+            );
+        }
+        if c.batch_size == 0 {
+            return bad("cache.strategies.clearing.batch_size", "a positive integer");
+        }
         let b = &self.raw.cache.strategies.backup;
         if !["hourly", "daily", "weekly"].contains(&b.frequency.as_str()) {
             return bad(
@@ -400,6 +449,18 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Types the `selective` strategy preserves and size-based eviction never empties.
+    pub fn preserved_types(&self) -> Vec<String> {
+        match &self.raw.cache.strategies.clearing.preserve {
+            Some(list) => list.clone(),
+            None => ["ai_category_cache", "linking_map"]
+                .iter()
+                .filter(|t| self.raw.cache.cache_types.contains_key(**t))
+                .map(|t| t.to_string())
+                .collect(),
+        }
     }
 
     /// Absolute path of a schema file named in the config (relative to the config's folder).

@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod check;
 pub mod chunk;
+pub mod clear;
 pub mod compare;
 pub mod config;
 pub mod error;

@@ -50,6 +50,12 @@ pub enum Command {
     Forget(Box<ForgetArgs>),
     /// Remove data no snapshot references; repack mostly-unused archives.
     Prune(PruneArgs),
+    /// Clear caches by strategy, after a verified pre-clear snapshot.
+    Clear(ClearArgs),
+    /// Put back what a clear removed or rewrote (default: the last clear).
+    Undo(UndoArgs),
+    /// After a clear, restore the most recently used entries (or the config's priority list).
+    Warm(WarmArgs),
     /// Inspect the config file.
     Config {
         /// What to do with it.
@@ -218,4 +224,46 @@ pub struct DemoArgs {
     /// Working folder (recreated).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `clear`.
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    /// full, selective, ttl, size_based, smart_selective, archive_old or performance_aware
+    /// (default: the config's `strategies.clearing.default`).
+    #[arg(long, value_name = "S")]
+    pub strategy: Option<String>,
+    /// Only this cache type (repeatable).
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Clear as if it were TIME (TTL ages are computed from it).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    /// performance_aware: use this 1-minute load average instead of /proc/loadavg.
+    #[arg(long, value_name = "LOAD")]
+    pub load_average: Option<f64>,
+}
+
+/// `undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The clear to undo (id or unique prefix; default: the last one).
+    pub clear_id: Option<String>,
+    /// Overwrite files changed since the clear.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `warm`.
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// The clear to warm from (default: the last one).
+    #[arg(long = "from", value_name = "CLEAR_ID")]
+    pub from: Option<String>,
+    /// How many entries to restore.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub top: usize,
 }

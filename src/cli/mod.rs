@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod clear;
 mod demo;
 mod forget;
 mod progress;
@@ -35,6 +36,8 @@ pub mod exit {
     pub const CORRUPT: u8 = 3;
     /// Another process holds the repository lock and waiting ran out.
     pub const LOCKED: u8 = 4;
+    /// `clear --strategy performance_aware` deferred: the machine is busy; nothing changed.
+    pub const DEFERRED: u8 = 5;
 }
 
 /// Global context every command gets.
@@ -118,6 +121,9 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         Command::Check(_) => "check",
         Command::Forget(a) if !a.dry_run => "forget",
         Command::Prune(a) if !a.dry_run => "prune",
+        Command::Clear(a) if !a.dry_run => "clear",
+        Command::Undo(_) => "undo",
+        Command::Warm(_) => "warm",
         _ => return,
     };
     let Ok(repo) = ctx.open_repo() else { return };
@@ -198,6 +204,9 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Check(a) => check::check(ctx, a),
         Command::Forget(a) => forget::forget(ctx, a),
         Command::Prune(a) => forget::prune(ctx, a),
+        Command::Clear(a) => clear::clear(ctx, a),
+        Command::Undo(a) => clear::undo(ctx, a),
+        Command::Warm(a) => clear::warm(ctx, a),
         Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
     }

@@ -132,3 +132,75 @@ pub fn json_array(records: usize, seed: u64) -> String {
     s.push_str("\n]\n");
     s
 }
+
+/// The shipped config and schemas beside a copy of the fixture tree in `t`; returns the
+/// config path. Every file's mtime and atime is set to `mtime` (seconds since the epoch).
+pub fn config_tree(t: &TestDir, mtime: i64) -> PathBuf {
+    let root = t.join("OUTPUTS");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS");
+    for de in walkdir::WalkDir::new(&src) {
+        let de = de.unwrap();
+        let to = root.join(de.path().strip_prefix(&src).unwrap());
+        if de.file_type().is_dir() {
+            fs::create_dir_all(&to).unwrap();
+        } else {
+            fs::copy(de.path(), &to).unwrap();
+            set_times(&to, mtime, mtime);
+        }
+    }
+    let cfg_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    fs::copy(cfg_src.join("cachevault.json"), t.join("cachevault.json")).unwrap();
+    fs::create_dir_all(t.join("schemas")).unwrap();
+    for e in fs::read_dir(cfg_src.join("schemas")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), t.join("schemas").join(e.file_name())).unwrap();
+    }
+    t.join("cachevault.json")
+}
+
+/// Sets a file's access and modification times (seconds since the epoch).
+pub fn set_times(p: &Path, atime: i64, mtime: i64) {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(atime as u64);
+    let mt = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64);
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_times(fs::FileTimes::new().set_accessed(at).set_modified(mt))
+        .unwrap();
+}
+
+/// Runs with `--config cfg --json`, asserts the exit code, returns the document.
+pub fn json_cfg(cfg: &Path, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["--config", cfg.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "cachevault {all:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Every regular file under `root`, relative, sorted.
+pub fn files_under(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
