@@ -97,11 +97,9 @@ impl From<&str> for RelPath {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum RelPathRepr {
-    Text(String),
-    Bytes { bytes: String },
+#[derive(Serialize)]
+struct RelPathBytes {
+    bytes: String,
 }
 
 impl Serialize for RelPath {
@@ -110,7 +108,7 @@ impl Serialize for RelPath {
             Ok(t) => s.serialize_str(t),
             Err(_) => {
                 let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-                RelPathRepr::Bytes { bytes: hex }.serialize(s)
+                RelPathBytes { bytes: hex }.serialize(s)
             }
         }
     }
@@ -118,20 +116,47 @@ impl Serialize for RelPath {
 
 impl<'de> Deserialize<'de> for RelPath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match RelPathRepr::deserialize(d)? {
-            RelPathRepr::Text(t) => Ok(RelPath(t.into_bytes())),
-            RelPathRepr::Bytes { bytes } => {
-                if bytes.len() % 2 != 0 {
-                    return Err(serde::de::Error::custom("odd-length hex path"));
+        // A hand-written visitor: serde's untagged enums buffer every value first, and paths
+        // are the bulk of a manifest.
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RelPath;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path string or {\"bytes\": \"<hex>\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RelPath, E> {
+                Ok(RelPath(v.as_bytes().to_vec()))
+            }
+            fn visit_string<E: serde::de::Error>(
+                self,
+                v: String,
+            ) -> std::result::Result<RelPath, E> {
+                Ok(RelPath(v.into_bytes()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RelPath, A::Error> {
+                let mut out = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key != "bytes" {
+                        return Err(serde::de::Error::unknown_field(&key, &["bytes"]));
+                    }
+                    let hex: std::borrow::Cow<'de, str> = map.next_value()?;
+                    if hex.len() % 2 != 0 {
+                        return Err(serde::de::Error::custom("odd-length hex path"));
+                    }
+                    let bytes = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                        .collect::<std::result::Result<Vec<u8>, _>>()
+                        .map_err(serde::de::Error::custom)?;
+                    out = Some(RelPath(bytes));
                 }
-                (0..bytes.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&bytes[i..i + 2], 16))
-                    .collect::<std::result::Result<Vec<u8>, _>>()
-                    .map(RelPath)
-                    .map_err(serde::de::Error::custom)
+                out.ok_or_else(|| serde::de::Error::missing_field("bytes"))
             }
         }
+        d.deserialize_any(V)
     }
 }
 

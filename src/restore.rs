@@ -275,27 +275,36 @@ fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
 }
 
 /// Writes `e` beneath `target`, whose parent folders were checked (no symlinks) before.
-/// The temp file is created with O_EXCL|O_NOFOLLOW; renaming onto an existing symlink replaces
-/// the link itself, and onto a folder fails, so no write is ever redirected.
+/// The content goes into an unnamed file (O_TMPFILE) that gets its name only once verified
+/// (one directory update instead of create + rename); where O_TMPFILE is unsupported, into a
+/// temp file created with O_EXCL|O_NOFOLLOW and renamed. Renaming onto an existing symlink
+/// replaces the link itself, and onto a folder fails, so no write is ever redirected.
 fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result<()> {
     let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
-    let tmp = temp_in(&dir, &name);
+    let (mut f, named_tmp) = match create_unnamed(&dir) {
+        Some(f) => (f, None),
+        None => {
+            let tmp = temp_in(&dir, &name);
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(Error::io(&tmp))?;
+            (f, Some(tmp))
+        }
+    };
+    let shown = named_tmp.clone().unwrap_or_else(|| dir.clone());
     let result = (|| {
-        let mut f: File = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(Error::io(&tmp))?;
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         for b in &e.blobs {
             let data = reader.read(b)?;
             hasher.update(&data);
             written += data.len() as u64;
-            f.write_all(&data).map_err(Error::io(&tmp))?;
+            f.write_all(&data).map_err(Error::io(&shown))?;
         }
         let actual = BlobId::from(hasher.finalize());
         if written != e.size || Some(actual) != e.hash {
@@ -307,16 +316,52 @@ fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result
             )));
         }
         f.set_permissions(fs::Permissions::from_mode(safe_mode(e.mode)))
-            .map_err(Error::io(&tmp))?;
+            .map_err(Error::io(&shown))?;
         f.set_modified(time_of(e.mtime_ns))
-            .map_err(Error::io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &dest).map_err(Error::io(&dest))
+            .map_err(Error::io(&shown))?;
+        match &named_tmp {
+            Some(tmp) => fs::rename(tmp, &dest).map_err(Error::io(&dest)),
+            None => publish(&f, &dir, &name, &dest),
+        }
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let (Err(_), Some(tmp)) = (&result, &named_tmp) {
+        let _ = fs::remove_file(tmp);
     }
     result
+}
+
+/// An unnamed file in `dir`, or None where the file system does not support O_TMPFILE.
+fn create_unnamed(dir: &Path) -> Option<File> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    openat(
+        CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ok()
+    .map(File::from)
+}
+
+/// Gives a verified unnamed file its name; over an existing file, through a temp name and
+/// an atomic rename.
+fn publish(f: &File, dir: &Path, name: &[u8], dest: &Path) -> Result<()> {
+    use rustix::fs::{linkat, AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+    match linkat(CWD, proc.as_str(), CWD, dest, AtFlags::SYMLINK_FOLLOW) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::EXIST => {
+            let tmp = temp_in(dir, name);
+            linkat(CWD, proc.as_str(), CWD, &tmp, AtFlags::SYMLINK_FOLLOW)
+                .map_err(|e| Error::io(&tmp)(e.into()))?;
+            fs::rename(&tmp, dest).map_err(|err| {
+                let _ = fs::remove_file(&tmp);
+                Error::io(dest)(err)
+            })
+        }
+        Err(e) => Err(Error::io(dest)(e.into())),
+    }
 }
 
 fn refuse_folder(dest: &Path) -> Result<()> {

@@ -98,8 +98,10 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
         let start = root.join(inc.to_path());
         let walker = walkdir::WalkDir::new(&start)
             .follow_links(false)
-            .sort_by_file_name()
             .min_depth(if inc.0.is_empty() { 1 } else { 0 });
+        // Walk (readdir gives names and types), then stat in parallel: the stat calls are
+        // most of a walk's cost, and a cache folder holds tens of thousands of files.
+        let mut found: Vec<(RelPath, walkdir::DirEntry)> = Vec::new();
         let mut it = walker.into_iter();
         while let Some(item) = it.next() {
             let de = match item {
@@ -130,47 +132,70 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
                 Ok(r) => RelPath(r.as_os_str().as_bytes().to_vec()),
                 Err(_) => continue,
             };
-            if !seen.insert(rel.clone()) {
-                continue;
+            if seen.insert(rel.clone()) {
+                found.push((rel, de));
             }
-            let meta = match de.metadata() {
-                Ok(m) => m,
-                Err(e) => {
-                    out.errors.push(format!("{}: {e}", de.path().display()));
-                    continue;
-                }
-            };
-            let ft = de.file_type();
-            let (kind, target) = if ft.is_file() {
-                (EntryKind::File, None)
-            } else if ft.is_dir() {
-                (EntryKind::Dir, None)
-            } else if ft.is_symlink() {
-                match std::fs::read_link(de.path()) {
-                    Ok(t) => (
-                        EntryKind::Symlink,
-                        Some(RelPath(t.as_os_str().as_bytes().to_vec())),
-                    ),
-                    Err(e) => {
-                        out.errors.push(format!("{}: {e}", de.path().display()));
-                        continue;
-                    }
-                }
-            } else {
-                out.ignored.push(format!(
-                    "{}: not a file, folder or symlink",
-                    de.path().display()
-                ));
-                continue;
-            };
-            out.entries.push(ScannedEntry {
-                path: rel,
-                abs: de.path().to_path_buf(),
-                kind,
-                stat: Stat::of(&meta),
-                target,
-            });
+        }
+        use rayon::prelude::*;
+        let stated: Vec<std::result::Result<ScannedEntry, (bool, String)>> = found
+            .into_par_iter()
+            .map(|(rel, de)| stat_entry(rel, &de))
+            .collect();
+        for r in stated {
+            match r {
+                Ok(e) => out.entries.push(e),
+                Err((true, msg)) => out.ignored.push(msg),
+                Err((false, msg)) => out.errors.push(msg),
+            }
         }
     }
+    // Bytewise path order: deterministic, and every folder precedes its contents.
+    out.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     out
+}
+
+/// Stats one walked entry. Err((ignored, message)): `ignored` for special files and files
+/// that vanished, otherwise an error that makes the snapshot incomplete.
+fn stat_entry(
+    rel: RelPath,
+    de: &walkdir::DirEntry,
+) -> std::result::Result<ScannedEntry, (bool, String)> {
+    let meta = match de.metadata() {
+        Ok(m) => m,
+        Err(e) => {
+            let gone = e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound);
+            let what = if gone {
+                "vanished during the walk".to_string()
+            } else {
+                e.to_string()
+            };
+            return Err((gone, format!("{}: {what}", de.path().display())));
+        }
+    };
+    let ft = de.file_type();
+    let (kind, target) = if ft.is_file() {
+        (EntryKind::File, None)
+    } else if ft.is_dir() {
+        (EntryKind::Dir, None)
+    } else if ft.is_symlink() {
+        match std::fs::read_link(de.path()) {
+            Ok(t) => (
+                EntryKind::Symlink,
+                Some(RelPath(t.as_os_str().as_bytes().to_vec())),
+            ),
+            Err(e) => return Err((false, format!("{}: {e}", de.path().display()))),
+        }
+    } else {
+        return Err((
+            true,
+            format!("{}: not a file, folder or symlink", de.path().display()),
+        ));
+    };
+    Ok(ScannedEntry {
+        path: rel,
+        abs: de.path().to_path_buf(),
+        kind,
+        stat: Stat::of(&meta),
+        target,
+    })
 }

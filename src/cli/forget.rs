@@ -118,7 +118,19 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
             "keep": keep.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339(), "reasons": d.reasons})).collect::<Vec<_>>(),
             "remove": remove.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339()})).collect::<Vec<_>>(),
         }));
-        human.push_str(&format!("\nsnapshots of {}:\n", g.key.paths.join(", ")));
+        // The key holds the root first, then the included paths (often just the root).
+        let mut shown: Vec<&String> = g.key.paths.iter().skip(1).collect();
+        if shown.is_empty() || shown == [&g.key.paths[0]] {
+            shown = vec![&g.key.paths[0]];
+        }
+        human.push_str(&format!(
+            "\nsnapshots of {}:\n",
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         let rows: Vec<Vec<String>> = keep
             .iter()
             .map(|d| {

@@ -72,6 +72,7 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    let quiet = cli.quiet;
     let started = std::time::Instant::now();
     let start_time = now();
     let result = Ctx::new(cli).and_then(|ctx| {
@@ -85,6 +86,8 @@ pub fn main() -> ExitCode {
                 let mut s = serde_json::to_string_pretty(&out.json).expect("json value serialises");
                 s.push('\n');
                 s
+            } else if quiet {
+                String::new()
             } else {
                 out.human
             };

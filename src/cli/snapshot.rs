@@ -108,7 +108,7 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
                 "paths": m.paths,
                 "tags": m.tags,
                 "complete": m.complete,
-                "files": m.entries.iter().filter(|e| e.kind == EntryKind::File).count(),
+                "files": m.file_count(),
                 "bytes": m.summary.bytes_total,
                 "bytes_added": m.summary.bytes_added,
             })
