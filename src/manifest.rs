@@ -143,7 +143,7 @@ impl<'de> Deserialize<'de> for RelPath {
                         return Err(serde::de::Error::unknown_field(&key, &["bytes"]));
                     }
                     let hex: std::borrow::Cow<'de, str> = map.next_value()?;
-                    if hex.len() % 2 != 0 {
+                    if !hex.len().is_multiple_of(2) {
                         return Err(serde::de::Error::custom("odd-length hex path"));
                     }
                     let bytes = (0..hex.len())
