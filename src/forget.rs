@@ -139,3 +139,29 @@ pub fn apply(repo: &Repository, plan: &[GroupPlan]) -> Result<Vec<BlobId>> {
     }
     Ok(removed)
 }
+
+/// The config's retention policy (`strategies.backup.retention_policy`).
+pub fn config_policy(cfg: &crate::config::Config) -> KeepPolicy {
+    let r = &cfg.raw.cache.strategies.backup.retention_policy;
+    KeepPolicy {
+        daily: r.daily_backups,
+        weekly: r.weekly_backups,
+        monthly: r.monthly_backups,
+        ..KeepPolicy::default()
+    }
+}
+
+/// The rule retention policies cannot express: `pre-clear` and `archive` snapshots younger
+/// than `backup_retention_days` are kept, so a burst of clears on one day is not thinned
+/// away by keep-daily before anyone can undo them.
+pub fn preclear_rule(
+    cfg: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> impl Fn(&Manifest) -> Option<String> {
+    let days = cfg.raw.cache.global_settings.backup_retention_days;
+    move |m: &Manifest| {
+        let protected = m.tags.iter().any(|t| t == "pre-clear" || t == "archive");
+        (protected && now.signed_duration_since(m.time) < chrono::Duration::days(days))
+            .then(|| format!("pre-clear within {days}d"))
+    }
+}

@@ -26,6 +26,7 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod scan;
+pub mod schedule;
 pub mod snapshot;
 pub mod store;
 

@@ -57,10 +57,7 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
     if policy.is_empty() {
         match &ctx.config {
             Some(cfg) => {
-                let r = &cfg.raw.cache.strategies.backup.retention_policy;
-                policy.daily = r.daily_backups;
-                policy.weekly = r.weekly_backups;
-                policy.monthly = r.monthly_backups;
+                policy = forget::config_policy(cfg);
                 source = "config";
             }
             None => bail!(
@@ -84,18 +81,12 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
     };
     let _lock = ctx.lock(&repo, kind, "forget")?;
     let all = snapshot::list(&repo)?;
-    // Pre-clear snapshots stay for backup_retention_days, whatever the rules say, so a
-    // burst of clears on one day is not thinned away before anyone can undo them.
-    let keep_days = ctx
+    let utc_now = now.with_timezone(&chrono::Utc);
+    let rule = ctx
         .config
         .as_ref()
-        .map(|c| c.raw.cache.global_settings.backup_retention_days);
-    let extra = |m: &cachevault::Manifest| -> Option<String> {
-        let days = keep_days?;
-        let protected = m.tags.iter().any(|t| t == "pre-clear" || t == "archive");
-        (protected && now.signed_duration_since(m.time) < chrono::Duration::days(days))
-            .then(|| format!("pre-clear within {days}d"))
-    };
+        .map(|c| forget::preclear_rule(c, utc_now));
+    let extra = |m: &cachevault::Manifest| rule.as_ref().and_then(|r| r(m));
     let plan = forget::plan(
         &all,
         &policy,

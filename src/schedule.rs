@@ -1,0 +1,206 @@
+//! Scheduled jobs for `run-due`: which of backup, clearing, validation and optimization are
+//! due at `now`, given when each last ran (kept in `REPO/schedule.json`). Pure planning plus
+//! the small state file; running the jobs is the caller's business.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, FixedOffset, Timelike};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::repo::Repository;
+
+/// A scheduled job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    /// Snapshot the backup-enabled types (`strategies.backup.frequency`).
+    Backup,
+    /// Clear by the scheduled strategy (`strategies.clearing.schedule.cron`).
+    Clearing,
+    /// Validate the cache files (`validation_interval_hours`).
+    Validation,
+    /// Forget by the retention policy, prune, enforce size limits (`optimization_interval_hours`).
+    Optimization,
+}
+
+impl Job {
+    /// Every job, in the order `run-due` runs them.
+    pub const ALL: [Job; 4] = [
+        Job::Backup,
+        Job::Clearing,
+        Job::Validation,
+        Job::Optimization,
+    ];
+
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Backup => "backup",
+            Job::Clearing => "clearing",
+            Job::Validation => "validation",
+            Job::Optimization => "optimization",
+        }
+    }
+}
+
+/// When each job last ran successfully.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// Last successful run per job.
+    #[serde(default)]
+    pub last_run: BTreeMap<Job, DateTime<FixedOffset>>,
+}
+
+/// Why a job is (not) due.
+#[derive(Debug, Clone, Serialize)]
+pub struct Due {
+    /// The job.
+    pub job: Job,
+    /// Whether it runs now.
+    pub due: bool,
+    /// In plain words.
+    pub reason: String,
+}
+
+fn same_period(frequency: &str, a: DateTime<FixedOffset>, b: DateTime<FixedOffset>) -> bool {
+    // Periods are calendar periods in the time's own offset: a daily backup at 02:00:05
+    // yesterday does not stop one at 02:00:01 today.
+    match frequency {
+        "hourly" => a.date_naive() == b.date_naive() && a.hour() == b.hour(),
+        "weekly" => a.iso_week() == b.iso_week(),
+        _ => a.date_naive() == b.date_naive(),
+    }
+}
+
+/// Decides which jobs are due at `now`. Pure.
+///
+/// # Errors
+/// A cron expression that does not parse (the config check refuses those first).
+pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> Result<Vec<Due>> {
+    let c = &cfg.raw.cache;
+    let mut out = Vec::new();
+    let last = |j: Job| state.last_run.get(&j).copied();
+    // Backup.
+    let b = &c.strategies.backup;
+    out.push(match (b.enabled, last(Job::Backup)) {
+        (false, _) => Due {
+            job: Job::Backup,
+            due: false,
+            reason: "backups are disabled".into(),
+        },
+        (true, Some(l)) if same_period(&b.frequency, l, now) => Due {
+            job: Job::Backup,
+            due: false,
+            reason: format!(
+                "already ran this {} period, at {}",
+                b.frequency,
+                l.to_rfc3339()
+            ),
+        },
+        (true, l) => Due {
+            job: Job::Backup,
+            due: true,
+            reason: match l {
+                Some(l) => format!("{} backup; last at {}", b.frequency, l.to_rfc3339()),
+                None => format!("{} backup; never ran", b.frequency),
+            },
+        },
+    });
+    // Clearing: due when the cron fired after the last run (first time: within the last day).
+    let s = &c.strategies.clearing.schedule;
+    out.push(if !s.enabled {
+        Due {
+            job: Job::Clearing,
+            due: false,
+            reason: "scheduled clearing is disabled".into(),
+        }
+    } else {
+        let cron = crate::config::parse_cron(&s.cron)
+            .map_err(|e| Error::Invalid(format!("cache.strategies.clearing.schedule.cron: {e}")))?;
+        let since = last(Job::Clearing).unwrap_or(now - chrono::Duration::days(1));
+        let next = cron.find_next_occurrence(&since, false).ok();
+        match next {
+            Some(t) if t <= now => Due {
+                job: Job::Clearing,
+                due: true,
+                reason: format!(
+                    "cron {:?} fired at {} ({})",
+                    s.cron,
+                    t.to_rfc3339(),
+                    s.strategy
+                ),
+            },
+            Some(t) => Due {
+                job: Job::Clearing,
+                due: false,
+                reason: format!("next at {} (cron {:?})", t.to_rfc3339(), s.cron),
+            },
+            None => Due {
+                job: Job::Clearing,
+                due: false,
+                reason: format!("cron {:?} never fires", s.cron),
+            },
+        }
+    });
+    // Interval jobs.
+    let g = &c.global_settings;
+    for (job, hours) in [
+        (Job::Validation, g.validation_interval_hours),
+        (Job::Optimization, g.optimization_interval_hours),
+    ] {
+        out.push(match last(job) {
+            Some(l) if now < l + chrono::Duration::hours(hours) => Due {
+                job,
+                due: false,
+                reason: format!(
+                    "every {hours} h; next after {}",
+                    (l + chrono::Duration::hours(hours)).to_rfc3339()
+                ),
+            },
+            Some(l) => Due {
+                job,
+                due: true,
+                reason: format!("every {hours} h; last at {}", l.to_rfc3339()),
+            },
+            None => Due {
+                job,
+                due: true,
+                reason: format!("every {hours} h; never ran"),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn state_path(repo: &Repository) -> std::path::PathBuf {
+    repo.root().join("schedule.json")
+}
+
+/// Reads the schedule state (empty when absent).
+///
+/// # Errors
+/// I/O errors; a state file that does not parse is corruption.
+pub fn load_state(repo: &Repository) -> Result<ScheduleState> {
+    let p = state_path(repo);
+    match std::fs::read(&p) {
+        Ok(b) => {
+            serde_json::from_slice(&b).map_err(|e| Error::corrupt(format!("{}: {e}", p.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScheduleState::default()),
+        Err(e) => Err(Error::io(&p)(e)),
+    }
+}
+
+/// Writes the schedule state atomically.
+///
+/// # Errors
+/// I/O errors.
+pub fn save_state(repo: &Repository, s: &ScheduleState) -> Result<()> {
+    fsutil::write_atomic(
+        &state_path(repo),
+        &serde_json::to_vec_pretty(s).expect("state serialises"),
+    )
+}
