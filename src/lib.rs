@@ -26,6 +26,7 @@ pub mod restore;
 pub mod retention;
 pub mod scan;
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};
