@@ -16,6 +16,7 @@ pub mod error;
 pub mod fault;
 pub mod forget;
 pub mod fsutil;
+pub mod health;
 pub mod id;
 pub mod journal;
 pub mod manifest;
