@@ -12,6 +12,7 @@ pub mod check;
 pub mod chunk;
 pub mod compare;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod fault;
 pub mod forget;
