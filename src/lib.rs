@@ -15,6 +15,7 @@ pub mod config;
 pub mod diff;
 pub mod error;
 pub mod fault;
+pub mod find;
 pub mod forget;
 pub mod fsutil;
 pub mod health;
