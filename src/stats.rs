@@ -294,10 +294,32 @@ pub fn repo_usage(repo: &Repository) -> Result<RepoUsage> {
     })
 }
 
-/// Raw (uncompressed) bytes of every distinct blob the indexes list: file content plus the
-/// snapshots' entry lists, each stored once.
-pub fn unique_blob_bytes(index: &BlobIndex) -> u64 {
-    index.blobs.values().map(|l| l.length).sum()
+/// Raw (uncompressed) bytes of the distinct blobs stored, each counted once.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct BlobBytes {
+    /// File content (every blob that is not an entry list; blobs no snapshot uses any more
+    /// count until prune removes them).
+    pub content: u64,
+    /// The snapshots' entry lists.
+    pub entry_lists: u64,
+}
+
+/// Splits the blobs `index` lists into content and entry lists (the tree blobs the snapshot
+/// headers name). Pure.
+pub fn blob_bytes(index: &BlobIndex, snapshots: &[(BlobId, Manifest)]) -> BlobBytes {
+    let trees: crate::id::IdSet = snapshots
+        .iter()
+        .flat_map(|(_, m)| m.tree.blobs.iter().copied())
+        .collect();
+    let mut out = BlobBytes::default();
+    for (id, loc) in &index.blobs {
+        if trees.contains(id) {
+            out.entry_lists += loc.length;
+        } else {
+            out.content += loc.length;
+        }
+    }
+    out
 }
 
 /// What the repository added over one recent window.
@@ -334,11 +356,15 @@ pub struct RepoStats {
     /// Sum over snapshots of their file content (`bytes_total`): what the snapshots would
     /// take without deduplication or compression.
     pub bytes_before_dedup: u64,
-    /// Raw bytes of the distinct blobs stored (see [`unique_blob_bytes`]).
+    /// Raw bytes of the distinct file-content blobs stored: the file content after
+    /// deduplication, before compression.
     pub unique_bytes: u64,
+    /// Raw bytes of the distinct entry-list blobs stored (snapshot metadata).
+    pub entry_list_bytes: u64,
     /// `bytes_before_dedup / unique_bytes`.
     pub dedup_ratio: Option<f64>,
-    /// `unique_bytes / stored.archives`.
+    /// `(unique_bytes + entry_list_bytes) / stored.archives`: raw blob bytes per byte of
+    /// archive on disk.
     pub compression_ratio: Option<f64>,
     /// `bytes_before_dedup / stored_bytes`: both together.
     pub total_ratio: Option<f64>,
@@ -353,11 +379,11 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
 }
 
 /// Repository statistics from snapshot headers (oldest first, as [`crate::snapshot::list`]
-/// returns them), the measured usage and the unique blob bytes, at `now`. Pure.
+/// returns them), the measured usage and the distinct blob bytes, at `now`. Pure.
 pub fn repo_stats(
     snapshots: &[(BlobId, Manifest)],
     usage: RepoUsage,
-    unique_bytes: u64,
+    blobs: BlobBytes,
     now: DateTime<Utc>,
 ) -> RepoStats {
     let bytes_before_dedup: u64 = snapshots.iter().map(|(_, m)| m.summary.bytes_total).sum();
@@ -387,9 +413,10 @@ pub fn repo_stats(
         stored_bytes: usage.total(),
         stored: usage,
         bytes_before_dedup,
-        unique_bytes,
-        dedup_ratio: ratio(bytes_before_dedup, unique_bytes),
-        compression_ratio: ratio(unique_bytes, usage.archives),
+        unique_bytes: blobs.content,
+        entry_list_bytes: blobs.entry_lists,
+        dedup_ratio: ratio(bytes_before_dedup, blobs.content),
+        compression_ratio: ratio(blobs.content + blobs.entry_lists, usage.archives),
         total_ratio: ratio(bytes_before_dedup, usage.total()),
         growth,
         last_snapshot: snapshots
@@ -410,12 +437,8 @@ pub fn gather_repo(repo: &Repository, now: DateTime<Utc>) -> Result<RepoStats> {
     let snapshots = crate::snapshot::list(repo)?;
     let index = BlobIndex::load(repo)?;
     let usage = repo_usage(repo)?;
-    Ok(repo_stats(
-        &snapshots,
-        usage,
-        unique_blob_bytes(&index),
-        now,
-    ))
+    let blobs = blob_bytes(&index, &snapshots);
+    Ok(repo_stats(&snapshots, usage, blobs, now))
 }
 
 /// Everything `stats` reports.
@@ -552,7 +575,7 @@ pub fn prometheus(stats: &Stats) -> String {
         );
         family(
             "repository_unique_bytes",
-            "Raw bytes of the distinct blobs stored.",
+            "Raw bytes of the distinct file-content blobs stored (after dedup, before compression).",
             one(r.unique_bytes as f64),
         );
         family(
@@ -562,7 +585,7 @@ pub fn prometheus(stats: &Stats) -> String {
         );
         family(
             "repository_compression_ratio",
-            "unique_bytes / bytes of the archives on disk.",
+            "Raw bytes of all distinct blobs / bytes of the archives on disk.",
             maybe(r.compression_ratio),
         );
         family(
@@ -704,7 +727,11 @@ mod tests {
             index: 50,
             snapshots: 50,
         };
-        let r = repo_stats(&snaps, usage, 1500, now);
+        let blobs = BlobBytes {
+            content: 1500,
+            entry_lists: 0,
+        };
+        let r = repo_stats(&snaps, usage, blobs, now);
         assert_eq!(r.snapshots, 3);
         assert_eq!(r.stored_bytes, 600);
         assert_eq!(r.bytes_before_dedup, 3000);
@@ -716,7 +743,7 @@ mod tests {
         assert_eq!(r.growth["30d"].bytes_added, 100);
         assert_eq!(r.growth["30d"].bytes_per_day, 100.0 / 30.0);
         assert_eq!(r.last_snapshot.unwrap().id, BlobId([3; 32]));
-        let empty = repo_stats(&[], RepoUsage::default(), 0, now);
+        let empty = repo_stats(&[], RepoUsage::default(), BlobBytes::default(), now);
         assert_eq!(empty.dedup_ratio, None);
         assert!(empty.last_snapshot.is_none());
     }
@@ -737,7 +764,12 @@ mod tests {
             now,
             total: Some(total_stats(&types, 5.0)),
             cache_types: types,
-            repository: Some(repo_stats(&[], RepoUsage::default(), 0, now)),
+            repository: Some(repo_stats(
+                &[],
+                RepoUsage::default(),
+                BlobBytes::default(),
+                now,
+            )),
         });
         assert!(text.contains("cachevault_cache_files{cache_type=\"we\\\"ird\"} 0\n"));
         assert!(text.contains("cachevault_cache_limit_bytes{cache_type=\"we\\\"ird\"} 1572864\n"));

@@ -208,7 +208,14 @@ fn render(ctx: &Ctx, s: &Stats) -> String {
                 "before dedup and compression".into(),
                 bytes(r.bytes_before_dedup),
             ],
-            vec!["unique blob data".into(), bytes(r.unique_bytes)],
+            vec![
+                "after dedup".into(),
+                format!(
+                    "{} (+ {} of entry lists)",
+                    bytes(r.unique_bytes),
+                    bytes(r.entry_list_bytes)
+                ),
+            ],
             vec!["dedup ratio".into(), ratio(r.dedup_ratio)],
             vec!["compression ratio".into(), ratio(r.compression_ratio)],
             vec!["overall ratio".into(), ratio(r.total_ratio)],
