@@ -115,6 +115,11 @@ fn forget_with_config_uses_its_retention_policy() {
         &cfg,
     )
     .unwrap();
+    // The config names its JSON Schemas relative to its own folder.
+    copy(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/schemas"),
+        &t.join("schemas"),
+    );
     let run_cfg = |args: &[&str], code: i32| {
         let mut all = vec!["--config", s(&cfg), "--json"];
         all.extend_from_slice(args);
