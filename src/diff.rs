@@ -15,7 +15,8 @@ use crate::manifest::{Entry, EntryKind, Manifest, RelPath};
 pub struct Presence {
     /// Path relative to the snapshot root.
     pub path: RelPath,
-    /// File, dir or symlink.
+    /// File, dir or symlink (`type` in JSON, as `ls` says).
+    #[serde(rename = "type")]
     pub kind: EntryKind,
     /// Size in bytes (0 for folders and symlinks).
     pub size: u64,
@@ -26,10 +27,11 @@ pub struct Presence {
 pub struct Modification {
     /// Path relative to the snapshot root.
     pub path: RelPath,
-    /// Kind in the second snapshot.
+    /// Kind in the second snapshot (`type` in JSON).
+    #[serde(rename = "type")]
     pub kind: EntryKind,
-    /// Kind in the first snapshot, when it differs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Kind in the first snapshot, when it differs (`type_before` in JSON).
+    #[serde(rename = "type_before", skip_serializing_if = "Option::is_none")]
     pub kind_before: Option<EntryKind>,
     /// Size in the first snapshot.
     pub size_before: u64,
@@ -54,7 +56,8 @@ pub struct Modification {
 pub struct MetadataChange {
     /// Path relative to the snapshot root.
     pub path: RelPath,
-    /// File, dir or symlink.
+    /// File, dir or symlink (`type` in JSON).
+    #[serde(rename = "type")]
     pub kind: EntryKind,
     /// Size (unchanged).
     pub size: u64,
