@@ -74,6 +74,33 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     result
 }
 
+/// Writes `data` to `path` atomically and durably like [`write_atomic`], leaving the file
+/// with exactly `mode`: for files outside the repository that other users must read (a
+/// metrics file scraped by an exporter running as another user). The mode is set
+/// explicitly because the umask would otherwise strip bits from it.
+pub fn write_atomic_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = temp_path_for(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(Error::io(&tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(Error::io(&tmp))?;
+        f.write_all(data).map_err(Error::io(&tmp))?;
+        f.sync_all().map_err(Error::io(&tmp))?;
+        drop(f);
+        persist(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Renames a synced temp file into place and fsyncs the directory.
 pub fn persist(tmp: &Path, path: &Path) -> Result<()> {
     fs::rename(tmp, path).map_err(Error::io(path))?;
@@ -119,4 +146,49 @@ pub fn list_names(dir: &Path, suffix: &str) -> Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Size and free space of a file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskSpace {
+    /// Total size in bytes.
+    pub total_bytes: u64,
+    /// Bytes available to unprivileged users (what a cache writer can still use; the
+    /// blocks reserved for root are not counted).
+    pub available_bytes: u64,
+}
+
+impl DiskSpace {
+    /// Available share of the total, in percent (100 for a file system of size 0).
+    pub fn available_pct(&self) -> f64 {
+        if self.total_bytes == 0 {
+            100.0
+        } else {
+            self.available_bytes as f64 * 100.0 / self.total_bytes as f64
+        }
+    }
+}
+
+/// Space on the file system holding `path`, or its nearest existing ancestor when `path`
+/// does not exist yet (a cache root or repository still to be created). `statvfs(3)` through
+/// rustix, which wraps it safely.
+///
+/// # Errors
+/// I/O errors naming the path asked about.
+pub fn disk_space(path: &Path) -> Result<DiskSpace> {
+    let mut probe = path;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => break,
+        }
+    }
+    let st = rustix::fs::statvfs(probe).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(DiskSpace {
+        total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        available_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+    })
 }

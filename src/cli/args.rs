@@ -64,6 +64,18 @@ pub enum Command {
     },
     /// Snapshot the shipped fixtures with the default config, verify, restore and compare.
     Demo(DemoArgs),
+    /// Files, bytes, ages, TTL and limits per cache type; repository size, ratios, growth.
+    Stats(StatsArgs),
+    /// Exit 0 when healthy, 1 on a warning, 2 when critical, with the reasons.
+    Health(HealthArgs),
+    /// What changed between two snapshots.
+    Diff(DiffArgs),
+    /// Every version of one file across snapshots, newest first.
+    Find(FindArgs),
+    /// The journal of operations: what, when, how long, result, bytes.
+    History(HistoryArgs),
+    /// Print a crontab line or systemd units that call `run-due`.
+    Schedule(ScheduleArgs),
 }
 
 /// `config` actions.
@@ -266,4 +278,67 @@ pub struct WarmArgs {
     /// How many entries to restore.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub top: usize,
+}
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Also write the statistics in node_exporter's textfile format to FILE (atomically,
+    /// mode 0644).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+    /// Compute ages and TTLs as if it were TIME.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+/// `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Judge ages as if it were TIME.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+/// `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// First (older) snapshot: full id, unique prefix, or `latest`.
+    pub a: String,
+    /// Second (newer) snapshot: full id, unique prefix, or `latest`.
+    pub b: String,
+}
+
+/// `find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Path relative to the snapshot root, or an absolute path under it.
+    pub path: PathBuf,
+}
+
+/// `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only the N most recent operations.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Only operations of this kind (`snapshot`, `prune`, ...).
+    #[arg(long, value_name = "NAME")]
+    pub operation: Option<String>,
+}
+
+/// `schedule`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["crontab", "systemd"])))]
+pub struct ScheduleArgs {
+    /// Print a crontab line.
+    #[arg(long)]
+    pub crontab: bool,
+    /// Print a systemd .service and .timer pair.
+    #[arg(long)]
+    pub systemd: bool,
+    /// Minutes between runs (1 to 60); `run-due` decides what is due each time.
+    #[arg(long, default_value_t = 15, value_name = "MINUTES",
+          value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub every: u32,
 }

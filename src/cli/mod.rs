@@ -5,10 +5,16 @@ mod args;
 mod check;
 mod clear;
 mod demo;
+mod diff;
+mod find;
 mod forget;
+mod health;
+mod history;
 mod progress;
 mod restore;
+mod schedule;
 mod snapshot;
+mod stats;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -212,6 +218,12 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Warm(a) => clear::warm(ctx, a),
         Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
+        Command::Stats(a) => stats::stats(ctx, a),
+        Command::Health(a) => health::health(ctx, a),
+        Command::Diff(a) => diff::diff(ctx, a),
+        Command::Find(a) => find::find(ctx, a),
+        Command::History(a) => history::history(ctx, a),
+        Command::Schedule(a) => schedule::schedule(ctx, a),
     }
 }
 

@@ -1,0 +1,101 @@
+//! `diff A B`.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use cachevault::diff;
+use cachevault::snapshot;
+use cachevault::store::BlobIndex;
+
+use super::args::DiffArgs;
+use super::{bytes, exit, Ctx, Outcome};
+
+pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let id_a = snapshot::resolve(&repo, &a.a)?;
+    let id_b = snapshot::resolve(&repo, &a.b)?;
+    let index = BlobIndex::load(&repo)?;
+    let ma = snapshot::load_with(&repo, &index, &id_a)
+        .with_context(|| format!("loading snapshot {}", id_a.short()))?;
+    let mb = snapshot::load_with(&repo, &index, &id_b)
+        .with_context(|| format!("loading snapshot {}", id_b.short()))?;
+    let d = diff::diff(&ma, &mb);
+
+    let mut doc = serde_json::to_value(&d)?;
+    let side = |id: &cachevault::BlobId, m: &cachevault::Manifest| json!({"id": id.to_hex(), "time": m.time.to_rfc3339(), "root": m.root});
+    doc["a"] = side(&id_a, &ma);
+    doc["b"] = side(&id_b, &mb);
+
+    let mut human = format!(
+        "comparing snapshot {} ({}) with {} ({})\n",
+        id_a.short(),
+        ma.time.format("%Y-%m-%d %H:%M:%S"),
+        id_b.short(),
+        mb.time.format("%Y-%m-%d %H:%M:%S")
+    );
+    if ma.root != mb.root {
+        human.push_str(&format!(
+            "note: the snapshots have different roots ({} and {}); paths are compared relative to each\n",
+            ma.root, mb.root
+        ));
+    }
+    let suffix = |kind: cachevault::EntryKind| match kind {
+        cachevault::EntryKind::Dir => "/",
+        _ => "",
+    };
+    for p in &d.added {
+        human.push_str(&format!(
+            "+    {}{}  ({})\n",
+            p.path.display(),
+            suffix(p.kind),
+            bytes(p.size)
+        ));
+    }
+    for p in &d.removed {
+        human.push_str(&format!(
+            "-    {}{}  ({})\n",
+            p.path.display(),
+            suffix(p.kind),
+            bytes(p.size)
+        ));
+    }
+    for m in &d.modified {
+        human.push_str(&format!(
+            "M    {}{}  ({} -> {})\n",
+            m.path.display(),
+            suffix(m.kind),
+            bytes(m.size_before),
+            bytes(m.size_after)
+        ));
+    }
+    for m in &d.metadata_changed {
+        let mut what = Vec::new();
+        if m.mode_before != m.mode_after {
+            what.push(format!("mode {:o} -> {:o}", m.mode_before, m.mode_after));
+        }
+        if m.mtime_before != m.mtime_after {
+            what.push(format!(
+                "mtime {} -> {}",
+                diff::mtime_text(m.mtime_before),
+                diff::mtime_text(m.mtime_after)
+            ));
+        }
+        human.push_str(&format!(
+            "U    {}{}  ({})\n",
+            m.path.display(),
+            suffix(m.kind),
+            what.join(", ")
+        ));
+    }
+    let s = &d.summary;
+    human.push_str(&format!(
+        "{} added ({}), {} removed ({}), {} modified, {} metadata only\n",
+        s.added,
+        bytes(s.bytes_added),
+        s.removed,
+        bytes(s.bytes_removed),
+        s.modified,
+        s.metadata_changed
+    ));
+    Ok(Outcome::new(doc, human, exit::OK))
+}

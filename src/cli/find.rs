@@ -1,0 +1,77 @@
+//! `find PATH`.
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde_json::json;
+
+use cachevault::store::BlobIndex;
+use cachevault::{diff, find, snapshot};
+
+use super::args::FindArgs;
+use super::{bytes, exit, table, Ctx, Outcome};
+
+pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
+    let repo = ctx.open_repo()?;
+    let headers = snapshot::list(&repo)?;
+    let total = headers.len();
+    // Only snapshots whose root can hold the path need their entries.
+    let candidates: Vec<_> = headers
+        .into_iter()
+        .filter(|(_, m)| find::path_in(m, &a.path).is_some())
+        .collect();
+    let index = BlobIndex::load(&repo)?;
+    let loaded: Vec<_> = candidates
+        .par_iter()
+        .map(|(id, _)| snapshot::load_with(&repo, &index, id).map(|m| (*id, m)))
+        .collect::<Result<_, _>>()?;
+    let versions = find::versions(&loaded, &a.path);
+
+    let docs: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            json!({
+                "snapshot": v.snapshot.to_hex(),
+                "short_id": v.snapshot.short(),
+                "time": v.time.to_rfc3339(),
+                "path": v.path,
+                "type": v.kind,
+                "size": v.size,
+                "hash": v.hash.map(|h| h.to_hex()),
+                "target": v.target,
+                "mode": format!("{:o}", v.mode),
+                "mtime": diff::mtime_text(v.mtime_ns),
+                "changed": v.changed,
+            })
+        })
+        .collect();
+    let human = if versions.is_empty() {
+        format!("{} is in none of the {total} snapshots\n", a.path.display())
+    } else {
+        let rows: Vec<Vec<String>> = versions
+            .iter()
+            .map(|v| {
+                vec![
+                    v.snapshot.short(),
+                    v.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    bytes(v.size),
+                    v.hash
+                        .map(|h| h.short())
+                        .or_else(|| v.target.as_ref().map(|t| format!("-> {}", t.display())))
+                        .unwrap_or_else(|| "-".into()),
+                    if v.changed { "*" } else { "" }.to_string(),
+                ]
+            })
+            .collect();
+        format!(
+            "{}in {} of {total} snapshots, {} distinct contents; newest first, * marks a change from the version below\n",
+            table(&["Snapshot", "Time", "Size", "Hash", "Changed"], &rows),
+            versions.len(),
+            versions.iter().filter(|v| v.changed).count(),
+        )
+    };
+    Ok(Outcome::new(
+        json!({"path": a.path, "order": "newest first", "versions": docs}),
+        human,
+        exit::OK,
+    ))
+}
