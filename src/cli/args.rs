@@ -56,6 +56,9 @@ pub enum Command {
     Undo(UndoArgs),
     /// After a clear, restore the most recently used entries (or the config's priority list).
     Warm(WarmArgs),
+    /// Run every scheduled job of the config that is due (backup, clearing, validation,
+    /// optimization), each at most once per period.
+    RunDue(RunDueArgs),
     /// Inspect the config file.
     Config {
         /// What to do with it.
@@ -341,4 +344,15 @@ pub struct ScheduleArgs {
     #[arg(long, default_value_t = 15, value_name = "MINUTES",
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub every: u32,
+}
+
+/// `run-due`.
+#[derive(Debug, Args)]
+pub struct RunDueArgs {
+    /// Decide and run as if it were TIME.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    /// Only report what is due.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -12,6 +12,7 @@ mod health;
 mod history;
 mod progress;
 mod restore;
+mod run_due;
 mod schedule;
 mod snapshot;
 mod stats;
@@ -133,6 +134,7 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         Command::Clear(a) if !a.dry_run => "clear",
         Command::Undo(_) => "undo",
         Command::Warm(_) => "warm",
+        Command::RunDue(a) if !a.dry_run => "run-due",
         _ => return,
     };
     let Ok(repo) = ctx.open_repo() else { return };
@@ -216,6 +218,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Clear(a) => clear::clear(ctx, a),
         Command::Undo(a) => clear::undo(ctx, a),
         Command::Warm(a) => clear::warm(ctx, a),
+        Command::RunDue(a) => run_due::run_due(ctx, a),
         Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
         Command::Stats(a) => stats::stats(ctx, a),

@@ -1,0 +1,156 @@
+//! `run-due`: runs each scheduled job of the config that is due, at most once per period,
+//! recording the last run in the repository (idempotent: a second call at the same time
+//! does nothing).
+
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{json, Value};
+
+use cachevault::clear::{self, ClearOptions, Strategy};
+use cachevault::config::Config;
+use cachevault::forget::{self, GroupBy};
+use cachevault::prune::{self, PruneOptions};
+use cachevault::schedule::{self, Job};
+use cachevault::snapshot::{self, SnapshotOptions};
+use cachevault::{LockKind, NoProgress, Repository};
+
+use super::args::RunDueArgs;
+use super::{exit, parse_time, Ctx, Outcome};
+
+pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
+    let cfg = ctx
+        .config
+        .clone()
+        .ok_or_else(|| anyhow!("run-due needs --config FILE (or CACHEVAULT_CONFIG): the schedule is in the config"))?;
+    let repo = ctx.open_repo()?;
+    let now = match &a.now {
+        Some(t) => parse_time(t)?,
+        None => super::now(),
+    };
+    // One exclusive lock for the whole run: jobs that delete (clearing, prune) need it, and
+    // holding it throughout keeps the schedule state consistent between concurrent timers.
+    let kind = if a.dry_run { LockKind::Shared } else { LockKind::Exclusive };
+    let _lock = ctx.lock(&repo, kind, "run-due")?;
+    let mut state = schedule::load_state(&repo)?;
+    let decisions = schedule::due(&cfg, &state, now)?;
+    let mut jobs = Vec::new();
+    let mut failed = 0;
+    let mut human = String::new();
+    for d in &decisions {
+        let mut doc = json!({"job": d.job.name(), "due": d.due, "reason": d.reason});
+        if !d.due || a.dry_run {
+            human.push_str(&format!("{:<12} {}  {}\n", d.job.name(), if d.due { "due" } else { "not due" }, d.reason));
+            jobs.push(doc);
+            continue;
+        }
+        let result = run_job(ctx, &repo, &cfg, d.job, now);
+        match result {
+            Ok((ran, summary)) => {
+                doc["ran"] = json!(ran);
+                doc["ok"] = json!(true);
+                doc["summary"] = summary;
+                if ran {
+                    state.last_run.insert(d.job, now);
+                    // Saved after each job: a crash later does not make it run twice.
+                    schedule::save_state(&repo, &state)?;
+                }
+                human.push_str(&format!(
+                    "{:<12} {}  {}\n",
+                    d.job.name(),
+                    if ran { "ran" } else { "deferred" },
+                    d.reason
+                ));
+            }
+            Err(e) => {
+                failed += 1;
+                doc["ran"] = json!(true);
+                doc["ok"] = json!(false);
+                doc["error"] = json!(format!("{e:#}"));
+                human.push_str(&format!("{:<12} FAILED  {e:#}\n", d.job.name()));
+            }
+        }
+        jobs.push(doc);
+    }
+    let code = if failed > 0 { exit::PARTIAL } else { exit::OK };
+    Ok(Outcome::new(
+        json!({"now": now.to_rfc3339(), "dry_run": a.dry_run, "jobs": jobs, "failed": failed}),
+        human,
+        code,
+    ))
+}
+
+/// Runs one job; Ok((false, _)) when it chose not to run (a clear deferred under load).
+fn run_job(ctx: &Ctx, repo: &Repository, cfg: &Config, job: Job, now: DateTime<FixedOffset>) -> Result<(bool, Value)> {
+    let utc: DateTime<Utc> = now.with_timezone(&Utc);
+    match job {
+        Job::Backup => {
+            let s = snapshot::create(
+                repo,
+                &SnapshotOptions {
+                    root: cfg.root.clone(),
+                    includes: cfg.backup_includes(),
+                    tags: vec!["scheduled".into()],
+                    time: now,
+                    hostname: super::hostname(),
+                    rehash: false,
+                    dry_run: false,
+                    parent: None,
+                },
+                &NoProgress,
+            )?;
+            if !s.skipped.is_empty() {
+                return Err(anyhow!("backup incomplete: {}", s.skipped.join("; ")));
+            }
+            Ok((true, json!({"snapshot": s.id.map(|i| i.to_hex()), "files_new": s.manifest.summary.files_new, "files_changed": s.manifest.summary.files_changed, "bytes_added": s.manifest.summary.bytes_added})))
+        }
+        Job::Clearing => {
+            let strategy: Strategy = cfg.raw.cache.strategies.clearing.schedule.strategy.parse()?;
+            let s = clear_with(ctx, repo, cfg, strategy, now)?;
+            Ok((!s.deferred, clear_summary(&s)))
+        }
+        Job::Validation => validation_job(cfg),
+        Job::Optimization => {
+            let all = snapshot::list(repo)?;
+            let policy = forget::config_policy(cfg);
+            let rule = forget::preclear_rule(cfg, utc);
+            let plan = forget::plan(&all, &policy, GroupBy { host: true, tags: false }, utc, &rule);
+            let removed = forget::apply(repo, &plan)?;
+            let pruned = prune::prune(repo, &PruneOptions { max_unused: 0.10, dry_run: false }, &NoProgress)?;
+            let sized = clear_with(ctx, repo, cfg, Strategy::SizeBased, now)?;
+            Ok((true, json!({"forgotten": removed.len(), "prune": pruned, "size_limits": clear_summary(&sized)})))
+        }
+    }
+}
+
+fn clear_with(ctx: &Ctx, repo: &Repository, cfg: &Config, strategy: Strategy, now: DateTime<FixedOffset>) -> Result<clear::ClearSummary> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()));
+    let _ = ctx;
+    Ok(clear::run(
+        repo,
+        cfg,
+        &ClearOptions {
+            strategy,
+            types: Vec::new(),
+            now,
+            hostname: super::hostname(),
+            dry_run: false,
+            load: load.map(|l| (l, cores)),
+        },
+        &NoProgress,
+    )?)
+}
+
+fn clear_summary(s: &clear::ClearSummary) -> Value {
+    json!({
+        "strategy": s.strategy.name(),
+        "clear_id": s.clear_id,
+        "deferred": s.deferred,
+        "deferred_reason": s.deferred_reason,
+        "done": s.done.len(),
+        "skipped": s.skipped.len(),
+        "bytes_freed": s.bytes_freed,
+    })
+}
