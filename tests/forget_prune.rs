@@ -109,12 +109,8 @@ fn forget_without_any_policy_refuses() {
 fn forget_with_config_uses_its_retention_policy() {
     let t = TestDir::new();
     fixture_tree(&t.join("OUTPUTS"));
-    let cfg = t.join("cachevault.json");
-    fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cachevault.json"),
-        &cfg,
-    )
-    .unwrap();
+    // The config names its schema files: copy them along with it.
+    let cfg = default_config(t.path());
     let run_cfg = |args: &[&str], code: i32| {
         let mut all = vec!["--config", s(&cfg), "--json"];
         all.extend_from_slice(args);

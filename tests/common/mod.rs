@@ -61,6 +61,22 @@ pub fn fixture_tree(dest: &Path) {
     add_awkward(&dest.join("cached_products/awkward"));
 }
 
+/// Copies the shipped config (`config/cachevault.json` and its `schemas/`) into `dest`, so that
+/// a `dest/OUTPUTS` tree is its cache root; returns the config file's path.
+pub fn default_config(dest: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for de in walkdir::WalkDir::new(&src) {
+        let de = de.unwrap();
+        let to = dest.join(de.path().strip_prefix(&src).unwrap());
+        if de.file_type().is_dir() {
+            fs::create_dir_all(&to).unwrap();
+        } else {
+            fs::copy(de.path(), &to).unwrap();
+        }
+    }
+    dest.join("cachevault.json")
+}
+
 /// A non-UTF-8 name, a symlink, an empty folder, an empty file, 0600 and 0755 modes.
 pub fn add_awkward(dir: &Path) {
     fs::create_dir_all(dir.join("empty-folder")).unwrap();
