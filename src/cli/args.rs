@@ -50,6 +50,8 @@ pub enum Command {
     Forget(Box<ForgetArgs>),
     /// Remove data no snapshot references; repack mostly-unused archives.
     Prune(PruneArgs),
+    /// Check every cache file: UTF-8, non-empty, parses, its type's schema and cache_version.
+    Validate(ValidateArgs),
     /// Inspect the config file.
     Config {
         /// What to do with it.
@@ -210,6 +212,14 @@ pub struct CheckArgs {
     /// Read a share of the archives, e.g. `10%` or `10`.
     #[arg(long, value_name = "PCT")]
     pub read_data_subset: Option<String>,
+}
+
+/// `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Only this cache type (repeatable); default: every type with validation enabled.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `demo`.

@@ -8,6 +8,7 @@ mod forget;
 mod progress;
 mod restore;
 mod snapshot;
+mod validate;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -198,6 +199,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Check(a) => check::check(ctx, a),
         Command::Forget(a) => forget::forget(ctx, a),
         Command::Prune(a) => forget::prune(ctx, a),
+        Command::Validate(a) => validate::validate(ctx, a),
         Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
     }
