@@ -2,4 +2,5 @@
 //! files against their type's rules, and repairing invalid ones from snapshot history.
 //! Nothing here prints; the binary renders the reports.
 
+pub mod repair;
 pub mod validate;

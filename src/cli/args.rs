@@ -52,6 +52,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Check every cache file: UTF-8, non-empty, parses, its type's schema and cache_version.
     Validate(ValidateArgs),
+    /// Replace invalid cache files by their newest valid snapshot version; quarantine the rest.
+    Repair(RepairArgs),
     /// Inspect the config file.
     Config {
         /// What to do with it.
@@ -220,6 +222,17 @@ pub struct ValidateArgs {
     /// Only this cache type (repeatable); default: every type with validation enabled.
     #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
+}
+
+/// `repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Only this cache type (repeatable); default: every type with validation enabled.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
+    /// Find the versions and report what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `demo`.

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod forget;
 mod progress;
+mod repair;
 mod restore;
 mod snapshot;
 mod validate;
@@ -119,6 +120,7 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         Command::Check(_) => "check",
         Command::Forget(a) if !a.dry_run => "forget",
         Command::Prune(a) if !a.dry_run => "prune",
+        Command::Repair(a) if !a.dry_run => "repair",
         _ => return,
     };
     let Ok(repo) = ctx.open_repo() else { return };
@@ -200,6 +202,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Forget(a) => forget::forget(ctx, a),
         Command::Prune(a) => forget::prune(ctx, a),
         Command::Validate(a) => validate::validate(ctx, a),
+        Command::Repair(a) => repair::repair(ctx, a),
         Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
     }
