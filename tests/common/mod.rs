@@ -48,6 +48,12 @@ impl TestDir {
 
 /// Copies the committed fixture tree to `dest` and adds what git cannot hold.
 pub fn fixture_tree(dest: &Path) {
+    copy_fixture(dest);
+    add_awkward(&dest.join("cached_products/awkward"));
+}
+
+/// Copies the committed fixture tree to `dest` as it is (every file a valid cache file).
+pub fn copy_fixture(dest: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS");
     for de in walkdir::WalkDir::new(&src) {
         let de = de.unwrap();
@@ -58,7 +64,6 @@ pub fn fixture_tree(dest: &Path) {
             fs::copy(de.path(), &to).unwrap();
         }
     }
-    add_awkward(&dest.join("cached_products/awkward"));
 }
 
 /// Copies the shipped config (`config/cachevault.json` and its `schemas/`) into `dest`, so that
