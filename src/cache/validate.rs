@@ -338,11 +338,11 @@ impl<'a> Rules<'a> {
             self.types.values().map(|t| root.join(&t.folder)).collect()
         };
         let skip = [&self.cfg.repository, &self.cfg.quarantine];
-        let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for start in &starts {
-            // A selected folder inside another selected folder is walked once.
+            // A selected folder inside another selected folder is walked once, as part of
+            // the outer one: the walks are disjoint.
             if starts.iter().any(|s| s != start && start.starts_with(s)) || !start.exists() {
                 continue;
             }
@@ -370,9 +370,6 @@ impl<'a> Rules<'a> {
                 let Some(kind) = self.classify(rel) else {
                     continue;
                 };
-                if !seen.insert(de.path().to_path_buf()) {
-                    continue;
-                }
                 out.push(Candidate {
                     abs: de.path().to_path_buf(),
                     rel: RelPath(rel.as_os_str().as_bytes().to_vec()),
