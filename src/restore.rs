@@ -398,11 +398,11 @@ fn set_meta(path: &Path, e: &Entry) -> Result<()> {
 }
 
 /// setuid and setgid bits are never restored.
-fn safe_mode(mode: u32) -> u32 {
+pub(crate) fn safe_mode(mode: u32) -> u32 {
     mode & 0o1777
 }
 
-fn time_of(ns: i64) -> SystemTime {
+pub(crate) fn time_of(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {

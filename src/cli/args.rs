@@ -59,6 +59,10 @@ pub enum Command {
     /// Run every scheduled job of the config that is due (backup, clearing, validation,
     /// optimization), each at most once per period.
     RunDue(RunDueArgs),
+    /// Check every cache file: UTF-8, non-empty, parses, its type's schema and cache_version.
+    Validate(ValidateArgs),
+    /// Replace invalid cache files by their newest valid snapshot version; quarantine the rest.
+    Repair(RepairArgs),
     /// Inspect the config file.
     Config {
         /// What to do with it.
@@ -231,6 +235,25 @@ pub struct CheckArgs {
     /// Read a share of the archives, e.g. `10%` or `10`.
     #[arg(long, value_name = "PCT")]
     pub read_data_subset: Option<String>,
+}
+
+/// `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Only this cache type (repeatable); default: every type with validation enabled.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
+}
+
+/// `repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Only this cache type (repeatable); default: every type with validation enabled.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
+    /// Find the versions and report what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `demo`.

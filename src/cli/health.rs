@@ -10,10 +10,17 @@ use super::args::HealthArgs;
 use super::stats::now_or;
 use super::{table, Ctx, Outcome};
 
-/// Number of invalid cache files, for the `validation` check. The hook for the `validate`
-/// command: until it exists nothing is validated here and the check is left out (`None`).
-fn invalid_cache_files(_ctx: &Ctx) -> Option<usize> {
-    None
+/// Number of invalid cache files found by the last full validation (`validate` or run-due's
+/// validation job, from the journal): health does not re-read every cache file itself.
+fn invalid_cache_files(ctx: &Ctx) -> Option<usize> {
+    let repo = ctx.open_repo().ok()?;
+    let journal = cachevault::journal::read(&repo).ok()?;
+    journal
+        .iter()
+        .rev()
+        .find(|e| e.operation == "validate" && e.exit_code <= super::exit::PARTIAL)
+        .and_then(|e| e.details.get("invalid_count").and_then(|v| v.as_u64()))
+        .map(|n| n as usize)
 }
 
 pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {

@@ -11,11 +11,13 @@ mod forget;
 mod health;
 mod history;
 mod progress;
+mod repair;
 mod restore;
 mod run_due;
 mod schedule;
 mod snapshot;
 mod stats;
+mod validate;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -135,6 +137,10 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         Command::Undo(_) => "undo",
         Command::Warm(_) => "warm",
         Command::RunDue(a) if !a.dry_run => "run-due",
+        Command::Repair(a) if !a.dry_run => "repair",
+        // Journaled (a full validation, not a type subset) so that health can report the
+        // last result without re-reading every cache file.
+        Command::Validate(a) if a.types.is_empty() => "validate",
         _ => return,
     };
     let Ok(repo) = ctx.open_repo() else { return };
@@ -219,6 +225,8 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Undo(a) => clear::undo(ctx, a),
         Command::Warm(a) => clear::warm(ctx, a),
         Command::RunDue(a) => run_due::run_due(ctx, a),
+        Command::Validate(a) => validate::validate(ctx, a),
+        Command::Repair(a) => repair::repair(ctx, a),
         Command::Config { .. } => config_check(ctx),
         Command::Demo(a) => demo::demo(ctx, a),
         Command::Stats(a) => stats::stats(ctx, a),

@@ -18,10 +18,9 @@ use super::args::RunDueArgs;
 use super::{exit, parse_time, Ctx, Outcome};
 
 pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
-    let cfg = ctx
-        .config
-        .clone()
-        .ok_or_else(|| anyhow!("run-due needs --config FILE (or CACHEVAULT_CONFIG): the schedule is in the config"))?;
+    let cfg = ctx.config.clone().ok_or_else(|| {
+        anyhow!("run-due needs --config FILE (or CACHEVAULT_CONFIG): the schedule is in the config")
+    })?;
     let repo = ctx.open_repo()?;
     let now = match &a.now {
         Some(t) => parse_time(t)?,
@@ -29,7 +28,11 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     };
     // One exclusive lock for the whole run: jobs that delete (clearing, prune) need it, and
     // holding it throughout keeps the schedule state consistent between concurrent timers.
-    let kind = if a.dry_run { LockKind::Shared } else { LockKind::Exclusive };
+    let kind = if a.dry_run {
+        LockKind::Shared
+    } else {
+        LockKind::Exclusive
+    };
     let _lock = ctx.lock(&repo, kind, "run-due")?;
     let mut state = schedule::load_state(&repo)?;
     let decisions = schedule::due(&cfg, &state, now)?;
@@ -39,7 +42,12 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     for d in &decisions {
         let mut doc = json!({"job": d.job.name(), "due": d.due, "reason": d.reason});
         if !d.due || a.dry_run {
-            human.push_str(&format!("{:<12} {}  {}\n", d.job.name(), if d.due { "due" } else { "not due" }, d.reason));
+            human.push_str(&format!(
+                "{:<12} {}  {}\n",
+                d.job.name(),
+                if d.due { "due" } else { "not due" },
+                d.reason
+            ));
             jobs.push(doc);
             continue;
         }
@@ -80,7 +88,13 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
 }
 
 /// Runs one job; Ok((false, _)) when it chose not to run (a clear deferred under load).
-fn run_job(ctx: &Ctx, repo: &Repository, cfg: &Config, job: Job, now: DateTime<FixedOffset>) -> Result<(bool, Value)> {
+fn run_job(
+    ctx: &Ctx,
+    repo: &Repository,
+    cfg: &Config,
+    job: Job,
+    now: DateTime<FixedOffset>,
+) -> Result<(bool, Value)> {
     let utc: DateTime<Utc> = now.with_timezone(&Utc);
     match job {
         Job::Backup => {
@@ -101,29 +115,66 @@ fn run_job(ctx: &Ctx, repo: &Repository, cfg: &Config, job: Job, now: DateTime<F
             if !s.skipped.is_empty() {
                 return Err(anyhow!("backup incomplete: {}", s.skipped.join("; ")));
             }
-            Ok((true, json!({"snapshot": s.id.map(|i| i.to_hex()), "files_new": s.manifest.summary.files_new, "files_changed": s.manifest.summary.files_changed, "bytes_added": s.manifest.summary.bytes_added})))
+            Ok((
+                true,
+                json!({"snapshot": s.id.map(|i| i.to_hex()), "files_new": s.manifest.summary.files_new, "files_changed": s.manifest.summary.files_changed, "bytes_added": s.manifest.summary.bytes_added}),
+            ))
         }
         Job::Clearing => {
-            let strategy: Strategy = cfg.raw.cache.strategies.clearing.schedule.strategy.parse()?;
+            let strategy: Strategy = cfg
+                .raw
+                .cache
+                .strategies
+                .clearing
+                .schedule
+                .strategy
+                .parse()?;
             let s = clear_with(ctx, repo, cfg, strategy, now)?;
             Ok((!s.deferred, clear_summary(&s)))
         }
-        Job::Validation => validation_job(cfg),
+        Job::Validation => validation_job(repo, cfg, now),
         Job::Optimization => {
             let all = snapshot::list(repo)?;
             let policy = forget::config_policy(cfg);
             let rule = forget::preclear_rule(cfg, utc);
-            let plan = forget::plan(&all, &policy, GroupBy { host: true, tags: false }, utc, &rule);
+            let plan = forget::plan(
+                &all,
+                &policy,
+                GroupBy {
+                    host: true,
+                    tags: false,
+                },
+                utc,
+                &rule,
+            );
             let removed = forget::apply(repo, &plan)?;
-            let pruned = prune::prune(repo, &PruneOptions { max_unused: 0.10, dry_run: false }, &NoProgress)?;
+            let pruned = prune::prune(
+                repo,
+                &PruneOptions {
+                    max_unused: 0.10,
+                    dry_run: false,
+                },
+                &NoProgress,
+            )?;
             let sized = clear_with(ctx, repo, cfg, Strategy::SizeBased, now)?;
-            Ok((true, json!({"forgotten": removed.len(), "prune": pruned, "size_limits": clear_summary(&sized)})))
+            Ok((
+                true,
+                json!({"forgotten": removed.len(), "prune": pruned, "size_limits": clear_summary(&sized)}),
+            ))
         }
     }
 }
 
-fn clear_with(ctx: &Ctx, repo: &Repository, cfg: &Config, strategy: Strategy, now: DateTime<FixedOffset>) -> Result<clear::ClearSummary> {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+fn clear_with(
+    ctx: &Ctx,
+    repo: &Repository,
+    cfg: &Config,
+    strategy: Strategy,
+    now: DateTime<FixedOffset>,
+) -> Result<clear::ClearSummary> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()));
@@ -153,4 +204,37 @@ fn clear_summary(s: &clear::ClearSummary) -> Value {
         "skipped": s.skipped.len(),
         "bytes_freed": s.bytes_freed,
     })
+}
+
+/// Validates every cache file and journals the result as a `validate` operation (health reads
+/// it). Invalid files fail the job, so the next run-due tries again.
+fn validation_job(
+    repo: &Repository,
+    cfg: &Config,
+    now: DateTime<FixedOffset>,
+) -> Result<(bool, Value)> {
+    use cachevault::cache::validate::{self, ValidateOptions};
+    let started = std::time::Instant::now();
+    let r = validate::validate(cfg, &ValidateOptions::default(), &NoProgress)?;
+    let summary = json!({"checked": r.checked, "invalid_count": r.invalid.len(), "ok": r.ok()});
+    let entry = cachevault::journal::JournalEntry {
+        time: now,
+        operation: "validate".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        result: if r.ok() { "ok" } else { "partial" }.into(),
+        exit_code: if r.ok() { exit::OK } else { exit::PARTIAL },
+        bytes: 0,
+        error: None,
+        details: summary.clone(),
+    };
+    cachevault::journal::record(repo, &entry)?;
+    if !r.ok() {
+        let names: Vec<String> = r.invalid.iter().take(5).map(|f| f.path.display()).collect();
+        return Err(anyhow!(
+            "{} invalid cache file(s), e.g. {}; run `cachevault repair`",
+            r.invalid.len(),
+            names.join(", ")
+        ));
+    }
+    Ok((true, summary))
 }

@@ -48,6 +48,12 @@ impl TestDir {
 
 /// Copies the committed fixture tree to `dest` and adds what git cannot hold.
 pub fn fixture_tree(dest: &Path) {
+    copy_fixture(dest);
+    add_awkward(&dest.join("cached_products/awkward"));
+}
+
+/// Copies the committed fixture tree to `dest` as it is (every file a valid cache file).
+pub fn copy_fixture(dest: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS");
     for de in walkdir::WalkDir::new(&src) {
         let de = de.unwrap();
@@ -58,7 +64,22 @@ pub fn fixture_tree(dest: &Path) {
             fs::copy(de.path(), &to).unwrap();
         }
     }
-    add_awkward(&dest.join("cached_products/awkward"));
+}
+
+/// Copies the shipped config (`config/cachevault.json` and its `schemas/`) into `dest`, so that
+/// a `dest/OUTPUTS` tree is its cache root; returns the config file's path.
+pub fn default_config(dest: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for de in walkdir::WalkDir::new(&src) {
+        let de = de.unwrap();
+        let to = dest.join(de.path().strip_prefix(&src).unwrap());
+        if de.file_type().is_dir() {
+            fs::create_dir_all(&to).unwrap();
+        } else {
+            fs::copy(de.path(), &to).unwrap();
+        }
+    }
+    dest.join("cachevault.json")
 }
 
 /// A non-UTF-8 name, a symlink, an empty folder, an empty file, 0600 and 0755 modes.
