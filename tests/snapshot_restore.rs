@@ -401,3 +401,41 @@ fn check_read_data_subset_and_structure() {
         r.errors
     );
 }
+
+#[test]
+fn a_file_that_keeps_changing_while_read_is_reported_and_the_exit_code_is_1() {
+    let t = TestDir::new();
+    let src = t.mkdirp("src");
+    fs::write(src.join("stable.json"), b"{}").unwrap();
+    let busy = src.join("busy.json");
+    fs::write(&busy, json_array(40_000, 9)).unwrap();
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let busy = busy.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(&busy).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b" ").unwrap();
+            }
+        })
+    };
+    let doc = json(&repo, &["snapshot", src.to_str().unwrap()], 1);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(doc["complete"], false);
+    let skipped = doc["skipped"].as_array().unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("busy.json")
+                && s.as_str().unwrap().contains("changed while being read")),
+        "{doc}"
+    );
+    // The rest of the snapshot is there and sound.
+    assert_eq!(doc["files_new"], 1);
+    assert_eq!(json(&repo, &["check", "--read-data"], 0)["ok"], true);
+}

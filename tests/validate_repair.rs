@@ -406,7 +406,11 @@ fn repair_restores_the_newest_valid_versions_and_quarantines_the_rest() {
     let journal = cachevault::journal::read(&repo).unwrap();
     // (validate is journaled too, for health: the repair is the last but one entry.)
     assert_eq!(journal.last().unwrap().operation, "validate");
-    let last = journal.iter().rev().find(|e| e.operation == "repair").unwrap();
+    let last = journal
+        .iter()
+        .rev()
+        .find(|e| e.operation == "repair")
+        .unwrap();
     assert_eq!(last.operation, "repair");
     assert_eq!(last.result, "ok");
     assert_eq!(last.details["repaired_count"], 4);
