@@ -408,7 +408,8 @@ fn a_file_that_keeps_changing_while_read_is_reported_and_the_exit_code_is_1() {
     let src = t.mkdirp("src");
     fs::write(src.join("stable.json"), b"{}").unwrap();
     let busy = src.join("busy.json");
-    fs::write(&busy, json_array(40_000, 9)).unwrap();
+    // Large enough that every read attempt spans many of the writer's appends.
+    fs::write(&busy, json_array(120_000, 9)).unwrap();
     let repo = t.join("repo");
     json(&repo, &["init"], 0);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
