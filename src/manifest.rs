@@ -347,11 +347,35 @@ impl Manifest {
                 what()
             )));
         }
+        // Parsed in parallel, in pieces cut at line ends.
+        use rayon::prelude::*;
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        while start < text.len() {
+            let mut end = (start + (1 << 20)).min(text.len());
+            while end < text.len() && text[end - 1] != b'\n' {
+                end += 1;
+            }
+            pieces.push(&text[start..end]);
+            start = end;
+        }
+        let parsed: Vec<Vec<Entry>> = pieces
+            .par_iter()
+            .map(|piece| {
+                piece
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|line| {
+                        serde_json::from_slice::<Entry>(line).map_err(|e| {
+                            Error::corrupt(format!("{}: entry does not parse: {e}", what()))
+                        })
+                    })
+                    .collect::<Result<Vec<Entry>>>()
+            })
+            .collect::<Result<_>>()?;
         let mut entries = Vec::with_capacity(self.tree.entries as usize);
-        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let e: Entry = serde_json::from_slice(line)
-                .map_err(|e| Error::corrupt(format!("{}: entry does not parse: {e}", what())))?;
-            entries.push(e);
+        for p in parsed {
+            entries.extend(p);
         }
         if entries.len() as u64 != self.tree.entries {
             return Err(Error::corrupt(format!("{}: entry count mismatch", what())));

@@ -100,7 +100,6 @@ pub fn create(
         )));
     }
     let repo_abs = repo.root().canonicalize().ok();
-    let scanned = scan::scan(&root, &opts.includes, repo_abs.as_deref());
     let root_text = root.to_string_lossy().into_owned();
     let paths: Vec<String> = if opts.includes.is_empty() {
         vec![root_text.clone()]
@@ -111,18 +110,26 @@ pub fn create(
             .collect()
     };
 
-    let parent_id = match opts.parent {
-        Some(p) => Some(p),
-        None => find_parent(repo, &opts.hostname, &root_text, &paths)?,
-    };
-    let mut known: Option<BlobIndex> = None;
-    let parent = match parent_id {
-        Some(id) => {
-            let index = known.insert(BlobIndex::load(repo)?);
-            Some(load_with(repo, index, &id)?)
+    // The walk (system calls) and loading the parent (decompression, parsing) overlap.
+    let load_parent = || -> Result<(Option<BlobId>, Option<BlobIndex>, Option<Manifest>)> {
+        let parent_id = match opts.parent {
+            Some(p) => Some(p),
+            None => find_parent(repo, &opts.hostname, &root_text, &paths)?,
+        };
+        match parent_id {
+            Some(id) => {
+                let index = BlobIndex::load(repo)?;
+                let m = load_with(repo, &index, &id)?;
+                Ok((parent_id, Some(index), Some(m)))
+            }
+            None => Ok((None, None, None)),
         }
-        None => None,
     };
+    let (scanned, loaded) = rayon::join(
+        || scan::scan(&root, &opts.includes, repo_abs.as_deref()),
+        load_parent,
+    );
+    let (parent_id, mut known, parent) = loaded?;
     let parent_files: HashMap<&RelPath, &Entry> = parent
         .iter()
         .flat_map(|m| m.entries.iter())
