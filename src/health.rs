@@ -273,8 +273,8 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
                     format!(
                         "{}: {} free of {} ({:.1}%) on the file system of {}",
                         d.role,
-                        human_bytes(space.available_bytes),
-                        human_bytes(space.total_bytes),
+                        crate::units::human_bytes(space.available_bytes),
+                        crate::units::human_bytes(space.total_bytes),
                         space.available_pct(),
                         d.path.display()
                     ),
@@ -315,8 +315,8 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
             "size",
             format!(
                 "{what}: {} is {pct:.0}% of the {} limit",
-                human_bytes(s.bytes),
-                human_bytes(s.limit_bytes)
+                crate::units::human_bytes(s.bytes),
+                crate::units::human_bytes(s.limit_bytes)
             ),
         );
     }
@@ -410,21 +410,6 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         status: reasons.iter().map(|r| r.level).max().unwrap_or(Level::Ok),
         reasons,
         checks,
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -34,6 +34,7 @@ pub mod schedule;
 pub mod snapshot;
 pub mod stats;
 pub mod store;
+pub mod units;
 
 pub use error::{Error, Result};
 pub use id::BlobId;

@@ -45,22 +45,7 @@ impl Env {
 
     /// Runs with `--config cfg --json`, asserts the exit code, returns the document.
     fn run(&self, args: &[&str], code: i32) -> serde_json::Value {
-        let mut all = vec!["--config", self.cfg.to_str().unwrap(), "--json"];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "cachevault {all:?}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        json_cfg(&self.cfg, args, code)
     }
 
     /// Rewrites a JSON file through `edit`, pretty-printed.

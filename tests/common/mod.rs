@@ -110,7 +110,14 @@ pub fn run(args: &[&str]) -> Output {
 
 /// Runs with `--repo repo --json`, asserts the exit code, returns the parsed document.
 pub fn json(repo: &Path, args: &[&str], code: i32) -> serde_json::Value {
-    let mut all = vec!["--repo", repo.to_str().unwrap(), "--json"];
+    json_with(&["--repo", repo.to_str().unwrap()], args, code)
+}
+
+/// Runs with `prefix`, `--json` and `args`, asserts the exit code, returns the one JSON
+/// document printed on stdout.
+pub fn json_with(prefix: &[&str], args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = prefix.to_vec();
+    all.push("--json");
     all.extend_from_slice(args);
     let out = run(&all);
     assert_eq!(
@@ -190,22 +197,7 @@ pub fn set_times(p: &Path, atime: i64, mtime: i64) {
 
 /// Runs with `--config cfg --json`, asserts the exit code, returns the document.
 pub fn json_cfg(cfg: &Path, args: &[&str], code: i32) -> serde_json::Value {
-    let mut all = vec!["--config", cfg.to_str().unwrap(), "--json"];
-    all.extend_from_slice(args);
-    let out = run(&all);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "cachevault {all:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    json_with(&["--config", cfg.to_str().unwrap()], args, code)
 }
 
 /// Every regular file under `root`, relative, sorted.
