@@ -556,7 +556,11 @@ pub fn load_header(repo: &Repository, id: &BlobId) -> Result<Manifest> {
 pub fn load_with(repo: &Repository, index: &BlobIndex, id: &BlobId) -> Result<Manifest> {
     let mut m = load_header(repo, id)?;
     let mut reader = BlobReader::new(repo, index);
-    let mut text = Vec::with_capacity(m.tree.size as usize);
+    // The header's size is only a claim until the hash is checked: reserve no more than its
+    // blobs can hold (each at most the tree chunker's maximum).
+    let most =
+        (m.tree.blobs.len() as u64).saturating_mul(u64::from(crate::manifest::TREE_CHUNKS.2));
+    let mut text = Vec::with_capacity(m.tree.size.min(most) as usize);
     for b in &m.tree.blobs {
         text.extend_from_slice(&reader.read(b)?);
         if text.len() as u64 > m.tree.size {
