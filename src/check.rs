@@ -123,15 +123,30 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         match m {
             Ok(m) => {
                 for e in &m.entries {
+                    let mut stored = Some(0u64);
                     for b in &e.blobs {
-                        if !blob_archive.contains_key(b) {
-                            report.errors.push(format!(
-                                "snapshot {}: {}: blob {} is not in any index",
-                                id.short(),
-                                e.path.display(),
-                                b.short()
-                            ));
+                        match index.blobs.get(b) {
+                            Some(loc) => stored = stored.map(|s| s.saturating_add(loc.length)),
+                            None => {
+                                stored = None;
+                                report.errors.push(format!(
+                                    "snapshot {}: {}: blob {} is not in any index",
+                                    id.short(),
+                                    e.path.display(),
+                                    b.short()
+                                ));
+                            }
                         }
+                    }
+                    // A size that lies would make restore refuse the file: say so here.
+                    let is_file = e.kind == crate::manifest::EntryKind::File;
+                    if let Some(stored) = stored.filter(|s| is_file && *s != e.size) {
+                        report.errors.push(format!(
+                            "snapshot {}: {}: the manifest gives a size of {} bytes, but its blobs hold {stored}",
+                            id.short(),
+                            e.path.display(),
+                            e.size
+                        ));
                     }
                 }
                 live.push((id, m));
