@@ -41,13 +41,13 @@ fn policy_from_args(a: &ForgetArgs) -> Result<KeepPolicy> {
     Ok(p)
 }
 
-pub fn parse_pct(s: &str) -> Result<f64> {
+pub fn parse_pct(flag: &str, s: &str) -> Result<f64> {
     s.trim_end_matches('%')
         .parse::<f64>()
         .ok()
         .filter(|v| (0.0..=100.0).contains(v))
         .map(|v| v / 100.0)
-        .ok_or_else(|| anyhow!("{s:?}: expected a percentage between 0 and 100, e.g. 10%"))
+        .ok_or_else(|| anyhow!("{flag} {s:?}: expected a percentage between 0 and 100, e.g. 10%"))
 }
 
 pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
@@ -73,10 +73,10 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
     }
     let group_by: GroupBy = a.group_by.parse()?;
     let now = match &a.now {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time("--now", t)?,
         None => super::now(),
     };
-    let max_unused = parse_pct(&a.max_unused)?;
+    let max_unused = parse_pct("--max-unused", &a.max_unused)?;
     let kind = if a.dry_run {
         LockKind::Shared
     } else {
@@ -93,7 +93,8 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
     let extra = |m: &cachevault::Manifest| -> Option<String> {
         let days = keep_days?;
         let protected = m.tags.iter().any(|t| t == "pre-clear" || t == "archive");
-        (protected && now.signed_duration_since(m.time) < chrono::Duration::days(days))
+        let age = now.signed_duration_since(m.time);
+        (protected && chrono::Duration::try_days(days).is_none_or(|d| age < d))
             .then(|| format!("pre-clear within {days}d"))
     };
     let plan = forget::plan(
@@ -200,7 +201,7 @@ fn prune_text(s: &PruneSummary) -> String {
 
 pub fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let max_unused = parse_pct(&a.max_unused)?;
+    let max_unused = parse_pct("--max-unused", &a.max_unused)?;
     let kind = if a.dry_run {
         LockKind::Shared
     } else {
