@@ -59,6 +59,10 @@ impl CheckReport {
 /// Only errors that stop the check itself (unreadable folders); damage is reported.
 pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    // Manifests are listed before indexes are read: writers go archive -> index -> manifest,
+    // so every manifest listed now has its indexes in place, while a snapshot finishing
+    // during the check (they share the lock) adds a manifest whose index we did not read.
+    let ids = crate::snapshot::list_ids(repo)?;
     let index_dir = repo.index_dir();
     let mut indexes: Vec<ArchiveIndex> = Vec::new();
     for name in fsutil::list_names(&index_dir, ".json")? {
@@ -109,7 +113,6 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     report.blobs = blob_archive.len();
 
     // Manifests: parse, verify, every blob indexed.
-    let ids = crate::snapshot::list_ids(repo)?;
     let mut index = crate::store::BlobIndex::default();
     for idx in &indexes {
         index.add(idx);
