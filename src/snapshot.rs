@@ -256,7 +256,12 @@ pub fn create(
                 Some(s) => s,
                 None => sink.insert(Sink::start(repo, opts.dry_run)),
             };
-            store_tree(repo, index, sink, &text, entries.len() as u64, opts.dry_run)?
+            match store_tree(repo, index, sink, &text, entries.len() as u64, opts.dry_run) {
+                Ok(tree) => tree,
+                // The writer may have failed after taking the last file frame: its error (a
+                // full disk, say) is the one worth reporting, not "writer stopped".
+                Err(e) => return Err(sink.finish().err().unwrap_or(e)),
+            }
         }
     };
     if let Some(mut sink) = sink {
@@ -313,15 +318,19 @@ pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<Blob
     let index = BlobIndex::load(repo)?;
     let mut sink = Sink::start(repo, false);
     let text = Manifest::encode_entries(&manifest.entries);
-    manifest.tree = store_tree(
+    let stored = store_tree(
         repo,
         &index,
         &mut sink,
         &text,
         manifest.entries.len() as u64,
         false,
-    )?;
-    sink.finish()?;
+    );
+    // The writer's own error (a full disk, say) comes first, as in `create`.
+    match (stored, sink.finish()) {
+        (Ok(tree), Ok(_)) => manifest.tree = tree,
+        (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
+    }
     write_manifest(repo, manifest)
 }
 
