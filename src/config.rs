@@ -469,6 +469,9 @@ impl Config {
                 );
             }
         }
+        if self.root.parent().is_none() {
+            return bad("cache.root", "a cache folder, not the file system root");
+        }
         if self.repository == self.root || self.root.starts_with(&self.repository) {
             return bad(
                 "cache.repository",

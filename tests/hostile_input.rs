@@ -174,6 +174,11 @@ fn cases() -> Vec<Case> {
         ),
         // Paths that overlap.
         c(
+            "the cache root is /",
+            Config(|v| v["cache"]["root"] = json!("/")),
+            &["cache.root", "file system root"],
+        ),
+        c(
             "the repository is the cache root",
             Config(|v| v["cache"]["repository"] = json!("OUTPUTS")),
             &["cache.repository"],
