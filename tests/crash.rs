@@ -31,6 +31,7 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
     json(&repo, &["init"], 0);
 
     let mut interrupted = 0;
+    let mut finished = Vec::new();
     for (round, delay_ms) in [5u64, 20, 40, 70, 100, 150, 220, 300]
         .into_iter()
         .enumerate()
@@ -49,8 +50,9 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            interrupted += 1;
+        match child.try_wait().unwrap() {
+            None => interrupted += 1,
+            Some(status) => finished.push(format!("{delay_ms} ms: {status}")),
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -62,7 +64,7 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
     }
     assert!(
         interrupted >= 4,
-        "only {interrupted} snapshots were interrupted mid-way"
+        "only {interrupted} snapshots were interrupted mid-way; finished before the kill: {finished:?}"
     );
 
     // The next snapshot works normally and restores exactly.
