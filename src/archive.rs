@@ -21,6 +21,10 @@ const BLOCK: usize = 512;
 pub const FRAME_TARGET: usize = 256 * 1024;
 /// Largest decompression window accepted (128 MiB): a hostile frame cannot demand more.
 const WINDOW_LOG_MAX: u32 = 27;
+/// Largest decompressed frame accepted (128 MiB). The writer closes a frame at 256 KiB plus
+/// one blob (at most the chunker's 1 MiB), so this is far above anything it produces, and it
+/// bounds the buffer a hostile index can make a reader allocate; frozen for format v1.
+pub const MAX_FRAME_RAW: u64 = 128 << 20;
 
 /// Where one frame lies in an archive.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,6 +83,12 @@ impl ArchiveIndex {
             if f.offset < end || frame_end.is_none_or(|e| e > idx.size) {
                 return Err(Error::corrupt(format!(
                     "index {what}: frame {i} lies outside the archive or overlaps another"
+                )));
+            }
+            if f.raw_length > MAX_FRAME_RAW {
+                return Err(Error::corrupt(format!(
+                    "index {what}: frame {i} claims {} decompressed bytes, more than the {MAX_FRAME_RAW} a frame may hold",
+                    f.raw_length
                 )));
             }
             end = frame_end.unwrap_or(u64::MAX);
@@ -256,30 +266,39 @@ impl ArchiveWriter {
 
     /// Writes the tar end-of-archive frame, fsyncs, renames to `<hash>.tar.zst` and fsyncs
     /// the directory. Returns the index, which the caller must then persist.
+    /// On failure (a full disk, say) the temp file is removed.
     pub fn finish(mut self, level: i32) -> Result<ArchiveIndex> {
-        let end = compress_frame(&[0u8; 2 * BLOCK], level)?;
-        self.add(CompressedFrame {
-            data: end,
-            raw_length: (2 * BLOCK) as u64,
-            blobs: Vec::new(),
-        })?;
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| Error::io(&self.tmp)(e.into_error()))?;
-        file.sync_all().map_err(Error::io(&self.tmp))?;
-        drop(file);
-        let id = BlobId::from(self.hasher.finalize());
-        let path = archive_path(&self.dir, &id);
-        crate::fault::point("archive.before_rename");
-        fsutil::persist(&self.tmp, &path)?;
-        Ok(ArchiveIndex {
-            version: INDEX_VERSION,
-            archive: id,
-            size: self.size,
-            frames: self.frames,
-            blobs: self.blobs,
-        })
+        let tmp = self.tmp.clone();
+        let result = (|| {
+            let end = compress_frame(&[0u8; 2 * BLOCK], level)?;
+            self.add(CompressedFrame {
+                data: end,
+                raw_length: (2 * BLOCK) as u64,
+                blobs: Vec::new(),
+            })?;
+            let file = self
+                .file
+                .into_inner()
+                .map_err(|e| Error::io(&self.tmp)(e.into_error()))?;
+            file.sync_all().map_err(Error::io(&self.tmp))?;
+            drop(file);
+            let id = BlobId::from(self.hasher.finalize());
+            let path = archive_path(&self.dir, &id);
+            crate::fault::point("archive.before_rename");
+            fsutil::persist(&self.tmp, &path)?;
+            Ok(ArchiveIndex {
+                version: INDEX_VERSION,
+                archive: id,
+                size: self.size,
+                frames: self.frames,
+                blobs: self.blobs,
+            })
+        })();
+        if result.is_err() {
+            // A leftover temp file would keep holding the space whose lack made us fail.
+            let _ = fs::remove_file(&tmp);
+        }
+        result
     }
 
     /// Removes the unfinished temp file.
@@ -298,6 +317,21 @@ pub fn archive_path(dir: &Path, id: &BlobId) -> PathBuf {
 /// Reads and decompresses one frame. The output is capped at the size the index declares
 /// and the window at 128 MiB, so a hostile frame ends in an error, not an OOM.
 pub fn read_frame(file: &mut File, path: &Path, frame: &FrameEntry) -> Result<Vec<u8>> {
+    // The index was checked against the size it declares, not against the file: a frame
+    // beyond the end must not turn into a huge allocation or a plain I/O error.
+    let file_len = file.metadata().map_err(Error::io(path))?.len();
+    if frame
+        .offset
+        .checked_add(frame.length)
+        .is_none_or(|end| end > file_len)
+    {
+        return Err(Error::corrupt(format!(
+            "archive {}: frame at offset {} (length {}) lies beyond the end of the file ({file_len} bytes)",
+            path.display(),
+            frame.offset,
+            frame.length
+        )));
+    }
     file.seek(SeekFrom::Start(frame.offset))
         .map_err(Error::io(path))?;
     let mut compressed = vec![0u8; frame.length as usize];
@@ -311,8 +345,15 @@ pub fn read_frame(file: &mut File, path: &Path, frame: &FrameEntry) -> Result<Ve
     })
 }
 
-/// Decompresses a frame that must be exactly `raw_length` bytes.
+/// Decompresses a frame that must be exactly `raw_length` bytes (at most [`MAX_FRAME_RAW`]).
+/// The output buffer is `raw_length` bytes: a frame that holds more (a zstd bomb) fails as
+/// soon as it fills it.
 pub fn decompress_frame(compressed: &[u8], raw_length: u64) -> std::io::Result<Vec<u8>> {
+    if raw_length > MAX_FRAME_RAW {
+        return Err(std::io::Error::other(format!(
+            "a frame of {raw_length} bytes is larger than the {MAX_FRAME_RAW} allowed"
+        )));
+    }
     let mut d = zstd::bulk::Decompressor::new()?;
     d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))?;
     let out = d.decompress(compressed, raw_length as usize)?;
@@ -337,7 +378,7 @@ pub fn scan_archive(path: &Path) -> Result<ArchiveIndex> {
         let rest = &bytes[offset..];
         let len = zstd::zstd_safe::find_frame_compressed_size(rest)
             .map_err(|_| Error::corrupt(format!("archive {name}: bad zstd frame at {offset}")))?;
-        let raw = zstd::stream::decode_all(&rest[..len])
+        let raw = decompress_bounded(&rest[..len])
             .map_err(|e| Error::corrupt(format!("archive {name}: frame at {offset}: {e}")))?;
         let frame_no = frames.len() as u32;
         let mut pos = 0usize;
@@ -355,7 +396,7 @@ pub fn scan_archive(path: &Path) -> Result<ArchiveIndex> {
                 .parse()
                 .map_err(|e| Error::corrupt(format!("archive {name}: {e}")))?;
             let data_at = pos + BLOCK;
-            if data_at as u64 + size > raw.len() as u64 {
+            if size > (raw.len() - data_at) as u64 {
                 return Err(Error::corrupt(format!(
                     "archive {name}: entry crosses frame"
                 )));
@@ -382,4 +423,19 @@ pub fn scan_archive(path: &Path) -> Result<ArchiveIndex> {
         frames,
         blobs,
     })
+}
+
+/// Decompresses one frame whose size no index vouches for, refusing output beyond
+/// [`MAX_FRAME_RAW`] and windows beyond 128 MiB (a zstd bomb ends in an error, not an OOM).
+fn decompress_bounded(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut d = zstd::stream::read::Decoder::with_buffer(compressed)?.single_frame();
+    d.window_log_max(WINDOW_LOG_MAX)?;
+    let mut out = Vec::new();
+    d.take(MAX_FRAME_RAW + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_FRAME_RAW {
+        return Err(std::io::Error::other(format!(
+            "frame decompresses to more than {MAX_FRAME_RAW} bytes"
+        )));
+    }
+    Ok(out)
 }

@@ -314,22 +314,30 @@ impl Config {
                 "a positive number",
             );
         }
-        for (key, v) in [
-            ("backup_retention_days", g.backup_retention_days),
-            ("validation_interval_hours", g.validation_interval_hours),
-            ("optimization_interval_hours", g.optimization_interval_hours),
+        for (key, v, max) in [
+            ("backup_retention_days", g.backup_retention_days, MAX_DAYS),
+            (
+                "validation_interval_hours",
+                g.validation_interval_hours,
+                MAX_HOURS,
+            ),
+            (
+                "optimization_interval_hours",
+                g.optimization_interval_hours,
+                MAX_HOURS,
+            ),
         ] {
-            if v <= 0 {
+            if v <= 0 || v > max {
                 return bad(
                     &format!("cache.global_settings.{key}"),
-                    "a positive integer",
+                    &format!("a positive integer up to {max} (100 years), not {v}"),
                 );
             }
         }
-        if g.default_ttl_hours < -1 || g.default_ttl_hours == 0 {
+        if !valid_ttl(g.default_ttl_hours) {
             return bad(
                 "cache.global_settings.default_ttl_hours",
-                "a positive number of hours, or -1 for never",
+                &ttl_expected(g.default_ttl_hours),
             );
         }
         let c = &self.raw.cache.strategies.clearing;
@@ -375,6 +383,15 @@ impl Config {
         if c.batch_size == 0 {
             return bad("cache.strategies.clearing.batch_size", "a positive integer");
         }
+        if c.batch_pause_ms > MAX_BATCH_PAUSE_MS {
+            return bad(
+                "cache.strategies.clearing.batch_pause_ms",
+                &format!(
+                    "a pause of at most {MAX_BATCH_PAUSE_MS} ms (one hour), not {}",
+                    c.batch_pause_ms
+                ),
+            );
+        }
         let b = &self.raw.cache.strategies.backup;
         if !["hourly", "daily", "weekly"].contains(&b.frequency.as_str()) {
             return bad(
@@ -395,13 +412,11 @@ impl Config {
                 );
             }
         }
+        let mut folders: BTreeMap<PathBuf, &String> = BTreeMap::new();
         for (name, t) in &self.raw.cache.cache_types {
             let key = |k: &str| format!("cache.cache_types.{name}.{k}");
-            if t.ttl_hours < -1 || t.ttl_hours == 0 {
-                return bad(
-                    &key("ttl_hours"),
-                    "a positive number of hours, or -1 for never",
-                );
+            if !valid_ttl(t.ttl_hours) {
+                return bad(&key("ttl_hours"), &ttl_expected(t.ttl_hours));
             }
             if !(t.max_size_mb > 0.0 && t.max_size_mb.is_finite()) {
                 return bad(&key("max_size_mb"), "a positive number of megabytes");
@@ -420,6 +435,18 @@ impl Config {
                 return bad(
                     &key("path"),
                     "a relative path inside the cache root without '..'",
+                );
+            }
+            // Each file belongs to the type with the most specific folder: two types with one
+            // folder would make one of them (and its policies, `preserve` included) vanish.
+            let folder: PathBuf = t.path.components().collect();
+            if let Some(other) = folders.insert(folder, name) {
+                return bad(
+                    &key("path"),
+                    &format!(
+                        "a folder of its own ({other} uses {} already)",
+                        t.path.display()
+                    ),
                 );
             }
             if let Some(schema) = &t.schema {
@@ -441,6 +468,9 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.root.parent().is_none() {
+            return bad("cache.root", "a cache folder, not the file system root");
         }
         if self.repository == self.root || self.root.starts_with(&self.repository) {
             return bad(
@@ -484,6 +514,24 @@ impl Config {
     pub fn type_dir(&self, t: &CacheType) -> PathBuf {
         self.root.join(&t.path)
     }
+}
+
+/// Longest TTL or interval in hours: 100 years. Larger values are typos, and time arithmetic
+/// on them would overflow.
+const MAX_HOURS: i64 = 100 * 366 * 24;
+/// Longest retention in days: 100 years.
+const MAX_DAYS: i64 = 100 * 366;
+/// Longest pause between clearing batches: an hour.
+const MAX_BATCH_PAUSE_MS: u64 = 3_600_000;
+
+fn valid_ttl(hours: i64) -> bool {
+    hours == -1 || (1..=MAX_HOURS).contains(&hours)
+}
+
+fn ttl_expected(hours: i64) -> String {
+    format!(
+        "a positive number of hours up to {MAX_HOURS} (100 years), or -1 for never, not {hours}"
+    )
 }
 
 /// Joins and removes `.`/`..` without touching the file system (the folders may not exist yet).

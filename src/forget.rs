@@ -161,7 +161,8 @@ pub fn preclear_rule(
     let days = cfg.raw.cache.global_settings.backup_retention_days;
     move |m: &Manifest| {
         let protected = m.tags.iter().any(|t| t == "pre-clear" || t == "archive");
-        (protected && now.signed_duration_since(m.time) < chrono::Duration::days(days))
+        let age = now.signed_duration_since(m.time);
+        (protected && chrono::Duration::try_days(days).is_none_or(|d| age < d))
             .then(|| format!("pre-clear within {days}d"))
     }
 }

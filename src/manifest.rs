@@ -146,11 +146,15 @@ impl<'de> Deserialize<'de> for RelPath {
                     if !hex.len().is_multiple_of(2) {
                         return Err(serde::de::Error::custom("odd-length hex path"));
                     }
-                    let bytes = (0..hex.len())
-                        .step_by(2)
-                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-                        .collect::<std::result::Result<Vec<u8>, _>>()
-                        .map_err(serde::de::Error::custom)?;
+                    // Byte pairs, not string slices: a multi-byte character must be an
+                    // error, not a slice through the middle of a character.
+                    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+                    let bytes = hex
+                        .as_bytes()
+                        .chunks_exact(2)
+                        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+                        .collect::<Option<Vec<u8>>>()
+                        .ok_or_else(|| serde::de::Error::custom("invalid hex in path bytes"))?;
                     out = Some(RelPath(bytes));
                 }
                 out.ok_or_else(|| serde::de::Error::missing_field("bytes"))
@@ -373,7 +377,11 @@ impl Manifest {
                     .collect::<Result<Vec<Entry>>>()
             })
             .collect::<Result<_>>()?;
-        let mut entries = Vec::with_capacity(self.tree.entries as usize);
+        // The count comes from the header: reserve no more than the text can hold (an entry
+        // line is well over 32 bytes), or a hostile header could demand any allocation.
+        let mut entries = Vec::with_capacity(
+            usize::try_from(self.tree.entries).map_or(0, |n| n.min(text.len() / 32)),
+        );
         for p in parsed {
             entries.extend(p);
         }
@@ -385,14 +393,33 @@ impl Manifest {
             .map_err(|e| Error::corrupt(format!("{}: {e}", what())))
     }
 
-    /// Entry-level invariants: safe unique paths, file sizes matching blob counts, symlinks
-    /// with targets.
+    /// Entry-level invariants: safe unique paths, nothing below a file or symlink, file
+    /// sizes matching blob counts, symlinks with targets.
     fn check_entries(&self) -> std::result::Result<(), String> {
         let mut seen = HashSet::with_capacity(self.entries.len());
+        let mut not_folders: HashSet<&[u8]> = HashSet::new();
         for e in &self.entries {
             e.path.check_safe().map_err(|err| err.to_string())?;
             if !seen.insert(&e.path) {
                 return Err(format!("duplicate entry {:?}", e.path));
+            }
+            if e.kind != EntryKind::Dir {
+                not_folders.insert(e.path.as_bytes());
+            }
+        }
+        for e in &self.entries {
+            // `a -> /elsewhere` then `a/x.json`: an entry below a symlink (or a file) could
+            // only be restored through it. Entries are sorted, but `a-b` sorts between `a`
+            // and `a/x`, so every ancestor is looked up.
+            let p = e.path.as_bytes();
+            for (i, _) in p.iter().enumerate().filter(|(_, &b)| b == b'/') {
+                if not_folders.contains(&p[..i]) {
+                    return Err(format!(
+                        "entry {:?} lies below {:?}, which is not a folder",
+                        e.path,
+                        String::from_utf8_lossy(&p[..i])
+                    ));
+                }
             }
             match e.kind {
                 EntryKind::File if e.hash.is_none() || (e.size > 0) == e.blobs.is_empty() => {

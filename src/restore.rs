@@ -280,6 +280,21 @@ fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
 /// temp file created with O_EXCL|O_NOFOLLOW and renamed. Renaming onto an existing symlink
 /// replaces the link itself, and onto a folder fails, so no write is ever redirected.
 fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result<()> {
+    // A size that disagrees with the blobs is refused before anything is written.
+    let mut stored = 0u64;
+    for b in &e.blobs {
+        let loc = reader
+            .locate(b)
+            .ok_or_else(|| Error::corrupt(format!("blob {b} is referenced but not indexed")))?;
+        stored = stored.saturating_add(loc.length);
+    }
+    if stored != e.size {
+        return Err(Error::corrupt(format!(
+            "the manifest gives {} a size of {} bytes, but its blobs hold {stored}",
+            e.path.display(),
+            e.size
+        )));
+    }
     let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
     let (mut f, named_tmp) = match create_unnamed(&dir) {

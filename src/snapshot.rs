@@ -263,7 +263,12 @@ pub fn create(
                 Some(s) => s,
                 None => sink.insert(Sink::start(repo, opts.dry_run)),
             };
-            store_tree(repo, index, sink, &text, entries.len() as u64, opts.dry_run)?
+            match store_tree(repo, index, sink, &text, entries.len() as u64, opts.dry_run) {
+                Ok(tree) => tree,
+                // The writer may have failed after taking the last file frame: its error (a
+                // full disk, say) is the one worth reporting, not "writer stopped".
+                Err(e) => return Err(sink.finish().err().unwrap_or(e)),
+            }
         }
     };
     if let Some(mut sink) = sink {
@@ -320,15 +325,19 @@ pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<Blob
     let index = BlobIndex::load(repo)?;
     let mut sink = Sink::start(repo, false);
     let text = Manifest::encode_entries(&manifest.entries);
-    manifest.tree = store_tree(
+    let stored = store_tree(
         repo,
         &index,
         &mut sink,
         &text,
         manifest.entries.len() as u64,
         false,
-    )?;
-    sink.finish()?;
+    );
+    // The writer's own error (a full disk, say) comes first, as in `create`.
+    match (stored, sink.finish()) {
+        (Ok(tree), Ok(_)) => manifest.tree = tree,
+        (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
+    }
     write_manifest(repo, manifest)
 }
 
@@ -563,7 +572,11 @@ pub fn load_header(repo: &Repository, id: &BlobId) -> Result<Manifest> {
 pub fn load_with(repo: &Repository, index: &BlobIndex, id: &BlobId) -> Result<Manifest> {
     let mut m = load_header(repo, id)?;
     let mut reader = BlobReader::new(repo, index);
-    let mut text = Vec::with_capacity(m.tree.size as usize);
+    // The header's size is only a claim until the hash is checked: reserve no more than its
+    // blobs can hold (each at most the tree chunker's maximum).
+    let most =
+        (m.tree.blobs.len() as u64).saturating_mul(u64::from(crate::manifest::TREE_CHUNKS.2));
+    let mut text = Vec::with_capacity(m.tree.size.min(most) as usize);
     for b in &m.tree.blobs {
         text.extend_from_slice(&reader.read(b)?);
         if text.len() as u64 > m.tree.size {

@@ -30,11 +30,18 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
     let src_s = src.to_str().unwrap();
     json(&repo, &["init"], 0);
 
+    // Kill at fractions of how long a full snapshot takes on this machine, so the kills land
+    // mid-way whether the machine is fast or busy.
+    let started = std::time::Instant::now();
+    json(&repo, &["snapshot", src_s, "--rehash"], 0);
+    let full_ms = started.elapsed().as_millis() as u64;
+    let delays: Vec<u64> = [2u64, 10, 20, 30, 45, 60, 75, 90]
+        .iter()
+        .map(|pct| (full_ms * pct / 100).max(1))
+        .collect();
     let mut interrupted = 0;
-    for (round, delay_ms) in [5u64, 20, 40, 70, 100, 150, 220, 300]
-        .into_iter()
-        .enumerate()
-    {
+    let mut finished = Vec::new();
+    for (round, delay_ms) in delays.into_iter().enumerate() {
         // Change some files each round so every snapshot has work to do.
         for i in (round * 50)..(round * 50 + 50) {
             t.write(
@@ -49,8 +56,9 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            interrupted += 1;
+        match child.try_wait().unwrap() {
+            None => interrupted += 1,
+            Some(status) => finished.push(format!("{delay_ms} ms: {status}")),
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -62,7 +70,7 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
     }
     assert!(
         interrupted >= 4,
-        "only {interrupted} snapshots were interrupted mid-way"
+        "only {interrupted} snapshots were interrupted mid-way; finished before the kill: {finished:?}"
     );
 
     // The next snapshot works normally and restores exactly.

@@ -365,13 +365,21 @@ fn prune_crash_points_then_prune_again_lose_nothing() {
     {
         fs::remove_dir_all(&repo).unwrap();
         copy(&template, &repo);
-        for _ in 0..2 {
+        for round in 0..2 {
             let out = Command::new(BIN)
                 .args(["--repo", s(&repo), "prune", "--max-unused", "0%"])
                 .env("CACHEVAULT_FAULT", point)
                 .output()
                 .unwrap();
-            assert!(!out.status.success(), "{point}: fault did not fire");
+            // See: this failed one run in six. After a crash past the repack, the new
+            // archive holds every live blob; when its name (a content hash) sorts before the
+            // old archives', the second prune finds those wholly unused, deletes them without
+            // repacking, and rightly finishes without passing the fault point.
+            let finished_the_job = round == 1 && *point == "prune.after_repack";
+            assert!(
+                !out.status.success() || finished_the_job,
+                "{point}: fault did not fire"
+            );
             assert_eq!(
                 json(&repo, &["check", "--read-data"], 0)["ok"],
                 true,

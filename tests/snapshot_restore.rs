@@ -440,3 +440,45 @@ fn a_file_that_keeps_changing_while_read_is_reported_and_the_exit_code_is_1() {
     assert_eq!(doc["files_new"], 1);
     assert_eq!(json(&repo, &["check", "--read-data"], 0)["ok"], true);
 }
+
+#[test]
+fn repository_files_are_private_and_restore_strips_setuid() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let setuid = t.write("OUTPUTS/tool-setuid.sh", b"#!/bin/sh\n");
+    fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
+    let setgid = t.mkdirp("OUTPUTS/shared-setgid");
+    fs::set_permissions(&setgid, fs::Permissions::from_mode(0o2775)).unwrap();
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    json(&repo, &["snapshot", src.to_str().unwrap()], 0);
+    json(&repo, &["check", "--read-data"], 0);
+    json(&repo, &["forget", "--keep-last", "1", "--prune"], 0);
+    let out = t.join("restored");
+    json(
+        &repo,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+        0,
+    );
+    // Everything the repository holds is private to its owner, whatever the umask.
+    let mut seen = 0;
+    for de in walkdir::WalkDir::new(&repo) {
+        let de = de.unwrap();
+        let mode = de.metadata().unwrap().permissions().mode() & 0o7777;
+        let want = if de.file_type().is_dir() {
+            0o700
+        } else {
+            0o600
+        };
+        assert_eq!(mode, want, "{} is {mode:o}", de.path().display());
+        seen += 1;
+    }
+    assert!(seen > 8, "{seen}");
+    // Restore never recreates setuid or setgid bits, and makes its target private.
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&out.join("tool-setuid.sh")), 0o755);
+    assert_eq!(mode(&out.join("shared-setgid")), 0o775);
+    assert_eq!(mode(&out), 0o700);
+}

@@ -135,7 +135,15 @@ pub fn scan_files(cfg: &Config, types: &[String]) -> Result<Vec<CacheFile>> {
             .follow_links(false)
             .sort_by_file_name()
         {
-            let de = de.map_err(|e| Error::Invalid(format!("walking {}: {e}", dir.display())))?;
+            // The agent keeps deleting cache files: one that vanished is simply not planned.
+            let gone = |e: &walkdir::Error| {
+                e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound)
+            };
+            let de = match de {
+                Ok(de) => de,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(Error::Invalid(format!("walking {}: {e}", dir.display()))),
+            };
             if !de.file_type().is_file() {
                 continue;
             }
@@ -155,9 +163,11 @@ pub fn scan_files(cfg: &Config, types: &[String]) -> Result<Vec<CacheFile>> {
             if !seen.insert(path.clone()) {
                 continue;
             }
-            let m = de
-                .metadata()
-                .map_err(|e| Error::Invalid(format!("{}: {e}", de.path().display())))?;
+            let m = match de.metadata() {
+                Ok(m) => m,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(Error::Invalid(format!("{}: {e}", de.path().display()))),
+            };
             out.push(CacheFile {
                 path,
                 cache_type: name.clone(),

@@ -421,7 +421,10 @@ fn plan_smart(
     if selected.contains("amazon_cache") {
         let ttl = types.get("amazon_cache").map(|t| t.ttl_hours).unwrap_or(-1);
         if ttl >= 0 {
-            let horizon = now - chrono::Duration::hours(ttl);
+            // A TTL beyond chrono's range reaches back to the beginning of time.
+            let horizon = chrono::Duration::try_hours(ttl)
+                .and_then(|d| now.checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
             let recent: HashSet<&str> = smart
                 .links
                 .iter()

@@ -24,7 +24,13 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Seconds to wait for a repository lock held by another process.
-    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub lock_wait: u64,
     /// The command.
     #[command(subcommand)]
@@ -124,22 +130,22 @@ pub struct ForgetArgs {
     #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
     pub keep_yearly: Option<i64>,
     /// Keep every snapshot within DURATION (e.g. 1y5m7d2h) of the newest.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keep_within: Option<String>,
     /// Keep hourly snapshots within DURATION of the newest.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keep_within_hourly: Option<String>,
     /// Keep daily snapshots within DURATION of the newest.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keep_within_daily: Option<String>,
     /// Keep weekly snapshots within DURATION of the newest.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keep_within_weekly: Option<String>,
     /// Keep monthly snapshots within DURATION of the newest.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keep_within_monthly: Option<String>,
     /// Keep yearly snapshots within DURATION of the newest.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keep_within_yearly: Option<String>,
     /// Keep snapshots with these tags (repeatable; `a,b` means both a and b).
     #[arg(long = "keep-tag", value_name = "T")]
@@ -302,7 +308,12 @@ pub struct WarmArgs {
     #[arg(long = "from", value_name = "CLEAR_ID")]
     pub from: Option<String>,
     /// How many entries to restore.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub top: usize,
 }
 

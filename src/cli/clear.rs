@@ -32,9 +32,13 @@ pub fn clear(ctx: &Ctx, a: &ClearArgs) -> Result<Outcome> {
         .strategy
         .clone()
         .unwrap_or_else(|| cfg.raw.cache.strategies.clearing.default.clone());
-    let strategy: Strategy = name.parse()?;
+    let strategy: Strategy = name.parse().context(if a.strategy.is_some() {
+        "--strategy"
+    } else {
+        "cache.strategies.clearing.default"
+    })?;
     let now = match &a.now {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time("--now", t)?,
         None => super::now(),
     };
     let cores = std::thread::available_parallelism()

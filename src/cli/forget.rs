@@ -41,13 +41,13 @@ fn policy_from_args(a: &ForgetArgs) -> Result<KeepPolicy> {
     Ok(p)
 }
 
-pub fn parse_pct(s: &str) -> Result<f64> {
+pub fn parse_pct(flag: &str, s: &str) -> Result<f64> {
     s.trim_end_matches('%')
         .parse::<f64>()
         .ok()
         .filter(|v| (0.0..=100.0).contains(v))
         .map(|v| v / 100.0)
-        .ok_or_else(|| anyhow!("{s:?}: expected a percentage between 0 and 100, e.g. 10%"))
+        .ok_or_else(|| anyhow!("{flag} {s:?}: expected a percentage between 0 and 100, e.g. 10%"))
 }
 
 pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
@@ -70,10 +70,10 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
     }
     let group_by: GroupBy = a.group_by.parse()?;
     let now = match &a.now {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time("--now", t)?,
         None => super::now(),
     };
-    let max_unused = parse_pct(&a.max_unused)?;
+    let max_unused = parse_pct("--max-unused", &a.max_unused)?;
     let kind = if a.dry_run {
         LockKind::Shared
     } else {
@@ -191,7 +191,7 @@ fn prune_text(s: &PruneSummary) -> String {
 
 pub fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let max_unused = parse_pct(&a.max_unused)?;
+    let max_unused = parse_pct("--max-unused", &a.max_unused)?;
     let kind = if a.dry_run {
         LockKind::Shared
     } else {

@@ -348,8 +348,9 @@ fn init(ctx: &Ctx) -> Result<Outcome> {
     ))
 }
 
-/// Parses a user time: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DD` in local time.
-pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>> {
+/// Parses the time given to `flag`: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DD` in
+/// local time. Errors name the flag and the value.
+pub fn parse_time(flag: &str, s: &str) -> Result<DateTime<FixedOffset>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }
@@ -360,13 +361,13 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>> {
                 .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
         })
         .map_err(|_| {
-            anyhow!("invalid time {s:?}: expected RFC 3339 (2026-11-20T14:00:00+01:00) or \"YYYY-MM-DD HH:MM:SS\" in local time")
+            anyhow!("{flag} {s:?}: invalid time; expected RFC 3339 (2026-11-20T14:00:00+01:00) or \"YYYY-MM-DD HH:MM:SS\" in local time")
         })?;
     let local = Local
         .from_local_datetime(&naive)
         .earliest()
         .ok_or_else(|| {
-            anyhow!("time {s:?} does not exist in the local time zone (a daylight-saving gap)")
+            anyhow!("{flag} {s:?}: this time does not exist in the local time zone (a daylight-saving gap)")
         })?;
     Ok(local.fixed_offset())
 }

@@ -16,7 +16,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
     let _lock = ctx.lock(&repo, LockKind::Shared, "restore")?;
     let id = match (&a.snapshot, &a.at) {
         (Some(s), _) => snapshot::resolve(&repo, s)?,
-        (None, Some(t)) => snapshot::resolve_at(&repo, parse_time(t)?)?,
+        (None, Some(t)) => snapshot::resolve_at(&repo, parse_time("--at", t)?)?,
         (None, None) => unreachable!("clap requires one of them"),
     };
     let m = snapshot::load(&repo, &id)?;
@@ -30,9 +30,11 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         .map(|p| {
             let trimmed = p.trim_matches('/');
             let rel = RelPath::from(trimmed);
-            rel.check_safe().map(|_| rel)
+            rel.check_safe()
+                .map(|_| rel)
+                .with_context(|| format!("--path {p:?}"))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let opts = RestoreOptions {
         paths,
         dry_run: a.dry_run,

@@ -23,7 +23,7 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     })?;
     let repo = ctx.open_repo()?;
     let now = match &a.now {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time("--now", t)?,
         None => super::now(),
     };
     // One exclusive lock for the whole run: jobs that delete (clearing, prune) need it, and

@@ -22,7 +22,7 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
         }
     };
     let time = match &a.time {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time("--time", t)?,
         None => super::now(),
     };
     let _lock = ctx.lock(&repo, LockKind::Shared, "snapshot")?;

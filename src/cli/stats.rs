@@ -24,7 +24,7 @@ pub fn is_not_a_repository(e: &anyhow::Error) -> bool {
 /// The time to compute for: `--now`, or the clock.
 pub fn now_or(flag: &Option<String>) -> Result<DateTime<Utc>> {
     Ok(match flag {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time("--now", t)?,
         None => super::now(),
     }
     .with_timezone(&Utc))

@@ -100,7 +100,15 @@ impl RepoLock {
             since: chrono::Utc::now().to_rfc3339(),
         };
         // Best effort: the info file only improves messages.
-        let _ = fs::write(&info, serde_json::to_vec(&holder).unwrap_or_default());
+        let _ = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(fsutil::FILE_MODE)
+            .open(&info)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, &serde_json::to_vec(&holder).unwrap_or_default())
+            });
         Ok(RepoLock { _file: file, info })
     }
 }
