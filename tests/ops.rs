@@ -532,7 +532,11 @@ fn prometheus_file_parses_and_is_replaced_atomically() {
     // Rewrites replace the file by rename (a new inode), never in place, and leave no
     // temp file for the collector to trip over. A reader polling meanwhile only ever
     // sees whole files.
-    let first_inode = meta.ino();
+    // Held open across the rewrites: a file replaced by rename is unlinked (its link count
+    // drops to 0) and keeps its old content; one rewritten in place would not. (Inode numbers
+    // alone prove nothing: a freed inode is soon reused.)
+    let original = fs::File::open(&prom).unwrap();
+    let original_text = fs::read_to_string(&prom).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
         let prom = prom.clone();
@@ -557,7 +561,14 @@ fn prometheus_file_parses_and_is_replaced_atomically() {
     let reads = reader.join().unwrap();
     assert!(reads > 0);
     let meta = prom.metadata().unwrap();
-    assert_ne!(meta.ino(), first_inode, "file rewritten in place");
+    assert_eq!(
+        original.metadata().unwrap().nlink(),
+        0,
+        "file rewritten in place"
+    );
+    let mut kept = String::new();
+    std::io::Read::read_to_string(&mut &original, &mut kept).unwrap();
+    assert_eq!(kept, original_text, "file rewritten in place");
     assert_eq!(meta.permissions().mode() & 0o777, 0o644);
     let names: Vec<String> = fs::read_dir(&metrics_dir)
         .unwrap()
