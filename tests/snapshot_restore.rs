@@ -482,3 +482,66 @@ fn repository_files_are_private_and_restore_strips_setuid() {
     assert_eq!(mode(&out.join("shared-setgid")), 0o775);
     assert_eq!(mode(&out), 0o700);
 }
+
+#[test]
+fn an_unreadable_file_is_listed_and_the_exit_code_is_1() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestDir::new();
+    let src = t.mkdirp("src");
+    fs::write(src.join("ok.json"), b"{}").unwrap();
+    fs::write(src.join("secret.json"), b"{\"no\": 1}").unwrap();
+    fs::set_permissions(src.join("secret.json"), fs::Permissions::from_mode(0o000)).unwrap();
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    // root reads anything: run the snapshot as an unprivileged user where that is possible.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let mut cmd = if root {
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            eprintln!("skipped: running as root and setpriv is not installed");
+            return;
+        }
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        for de in walkdir::WalkDir::new(t.path()) {
+            let de = de.unwrap();
+            if de.file_name() != "secret.json" {
+                std::os::unix::fs::lchown(de.path(), Some(65534), Some(65534)).unwrap();
+            }
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let out = cmd
+        .args([
+            "--repo",
+            repo.to_str().unwrap(),
+            "--json",
+            "snapshot",
+            src.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["complete"], false);
+    assert_eq!(doc["files_new"], 1);
+    assert!(
+        doc["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("secret.json")),
+        "{doc}"
+    );
+}
