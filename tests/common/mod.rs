@@ -54,10 +54,17 @@ pub fn fixture_tree(dest: &Path) {
 
 /// Copies the committed fixture tree to `dest` as it is (every file a valid cache file).
 pub fn copy_fixture(dest: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS");
-    for de in walkdir::WalkDir::new(&src) {
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS"),
+        dest,
+    );
+}
+
+/// Copies the folders and regular files of `src` into `dest`.
+fn copy_dir(src: &Path, dest: &Path) {
+    for de in walkdir::WalkDir::new(src) {
         let de = de.unwrap();
-        let to = dest.join(de.path().strip_prefix(&src).unwrap());
+        let to = dest.join(de.path().strip_prefix(src).unwrap());
         if de.file_type().is_dir() {
             fs::create_dir_all(&to).unwrap();
         } else {
@@ -69,16 +76,7 @@ pub fn copy_fixture(dest: &Path) {
 /// Copies the shipped config (`config/cachevault.json` and its `schemas/`) into `dest`, so that
 /// a `dest/OUTPUTS` tree is its cache root; returns the config file's path.
 pub fn default_config(dest: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    for de in walkdir::WalkDir::new(&src) {
-        let de = de.unwrap();
-        let to = dest.join(de.path().strip_prefix(&src).unwrap());
-        if de.file_type().is_dir() {
-            fs::create_dir_all(&to).unwrap();
-        } else {
-            fs::copy(de.path(), &to).unwrap();
-        }
-    }
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), dest);
     dest.join("cachevault.json")
 }
 
@@ -165,25 +163,11 @@ pub fn json_array(records: usize, seed: u64) -> String {
 /// config path. Every file's mtime and atime is set to `mtime` (seconds since the epoch).
 pub fn config_tree(t: &TestDir, mtime: i64) -> PathBuf {
     let root = t.join("OUTPUTS");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tree/OUTPUTS");
-    for de in walkdir::WalkDir::new(&src) {
-        let de = de.unwrap();
-        let to = root.join(de.path().strip_prefix(&src).unwrap());
-        if de.file_type().is_dir() {
-            fs::create_dir_all(&to).unwrap();
-        } else {
-            fs::copy(de.path(), &to).unwrap();
-            set_times(&to, mtime, mtime);
-        }
+    copy_fixture(&root);
+    for f in files_under(&root) {
+        set_times(&root.join(f), mtime, mtime);
     }
-    let cfg_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    fs::copy(cfg_src.join("cachevault.json"), t.join("cachevault.json")).unwrap();
-    fs::create_dir_all(t.join("schemas")).unwrap();
-    for e in fs::read_dir(cfg_src.join("schemas")).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), t.join("schemas").join(e.file_name())).unwrap();
-    }
-    t.join("cachevault.json")
+    default_config(t.path())
 }
 
 /// Sets a file's access and modification times (seconds since the epoch).
