@@ -31,21 +31,6 @@ fn hours_ago(h: u64) -> SystemTime {
     SystemTime::now() - Duration::from_secs(h * 3600)
 }
 
-/// Runs with `--config cfg --json`, asserts the exit code, returns the document.
-fn cfg_json(cfg: &Path, args: &[&str], code: i32) -> serde_json::Value {
-    let mut all = vec!["--config", s(cfg), "--json"];
-    all.extend_from_slice(args);
-    let out = run(&all);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "cachevault {all:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// A cache type of a test config: (name, folder, ttl_hours, max_size_mb).
 type TypeSpec<'a> = (&'a str, &'a str, i64, f64);
 
@@ -292,16 +277,16 @@ fn stats_match_an_independent_walk() {
     // A file outside every type counts nowhere.
     t.write("OUTPUTS/loose_state.json", "{}");
 
-    cfg_json(&cfg, &["init"], 0);
-    cfg_json(&cfg, &["snapshot"], 0);
-    cfg_json(&cfg, &["snapshot"], 0);
+    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["snapshot"], 0);
+    json_cfg(&cfg, &["snapshot"], 0);
 
     // The walk must not touch access times: an atime older than the mtime would be updated
     // by any read under relatime.
     let probe = t.join("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_001.json");
     let probe_atime = hours_ago(24 * 30);
     set_times(&probe, hours_ago(24 * 10), probe_atime);
-    let st = cfg_json(&cfg, &["stats"], 0);
+    let st = json_cfg(&cfg, &["stats"], 0);
 
     assert_eq!(
         probe.metadata().unwrap().atime(),
@@ -491,8 +476,8 @@ fn prometheus_file_parses_and_is_replaced_atomically() {
         );
     }
     t.write("OUTPUTS/cached_products/p.json", json_array(3, 7));
-    cfg_json(&cfg, &["init"], 0);
-    cfg_json(&cfg, &["snapshot"], 0);
+    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["snapshot"], 0);
     let metrics_dir = t.mkdirp("textfile");
     let prom = metrics_dir.join("cachevault.prom");
 
@@ -616,22 +601,22 @@ fn health_exit_codes_follow_backup_age() {
         "daily",
     );
     t.write("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_1.json", "{}");
-    cfg_json(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["init"], 0);
 
     // No backup yet: warning.
-    let h = cfg_json(&cfg, &["health"], expected_health(&t, Level::Warning));
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "backup")], "{h}");
 
     // A backup 10 days old, for daily backups: critical (more than 7 periods).
     let ago = |days: i64| (chrono::Local::now() - chrono::Duration::days(days)).to_rfc3339();
-    cfg_json(&cfg, &["snapshot", "--time", &ago(10)], 0);
-    let h = cfg_json(&cfg, &["health"], expected_health(&t, Level::Critical));
+    json_cfg(&cfg, &["snapshot", "--time", &ago(10)], 0);
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Critical));
     assert_eq!(h["status"], "critical", "{h}");
     assert_eq!(checks_with_reasons(&h), [pair("critical", "backup")], "{h}");
 
     // 3 days old: warning (more than 2 periods).
-    cfg_json(&cfg, &["snapshot", "--time", &ago(3)], 0);
-    let h = cfg_json(&cfg, &["health"], expected_health(&t, Level::Warning));
+    json_cfg(&cfg, &["snapshot", "--time", &ago(3)], 0);
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "backup")], "{h}");
     assert!(
         h["reasons"][0]["message"]
@@ -642,8 +627,8 @@ fn health_exit_codes_follow_backup_age() {
     );
 
     // A fresh one: healthy.
-    cfg_json(&cfg, &["snapshot"], 0);
-    let h = cfg_json(&cfg, &["health"], expected_health(&t, Level::Ok));
+    json_cfg(&cfg, &["snapshot"], 0);
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Ok));
     assert_eq!(checks_with_reasons(&h), []);
     let checks: Vec<&str> = h["checks"]
         .as_array()
@@ -713,14 +698,14 @@ fn health_flags_a_type_over_its_size_limit() {
     );
     t.write("OUTPUTS/small/a.json", vec![b' '; 1100]);
     t.write("OUTPUTS/big/b.json", "{}");
-    cfg_json(&cfg, &["init"], 0);
-    cfg_json(&cfg, &["snapshot"], 0);
-    let h = cfg_json(&cfg, &["health"], expected_health(&t, Level::Warning));
+    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["snapshot"], 0);
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "size")], "{h}");
     assert!(h["reasons"].to_string().contains("small: "), "{h}");
 
     t.write("OUTPUTS/small/a.json", vec![b' '; 2048]);
-    let h = cfg_json(&cfg, &["health"], expected_health(&t, Level::Critical));
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Critical));
     assert_eq!(checks_with_reasons(&h), [pair("critical", "size")], "{h}");
 }
 
@@ -818,7 +803,7 @@ fn schedule_prints_installable_units_that_call_run_due() {
     ]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
-    let doc = cfg_json(&cfg, &["schedule", "--systemd", "--every", "10"], 0);
+    let doc = json_cfg(&cfg, &["schedule", "--systemd", "--every", "10"], 0);
     let service = doc["service"].as_str().unwrap();
     let timer = doc["timer"].as_str().unwrap();
     assert!(text.contains(service) && text.contains(timer));
