@@ -300,6 +300,16 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The cache root as snapshots record it: canonical (symlinks resolved) when it exists,
+    /// else as the config names it. Snapshots and clear records of this root carry this text.
+    pub fn root_text(&self) -> String {
+        self.root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone())
+            .to_string_lossy()
+            .into_owned()
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |key: &str, expected: &str| {
             Err(Error::Invalid(format!(

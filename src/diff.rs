@@ -239,6 +239,7 @@ mod tests {
         Manifest {
             version: MANIFEST_VERSION,
             time: DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z").unwrap(),
+            kind: None,
             hostname: "h".into(),
             root: "/r".into(),
             paths: vec!["/r".into()],

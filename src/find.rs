@@ -120,6 +120,7 @@ mod tests {
             Manifest {
                 version: MANIFEST_VERSION,
                 time: DateTime::parse_from_rfc3339(time).unwrap(),
+                kind: None,
                 hostname: "h".into(),
                 root: "/cache/root".into(),
                 paths: vec!["/cache/root".into()],

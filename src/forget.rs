@@ -1,6 +1,7 @@
-//! `forget`: groups snapshots (by host, paths and optionally tags; different roots never share
-//! a group), applies a keep policy to each group with [`retention::plan`], and removes the
-//! manifests of the snapshots the policy drops. Data goes only with `prune`.
+//! `forget`: groups snapshots by root and kind (and optionally host and tags), applies the
+//! keep policy to each `backup` and `archive` group with [`retention::plan`], expires safety
+//! snapshots (`pre-clear`, `pre-repair`, `pre-restore`) by age, and removes the manifests of
+//! the snapshots that go. Data goes only with `prune`.
 
 use std::collections::BTreeMap;
 
@@ -9,11 +10,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SnapshotKind};
 use crate::repo::Repository;
 use crate::retention::{self, Decision, KeepPolicy, SnapshotMeta};
 
-/// What snapshots are grouped by; `paths` (with the root) is always part of the key.
+/// What snapshots are grouped by besides their root and kind, which always apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupBy {
     /// Separate groups per host name.
@@ -30,7 +31,8 @@ impl std::str::FromStr for GroupBy {
             match part {
                 "host" => g.host = true,
                 "tags" => g.tags = true,
-                "paths" => {}
+                // The root always applies: included paths vary with every clear.
+                "paths" | "root" | "kind" => {}
                 other => {
                     return Err(Error::Invalid(format!(
                         "--group-by {s:?}: unknown field {other:?}; expected a comma list of host, paths, tags"
@@ -42,17 +44,32 @@ impl std::str::FromStr for GroupBy {
     }
 }
 
-/// A group's identity.
+/// A group's identity: root and kind, plus host and tags when grouping by them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct GroupKey {
+    /// The snapshots' root.
+    pub root: String,
+    /// Their kind.
+    pub kind: SnapshotKind,
     /// Host (when grouping by host).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Root and included paths (always).
-    pub paths: Vec<String>,
     /// Tags (when grouping by tags).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} snapshots of {}", self.kind, self.root)?;
+        if let Some(h) = &self.host {
+            write!(f, " on {h}")?;
+        }
+        if let Some(t) = &self.tags {
+            write!(f, " tagged [{}]", t.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 /// The plan for one group: decisions newest first.
@@ -64,25 +81,34 @@ pub struct GroupPlan {
     pub decisions: Vec<Decision>,
 }
 
-/// Plans which snapshots to keep. Pure: no clock, no I/O. `extra` lets callers add a rule
-/// retention policies cannot express (pre-clear snapshots kept for `backup_retention_days`):
-/// it is called per snapshot and returns a reason to keep it, if any.
-pub fn plan(
-    snapshots: &[(BlobId, Manifest)],
-    policy: &KeepPolicy,
-    group_by: GroupBy,
-    now: DateTime<Utc>,
-    extra: &dyn Fn(&Manifest) -> Option<String>,
-) -> Vec<GroupPlan> {
+/// Everything [`plan`] decides by.
+#[derive(Debug, Clone)]
+pub struct ForgetRules {
+    /// The keep policy of `backup` and `archive` groups.
+    pub policy: KeepPolicy,
+    /// Extra grouping.
+    pub group_by: GroupBy,
+    /// The time of planning.
+    pub now: DateTime<Utc>,
+    /// Safety snapshots are kept while younger than this many days and go after; `archive`
+    /// snapshots are kept at least this long whatever the policy says
+    /// (`backup_retention_days`).
+    pub safety_days: i64,
+    /// Snapshots an undoable operation still refers to, with that operation's id: kept
+    /// whatever their age.
+    pub referenced: BTreeMap<BlobId, String>,
+}
+
+/// Plans which snapshots to keep. Pure: no clock, no I/O.
+pub fn plan(snapshots: &[(BlobId, Manifest)], rules: &ForgetRules) -> Vec<GroupPlan> {
     let mut groups: BTreeMap<GroupKey, Vec<&(BlobId, Manifest)>> = BTreeMap::new();
     for s in snapshots {
         let m = &s.1;
-        let mut paths = vec![m.root.clone()];
-        paths.extend(m.paths.iter().cloned());
         let key = GroupKey {
-            host: group_by.host.then(|| m.hostname.clone()),
-            paths,
-            tags: group_by.tags.then(|| {
+            root: m.root.clone(),
+            kind: m.kind(),
+            host: rules.group_by.host.then(|| m.hostname.clone()),
+            tags: rules.group_by.tags.then(|| {
                 let mut t = m.tags.clone();
                 t.sort();
                 t
@@ -93,26 +119,83 @@ pub fn plan(
     groups
         .into_iter()
         .map(|(key, members)| {
-            let metas: Vec<SnapshotMeta> = members
-                .iter()
-                .map(|(id, m)| SnapshotMeta {
-                    id: id.to_hex(),
-                    time: m.time,
-                    tags: m.tags.clone(),
-                })
-                .collect();
-            let by_id: BTreeMap<String, &Manifest> =
-                members.iter().map(|(id, m)| (id.to_hex(), m)).collect();
-            let mut decisions = retention::plan(&metas, policy, now);
-            for d in &mut decisions {
-                if let Some(reason) = by_id.get(&d.id).and_then(|m| extra(m)) {
-                    d.keep = true;
-                    d.reasons.push(reason);
-                }
-            }
+            let decisions = if key.kind.is_safety() {
+                expire_by_age(&members, rules)
+            } else {
+                by_policy(&members, rules, key.kind == SnapshotKind::Archive)
+            };
             GroupPlan { key, decisions }
         })
         .collect()
+}
+
+fn age_days_text(days: i64) -> String {
+    format!("younger than {days}d")
+}
+
+fn is_young(m: &Manifest, rules: &ForgetRules) -> bool {
+    let age = rules.now.signed_duration_since(m.time);
+    chrono::Duration::try_days(rules.safety_days).is_none_or(|d| age < d)
+}
+
+/// Safety snapshots: kept while young or referenced, removed after.
+fn expire_by_age(members: &[&(BlobId, Manifest)], rules: &ForgetRules) -> Vec<Decision> {
+    let mut sorted: Vec<&&(BlobId, Manifest)> = members.iter().collect();
+    sorted.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(a.0.cmp(&b.0)));
+    sorted
+        .into_iter()
+        .map(|(id, m)| {
+            let mut reasons = Vec::new();
+            if is_young(m, rules) {
+                reasons.push(format!(
+                    "{} snapshot {}",
+                    m.kind(),
+                    age_days_text(rules.safety_days)
+                ));
+            }
+            // Named only when age alone would not keep it.
+            if let Some(op) = rules.referenced.get(id).filter(|_| reasons.is_empty()) {
+                reasons.push(format!("undoable operation {op} refers to it"));
+            }
+            Decision {
+                id: id.to_hex(),
+                time: m.time,
+                keep: !reasons.is_empty(),
+                reasons,
+            }
+        })
+        .collect()
+}
+
+/// `backup` and `archive` groups: the keep policy; archives also while young.
+fn by_policy(members: &[&(BlobId, Manifest)], rules: &ForgetRules, archive: bool) -> Vec<Decision> {
+    let metas: Vec<SnapshotMeta> = members
+        .iter()
+        .map(|(id, m)| SnapshotMeta {
+            id: id.to_hex(),
+            time: m.time,
+            tags: m.tags.clone(),
+        })
+        .collect();
+    let by_id: BTreeMap<String, &(BlobId, Manifest)> =
+        members.iter().map(|s| (s.0.to_hex(), *s)).collect();
+    let mut decisions = retention::plan(&metas, &rules.policy, rules.now);
+    for d in &mut decisions {
+        let Some((id, m)) = by_id.get(&d.id).copied() else {
+            continue;
+        };
+        if archive && is_young(m, rules) {
+            d.keep = true;
+            d.reasons
+                .push(format!("archive {}", age_days_text(rules.safety_days)));
+        }
+        if let Some(op) = rules.referenced.get(id).filter(|_| !d.keep) {
+            d.keep = true;
+            d.reasons
+                .push(format!("undoable operation {op} refers to it"));
+        }
+    }
+    decisions
 }
 
 /// Removes the manifests of every snapshot the plan does not keep (the caller holds the
@@ -148,21 +231,5 @@ pub fn config_policy(cfg: &crate::config::Config) -> KeepPolicy {
         weekly: r.weekly_backups,
         monthly: r.monthly_backups,
         ..KeepPolicy::default()
-    }
-}
-
-/// The rule retention policies cannot express: `pre-clear` and `archive` snapshots younger
-/// than `backup_retention_days` are kept, so a burst of clears on one day is not thinned
-/// away by keep-daily before anyone can undo them.
-pub fn preclear_rule(
-    cfg: &crate::config::Config,
-    now: DateTime<Utc>,
-) -> impl Fn(&Manifest) -> Option<String> {
-    let days = cfg.raw.cache.global_settings.backup_retention_days;
-    move |m: &Manifest| {
-        let protected = m.tags.iter().any(|t| t == "pre-clear" || t == "archive");
-        let age = now.signed_duration_since(m.time);
-        (protected && chrono::Duration::try_days(days).is_none_or(|d| age < d))
-            .then(|| format!("pre-clear within {days}d"))
     }
 }

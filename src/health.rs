@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::fsutil::DiskSpace;
 use crate::id::BlobId;
 use crate::journal::JournalEntry;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SnapshotKind};
 
 /// How bad a finding is. Ordered: `Ok < Warning < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -193,6 +193,8 @@ pub struct Input {
     pub journal: Vec<JournalEntry>,
     /// Why the repository could not be opened, if it could not.
     pub repository_error: Option<String>,
+    /// Snapshots dated in the future, as `(short id, time)` ([`future_snapshots`]).
+    pub future_snapshots: Vec<(String, DateTime<FixedOffset>)>,
 }
 
 /// The level free space `space` deserves under `t`. Pure.
@@ -207,19 +209,41 @@ pub fn disk_level(space: &DiskSpace, t: &Thresholds) -> Level {
     }
 }
 
-/// The recorded time of the last successful backup: the newest complete snapshot of `root`
-/// (the cache root a config-driven backup snapshots; any root when `None`), or, when there is
+/// Snapshots dated more than the clock slack after `now` (a clock that was wrong when they
+/// were taken), as `(short id, time)`. Pure.
+pub fn future_snapshots(
+    snapshots: &[(BlobId, Manifest)],
+    now: DateTime<Utc>,
+) -> Vec<(String, DateTime<FixedOffset>)> {
+    let horizon = now + Duration::seconds(crate::select::CLOCK_SLACK_SECONDS);
+    snapshots
+        .iter()
+        .filter(|(_, m)| m.time > horizon)
+        .map(|(id, m)| (id.short(), m.time))
+        .collect()
+}
+
+/// The recorded time of the last successful backup: the newest complete `backup` of `root`
+/// (the cache root a config-driven backup snapshots; any root when `None`) not dated in the
+/// future, never a safety or partial snapshot, or, when there is
 /// none, the snapshot time the journal recorded for its last `snapshot` with result `ok`.
 /// Pure.
 pub fn last_backup(
     snapshots: &[(BlobId, Manifest)],
     journal: &[JournalEntry],
     root: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Option<DateTime<FixedOffset>> {
+    let horizon = now + Duration::seconds(crate::select::CLOCK_SLACK_SECONDS);
     let from_snapshots = snapshots
         .iter()
         .map(|(_, m)| m)
-        .filter(|m| m.complete && root.is_none_or(|r| m.root == r))
+        .filter(|m| {
+            m.complete
+                && m.kind() == SnapshotKind::Backup
+                && m.time <= horizon
+                && root.is_none_or(|r| m.root == r)
+        })
         .map(|m| m.time)
         .max();
     from_snapshots.or_else(|| {
@@ -358,13 +382,25 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
                     "backup",
                     format!(
                         "last successful backup was {} ago ({}), for {} backups",
-                        human_duration(age),
+                        crate::units::human_duration(age.num_seconds()),
                         last.to_rfc3339(),
                         b.frequency.name()
                     ),
                 );
             }
         }
+    }
+
+    checks.push("clock".into());
+    for (id, time) in &input.future_snapshots {
+        add(
+            Level::Warning,
+            "clock",
+            format!(
+                "snapshot {id} is dated {}, in the future: the clock was wrong when it was taken; `latest` passes it over (forget it by id once it is not needed)",
+                time.to_rfc3339()
+            ),
+        );
     }
 
     checks.push("journal".into());
@@ -413,21 +449,6 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
     }
 }
 
-fn human_duration(d: Duration) -> String {
-    let mins = d.num_minutes();
-    if mins < 0 {
-        return "in the future".into();
-    }
-    let (days, hours, minutes) = (mins / 1440, mins / 60 % 24, mins % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {minutes}m")
-    } else {
-        format!("{minutes}m")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,6 +471,7 @@ mod tests {
             backup: None,
             journal: vec![],
             repository_error: None,
+            future_snapshots: vec![],
         }
     }
 
@@ -589,6 +611,7 @@ mod tests {
 
     fn entry(op: &str, hour: u32, result: &str, code: u8) -> JournalEntry {
         JournalEntry {
+            root: None,
             time: DateTime::parse_from_rfc3339(&format!("2026-11-20T{hour:02}:00:00Z")).unwrap(),
             operation: op.into(),
             seconds: 1.0,
@@ -631,12 +654,13 @@ mod tests {
     #[test]
     fn last_backup_prefers_snapshots_of_the_root() {
         use crate::manifest::{SnapshotStats, Tree, MANIFEST_VERSION};
-        let snap = |root: &str, time: &str, complete: bool| {
+        let snap = |root: &str, time: &str, complete: bool| -> (BlobId, Manifest) {
             (
                 BlobId::of(time.as_bytes()),
                 Manifest {
                     version: MANIFEST_VERSION,
                     time: DateTime::parse_from_rfc3339(time).unwrap(),
+                    kind: None,
                     hostname: "h".into(),
                     root: root.into(),
                     paths: vec![root.into()],
@@ -650,24 +674,42 @@ mod tests {
                 },
             )
         };
+        let mut pre_clear = snap("/cache", "2026-11-19T06:00:00Z", true);
+        pre_clear.1.tags = vec!["pre-clear".into()];
+        let mut future = snap("/cache", "2030-01-01T00:00:00Z", true);
+        future.1.kind = Some(SnapshotKind::Backup);
         let snaps = vec![
             snap("/cache", "2026-11-18T00:00:00Z", true),
             snap("/cache", "2026-11-19T00:00:00Z", false),
+            pre_clear,
+            future,
             snap("/other", "2026-11-20T00:00:00Z", true),
         ];
         let mut j = entry("snapshot", 9, "ok", 0);
         j.details = serde_json::json!({"time": "2026-11-10T00:00:00Z"});
         assert_eq!(
-            last_backup(&snaps, std::slice::from_ref(&j), Some("/cache")).map(|t| t.to_rfc3339()),
+            last_backup(&snaps, std::slice::from_ref(&j), Some("/cache"), now())
+                .map(|t| t.to_rfc3339()),
             Some("2026-11-18T00:00:00+00:00".into())
         );
         assert_eq!(
-            last_backup(&snaps, &[], None).map(|t| t.to_rfc3339()),
+            last_backup(&snaps, &[], None, now()).map(|t| t.to_rfc3339()),
             Some("2026-11-20T00:00:00+00:00".into())
         );
         assert_eq!(
-            last_backup(&[], &[j], Some("/cache")).map(|t| t.to_rfc3339()),
+            last_backup(&[], &[j], Some("/cache"), now()).map(|t| t.to_rfc3339()),
             Some("2026-11-10T00:00:00+00:00".into())
+        );
+        let future = future_snapshots(&snaps, now());
+        assert_eq!(future.len(), 1);
+        let mut i = input();
+        i.future_snapshots = future;
+        let r = evaluate(&i, &Thresholds::default());
+        assert_eq!(r.status, Level::Warning);
+        assert!(
+            r.reasons[0].message.contains("2030-01-01"),
+            "{:?}",
+            r.reasons
         );
     }
 }

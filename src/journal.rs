@@ -20,6 +20,10 @@ pub struct JournalEntry {
     pub time: DateTime<FixedOffset>,
     /// Operation name (`snapshot`, `forget`, `prune`, `clear`, ...).
     pub operation: String,
+    /// The cache root the operation acted on; absent for repository-wide operations (check,
+    /// prune) and in entries written before roots were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// `ok`, `partial` or `failed`.

@@ -31,6 +31,7 @@ pub mod restore;
 pub mod retention;
 pub mod scan;
 pub mod schedule;
+pub mod select;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

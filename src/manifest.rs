@@ -11,8 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
-/// Manifest version written by this build; frozen per format version (docs/FORMAT.md).
-pub const MANIFEST_VERSION: u32 = 1;
+/// Manifest version written by this build (docs/FORMAT.md). Version 2 added `kind`; readers
+/// take version 1 manifests too, deriving their kind from their tags.
+pub const MANIFEST_VERSION: u32 = 2;
 /// File suffix of manifests in `snapshots/`.
 pub const MANIFEST_SUFFIX: &str = ".json";
 /// FastCDC sizes (min, avg, max) for cutting the entry list into blobs; frozen for format v1,
@@ -164,6 +165,92 @@ impl<'de> Deserialize<'de> for RelPath {
     }
 }
 
+/// What a snapshot is for. `latest`, `--at`, health's last backup and the retention policy
+/// mean [`SnapshotKind::Backup`]; the safety kinds hold what an operation was about to
+/// replace or remove and expire after `backup_retention_days`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotKind {
+    /// A snapshot of a root or PATH taken by `snapshot` or run-due.
+    Backup,
+    /// What a clear was about to delete or rewrite.
+    PreClear,
+    /// What a repair was about to overwrite or move.
+    PreRepair,
+    /// What a restore in place (or a forced undo) was about to overwrite or remove.
+    PreRestore,
+    /// What `archive_old` moved out of the live tree.
+    Archive,
+}
+
+impl SnapshotKind {
+    /// Every kind, in display order.
+    pub const ALL: [SnapshotKind; 5] = [
+        SnapshotKind::Backup,
+        SnapshotKind::PreClear,
+        SnapshotKind::PreRepair,
+        SnapshotKind::PreRestore,
+        SnapshotKind::Archive,
+    ];
+
+    /// The kind's name as written in manifests and accepted by `--kind`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SnapshotKind::Backup => "backup",
+            SnapshotKind::PreClear => "pre-clear",
+            SnapshotKind::PreRepair => "pre-repair",
+            SnapshotKind::PreRestore => "pre-restore",
+            SnapshotKind::Archive => "archive",
+        }
+    }
+
+    /// Whether this is a safety snapshot (taken before a destructive step, expiring after
+    /// `backup_retention_days`).
+    pub fn is_safety(&self) -> bool {
+        matches!(
+            self,
+            SnapshotKind::PreClear | SnapshotKind::PreRepair | SnapshotKind::PreRestore
+        )
+    }
+
+    /// The kind of a version 1 manifest, which recorded it only in its tags.
+    pub fn from_tags(tags: &[String]) -> SnapshotKind {
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        if has("archive") {
+            SnapshotKind::Archive
+        } else if has("pre-clear") {
+            SnapshotKind::PreClear
+        } else if has("pre-repair") {
+            SnapshotKind::PreRepair
+        } else if has("pre-restore") {
+            SnapshotKind::PreRestore
+        } else {
+            SnapshotKind::Backup
+        }
+    }
+}
+
+impl fmt::Display for SnapshotKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SnapshotKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<SnapshotKind> {
+        SnapshotKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown snapshot kind {s:?}; expected one of {}",
+                    SnapshotKind::ALL.map(|k| k.name()).join(", ")
+                ))
+            })
+    }
+}
+
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -244,6 +331,10 @@ pub struct Manifest {
     pub version: u32,
     /// When the snapshot was taken (or `--time`), with the local UTC offset.
     pub time: DateTime<FixedOffset>,
+    /// What the snapshot is for (added in manifest version 2; version 1 manifests get it
+    /// from their tags when decoded, so it is always set on a decoded manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SnapshotKind>,
     /// Host that took it.
     pub hostname: String,
     /// Absolute folder the entry paths are relative to.
@@ -327,8 +418,11 @@ impl Manifest {
                 supported: MANIFEST_VERSION,
             });
         }
-        let m: Manifest = serde_json::from_slice(json)
+        let mut m: Manifest = serde_json::from_slice(json)
             .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", what())))?;
+        if m.kind.is_none() {
+            m.kind = Some(SnapshotKind::from_tags(&m.tags));
+        }
         if m.tree.size > MAX_MANIFEST_BYTES as u64 {
             return Err(Error::corrupt(format!(
                 "{}: implausibly large tree",
@@ -440,6 +534,12 @@ impl Manifest {
             .blobs
             .iter()
             .chain(self.entries.iter().flat_map(|e| e.blobs.iter()))
+    }
+
+    /// What the snapshot is for ([`SnapshotKind::from_tags`] when the manifest predates kinds).
+    pub fn kind(&self) -> SnapshotKind {
+        self.kind
+            .unwrap_or_else(|| SnapshotKind::from_tags(&self.tags))
     }
 
     /// Number of files.

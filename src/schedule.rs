@@ -63,6 +63,9 @@ pub struct Due {
     pub due: bool,
     /// In plain words.
     pub reason: String,
+    /// Something wrong with the clock: the last run is recorded later than now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 fn same_period(frequency: &str, a: DateTime<FixedOffset>, b: DateTime<FixedOffset>) -> bool {
@@ -82,7 +85,10 @@ fn same_period(frequency: &str, a: DateTime<FixedOffset>, b: DateTime<FixedOffse
 pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> Result<Vec<Due>> {
     let c = &cfg.raw.cache;
     let mut out = Vec::new();
-    let last = |j: Job| state.last_run.get(&j).copied();
+    // A last run recorded later than now means the clock went back (or a test's --now): the
+    // record cannot be trusted to mean "already ran", so the job is due, and the caller says so.
+    let future = |j: Job| state.last_run.get(&j).copied().filter(|l| *l > now);
+    let last = |j: Job| state.last_run.get(&j).copied().filter(|l| *l <= now);
     // Backup.
     let b = &c.strategies.backup;
     out.push(match (b.enabled, last(Job::Backup)) {
@@ -90,6 +96,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
             job: Job::Backup,
             due: false,
             reason: "backups are disabled".into(),
+            warning: None,
         },
         (true, Some(l)) if same_period(&b.frequency, l, now) => Due {
             job: Job::Backup,
@@ -99,6 +106,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                 b.frequency,
                 l.to_rfc3339()
             ),
+            warning: None,
         },
         (true, l) => Due {
             job: Job::Backup,
@@ -107,6 +115,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                 Some(l) => format!("{} backup; last at {}", b.frequency, l.to_rfc3339()),
                 None => format!("{} backup; never ran", b.frequency),
             },
+            warning: None,
         },
     });
     // Clearing: due when the cron fired after the last run (first time: within the last day).
@@ -116,6 +125,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
             job: Job::Clearing,
             due: false,
             reason: "scheduled clearing is disabled".into(),
+            warning: None,
         }
     } else {
         let cron = crate::config::parse_cron(&s.cron)
@@ -132,16 +142,19 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                     t.to_rfc3339(),
                     s.strategy
                 ),
+                warning: None,
             },
             Some(t) => Due {
                 job: Job::Clearing,
                 due: false,
                 reason: format!("next at {} (cron {:?})", t.to_rfc3339(), s.cron),
+                warning: None,
             },
             None => Due {
                 job: Job::Clearing,
                 due: false,
                 reason: format!("cron {:?} never fires", s.cron),
+                warning: None,
             },
         }
     });
@@ -159,18 +172,37 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                     "every {hours} h; next after {}",
                     (l + chrono::Duration::hours(hours)).to_rfc3339()
                 ),
+                warning: None,
             },
             Some(l) => Due {
                 job,
                 due: true,
                 reason: format!("every {hours} h; last at {}", l.to_rfc3339()),
+                warning: None,
             },
             None => Due {
                 job,
                 due: true,
                 reason: format!("every {hours} h; never ran"),
+                warning: None,
             },
         });
+    }
+    for d in &mut out {
+        if let Some(l) = future(d.job) {
+            if !d.due && d.reason.contains("disabled") {
+                continue;
+            }
+            d.due = true;
+            let w = format!(
+                "{} last ran at {}, later than now ({}): the clock went back or was wrong; running it again",
+                d.job.name(),
+                l.to_rfc3339(),
+                now.to_rfc3339()
+            );
+            d.reason = w.clone();
+            d.warning = Some(w);
+        }
     }
     Ok(out)
 }

@@ -15,7 +15,9 @@ use crate::archive::{CompressedFrame, FrameBuilder};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{BlobId, IdSet};
-use crate::manifest::{Entry, EntryKind, Manifest, RelPath, SnapshotStats, Tree, MANIFEST_VERSION};
+use crate::manifest::{
+    Entry, EntryKind, Manifest, RelPath, SnapshotKind, SnapshotStats, Tree, MANIFEST_VERSION,
+};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::scan::{self, ScannedEntry, Stat};
@@ -28,6 +30,8 @@ pub struct SnapshotOptions {
     pub root: PathBuf,
     /// Sub-paths of `root` to include; empty = all of it.
     pub includes: Vec<RelPath>,
+    /// What the snapshot is for.
+    pub kind: SnapshotKind,
     /// Tags to record.
     pub tags: Vec<String>,
     /// Time to record.
@@ -280,6 +284,7 @@ pub fn create(
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         time: opts.time,
+        kind: Some(opts.kind),
         hostname: opts.hostname.clone(),
         root: root_text,
         paths,
@@ -639,17 +644,12 @@ fn find_parent(
         .map(|(id, _)| *id))
 }
 
-/// Resolves a full id, a unique prefix, or `latest`.
+/// Resolves a full id or a unique prefix of one. `latest` and times are resolved by
+/// [`crate::select`], which knows what a backup is.
 ///
 /// # Errors
 /// [`Error::SnapshotNotFound`], [`Error::AmbiguousSnapshot`].
 pub fn resolve(repo: &Repository, spec: &str) -> Result<BlobId> {
-    if spec == "latest" {
-        return list(repo)?
-            .last()
-            .map(|(id, _)| *id)
-            .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
-    }
     let spec_l = spec.to_ascii_lowercase();
     let matches: Vec<BlobId> = list_ids(repo)?
         .into_iter()
@@ -660,19 +660,6 @@ pub fn resolve(repo: &Repository, spec: &str) -> Result<BlobId> {
         1 if !spec.is_empty() => Ok(matches[0]),
         _ => Err(Error::AmbiguousSnapshot(spec.into())),
     }
-}
-
-/// The newest snapshot taken at or before `at`.
-///
-/// # Errors
-/// [`Error::SnapshotNotFound`] when all are newer.
-pub fn resolve_at(repo: &Repository, at: DateTime<FixedOffset>) -> Result<BlobId> {
-    list(repo)?
-        .iter()
-        .rev()
-        .find(|(_, m)| m.time <= at)
-        .map(|(id, _)| *id)
-        .ok_or_else(|| Error::SnapshotNotFound(format!("at or before {at}")))
 }
 
 /// Root folder recorded by a manifest.

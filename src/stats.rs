@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::{CacheType, Config};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SnapshotKind};
 use crate::repo::Repository;
 use crate::store::BlobIndex;
 
@@ -370,8 +370,13 @@ pub struct RepoStats {
     pub total_ratio: Option<f64>,
     /// Growth over the last 7 and 30 days, keyed `7d` and `30d`.
     pub growth: BTreeMap<String, Growth>,
-    /// The newest snapshot, if any.
+    /// The newest snapshot of any kind, if any.
     pub last_snapshot: Option<LastSnapshot>,
+    /// The newest complete `backup` not dated in the future: what health's backup check and
+    /// the last-backup gauge mean.
+    pub last_backup: Option<LastSnapshot>,
+    /// The newest `pre-clear` snapshot.
+    pub last_pre_clear: Option<LastSnapshot>,
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
@@ -419,25 +424,45 @@ pub fn repo_stats(
         compression_ratio: ratio(blobs.content + blobs.entry_lists, usage.archives),
         total_ratio: ratio(bytes_before_dedup, usage.total()),
         growth,
-        last_snapshot: snapshots
-            .iter()
-            .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)))
-            .map(|(id, m)| LastSnapshot {
-                id: *id,
-                time: m.time,
-            }),
+        last_snapshot: newest(snapshots, |_| true),
+        last_backup: newest(snapshots, |m| {
+            m.complete
+                && m.kind() == SnapshotKind::Backup
+                && m.time <= now + Duration::seconds(crate::select::CLOCK_SLACK_SECONDS)
+        }),
+        last_pre_clear: newest(snapshots, |m| m.kind() == SnapshotKind::PreClear),
     }
+}
+
+fn newest(
+    snapshots: &[(BlobId, Manifest)],
+    pick: impl Fn(&Manifest) -> bool,
+) -> Option<LastSnapshot> {
+    snapshots
+        .iter()
+        .filter(|(_, m)| pick(m))
+        .max_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)))
+        .map(|(id, m)| LastSnapshot {
+            id: *id,
+            time: m.time,
+        })
 }
 
 /// Reads what [`repo_stats`] needs from the repository: headers, indexes, folder sizes.
 ///
 /// # Errors
 /// I/O errors and corruption of manifests or indexes.
-pub fn gather_repo(repo: &Repository, now: DateTime<Utc>) -> Result<RepoStats> {
-    let snapshots = crate::snapshot::list(repo)?;
+/// With `root`, the figures drawn from snapshots (counts, bytes before dedup, growth, last
+/// snapshots) are of that root's snapshots only; stored bytes are the whole repository's.
+pub fn gather_repo(repo: &Repository, now: DateTime<Utc>, root: Option<&str>) -> Result<RepoStats> {
+    let mut snapshots = crate::snapshot::list(repo)?;
     let index = BlobIndex::load(repo)?;
-    let usage = repo_usage(repo)?;
+    // Entry-list blobs are told apart by every snapshot's tree, whatever the scope.
     let blobs = blob_bytes(&index, &snapshots);
+    if let Some(root) = root {
+        snapshots.retain(|(_, m)| m.root == root);
+    }
+    let usage = repo_usage(repo)?;
     Ok(repo_stats(&snapshots, usage, blobs, now))
 }
 
@@ -598,8 +623,18 @@ pub fn prometheus(stats: &Stats) -> String {
         );
         family(
             "repository_last_snapshot_timestamp_seconds",
-            "Time of the newest snapshot (Unix seconds).",
+            "Time of the newest snapshot of any kind (Unix seconds).",
             maybe(r.last_snapshot.as_ref().map(|l| l.time.timestamp() as f64)),
+        );
+        family(
+            "repository_last_backup_timestamp_seconds",
+            "Time of the newest complete backup (Unix seconds); alert on this one.",
+            maybe(r.last_backup.as_ref().map(|l| l.time.timestamp() as f64)),
+        );
+        family(
+            "repository_last_pre_clear_timestamp_seconds",
+            "Time of the newest pre-clear safety snapshot (Unix seconds).",
+            maybe(r.last_pre_clear.as_ref().map(|l| l.time.timestamp() as f64)),
         );
     }
     family(
@@ -700,6 +735,7 @@ mod tests {
                 Manifest {
                     version: MANIFEST_VERSION,
                     time: DateTime::parse_from_rfc3339(time).unwrap(),
+                    kind: None,
                     hostname: "h".into(),
                     root: "/r".into(),
                     paths: vec!["/r".into()],

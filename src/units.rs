@@ -16,6 +16,22 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A span of seconds for people: `3d 4h`, `2h 5m`, `7m`; negative spans are "in the future".
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < 0 {
+        return "in the future".into();
+    }
+    let mins = seconds / 60;
+    let (days, hours, minutes) = (mins / 1440, mins / 60 % 24, mins % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else {
+        format!("{minutes}m")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -23,5 +39,7 @@ mod tests {
         assert_eq!(super::human_bytes(512), "512 B");
         assert_eq!(super::human_bytes(1536), "1.5 KiB");
         assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(super::human_duration(3 * 86400 + 4 * 3600 + 59), "3d 4h");
+        assert_eq!(super::human_duration(-1), "in the future");
     }
 }

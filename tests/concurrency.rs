@@ -316,6 +316,9 @@ fn concurrent_processes_succeed_or_refuse_and_corrupt_nothing() {
             "--prune",
             "--max-unused",
             "0%",
+            // At the clear's time: its pre-clear snapshot is then a young safety snapshot.
+            "--now",
+            &clear_now,
         ],
         &[0],
     ));

@@ -56,7 +56,7 @@ fn forget_applies_the_policy_per_group_with_reasons() {
     assert_eq!(groups.len(), 2, "two roots are two groups: {plan}");
     let ga = groups
         .iter()
-        .find(|g| g["group"]["paths"][0].as_str().unwrap().ends_with("/a"))
+        .find(|g| g["group"]["root"].as_str().unwrap().ends_with("/a"))
         .unwrap();
     let kept: Vec<&str> = ga["keep"]
         .as_array()
@@ -74,7 +74,7 @@ fn forget_applies_the_policy_per_group_with_reasons() {
     // The single snapshot of b is kept by its own group.
     let gb = groups
         .iter()
-        .find(|g| g["group"]["paths"][0].as_str().unwrap().ends_with("/b"))
+        .find(|g| g["group"]["root"].as_str().unwrap().ends_with("/b"))
         .unwrap();
     assert_eq!(gb["keep"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -159,37 +159,75 @@ fn forget_with_config_uses_its_retention_policy() {
         reasons.iter().any(|r| r == "monthly snapshot"),
         "{reasons:?}"
     );
-    // A pre-clear snapshot younger than backup_retention_days is kept whatever the rules say.
-    run_cfg(
+    // A pre-clear snapshot is kept while younger than backup_retention_days (7), whatever
+    // the keep rules say, and goes after.
+    let clear = run_cfg(
         &[
-            "snapshot",
-            "--tag",
-            "pre-clear",
-            "--time",
+            "clear",
+            "--strategy",
+            "full",
+            "--type",
+            "ai_category_cache",
+            "--now",
             "2026-11-20 01:00:00",
         ],
         0,
     );
-    let plan = run_cfg(
-        &[
-            "forget",
-            "--keep-last",
-            "1",
-            "--dry-run",
-            "--now",
-            "2026-11-21 00:00:00",
-        ],
-        0,
-    );
-    let kept = plan["groups"][0]["keep"].as_array().unwrap();
-    assert!(
-        kept.iter().any(|k| k["reasons"]
+    let pre_clear = clear["snapshot"].as_str().unwrap().to_string();
+    let reasons_of = |plan: &serde_json::Value| -> Option<Vec<String>> {
+        plan["groups"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r.as_str().unwrap().starts_with("pre-clear within 7d"))),
+            .flat_map(|g| g["keep"].as_array().unwrap())
+            .find(|k| k["id"] == pre_clear.as_str())
+            .map(|k| {
+                k["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_string())
+                    .collect()
+            })
+    };
+    let young = [
+        "forget",
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--now",
+        "2026-11-21 00:00:00",
+    ];
+    let plan = run_cfg(&young, 0);
+    assert_eq!(
+        reasons_of(&plan),
+        Some(vec!["pre-clear snapshot younger than 7d".to_string()]),
         "{plan}"
     );
+    let group = plan["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"]["kind"] == "pre-clear")
+        .unwrap();
+    assert!(
+        group["group"]["root"]
+            .as_str()
+            .unwrap()
+            .ends_with("OUTPUTS"),
+        "{group}"
+    );
+    // Eight days on, it goes (its clear record is as old).
+    let old = [
+        "forget",
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--now",
+        "2026-11-28 02:00:00",
+    ];
+    let plan = run_cfg(&old, 0);
+    assert_eq!(reasons_of(&plan), None, "{plan}");
 }
 
 /// Ten days of mutations and snapshots; returns (repo, src, expected trees per snapshot time).

@@ -115,6 +115,7 @@ fn sample() -> &'static Sample {
             &SnapshotOptions {
                 root: t.join("src"),
                 includes: Vec::new(),
+                kind: cachevault::manifest::SnapshotKind::Backup,
                 tags: vec!["t".into()],
                 time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
                 hostname: "h".into(),

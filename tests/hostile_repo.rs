@@ -35,6 +35,7 @@ fn fixture() -> Fixture {
     let opts = SnapshotOptions {
         root: t.join("src"),
         includes: Vec::new(),
+        kind: cachevault::manifest::SnapshotKind::Backup,
         tags: Vec::new(),
         time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
         hostname: "test".into(),

@@ -21,6 +21,7 @@ fn opts(root: &Path) -> SnapshotOptions {
     SnapshotOptions {
         root: root.to_path_buf(),
         includes: Vec::new(),
+        kind: cachevault::manifest::SnapshotKind::Backup,
         tags: Vec::new(),
         time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
         hostname: "test".into(),

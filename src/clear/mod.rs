@@ -17,7 +17,7 @@ use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BlobId;
-use crate::manifest::{EntryKind, Manifest, RelPath};
+use crate::manifest::{EntryKind, Manifest, RelPath, SnapshotKind};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::restore::{self, RestoreOptions};
@@ -332,6 +332,11 @@ pub fn run(
         &SnapshotOptions {
             root: cfg.root.clone(),
             includes,
+            kind: if opts.strategy == Strategy::ArchiveOld {
+                SnapshotKind::Archive
+            } else {
+                SnapshotKind::PreClear
+            },
             tags,
             time: opts.now,
             hostname: opts.hostname.clone(),
@@ -385,7 +390,7 @@ pub fn run(
         id: clear_id.clone(),
         time: opts.now,
         strategy: opts.strategy.name().into(),
-        root: cfg.root.to_string_lossy().into_owned(),
+        root: snap.manifest.root.clone(),
         snapshot: snap_id,
         planned,
         done: None,
@@ -564,24 +569,67 @@ pub fn records(repo: &Repository) -> Result<Vec<ClearRecord>> {
     Ok(out)
 }
 
-/// Finds a clear record by id (or unique prefix), or the newest one.
+/// Snapshots that an undoable clear younger than `days` still refers to, with the clear's
+/// id: retention keeps them whatever their own age.
 ///
 /// # Errors
-/// [`Error::Invalid`] when none matches.
-pub fn find_record(repo: &Repository, id: Option<&str>) -> Result<ClearRecord> {
+/// As [`records`].
+pub fn referenced_snapshots(
+    repo: &Repository,
+    now: DateTime<Utc>,
+    days: i64,
+) -> Result<BTreeMap<BlobId, String>> {
+    let horizon = chrono::Duration::try_days(days);
+    Ok(records(repo)?
+        .into_iter()
+        .filter(|r| horizon.is_none_or(|d| now.signed_duration_since(r.time) < d))
+        .map(|r| (r.snapshot, r.id))
+        .collect())
+}
+
+/// Whether a record's root (canonical since version 2 of the record; as the config named it
+/// before) is `root` (canonical).
+fn same_root(recorded: &str, root: &str) -> bool {
+    recorded == root
+        || Path::new(recorded)
+            .canonicalize()
+            .is_ok_and(|p| p.as_os_str() == root)
+}
+
+/// Finds a clear record by id (or unique prefix), or the newest one. With `root`, only
+/// records of that cache root count: the newest is the newest of that root, and a named
+/// record of another root is refused, naming both roots.
+///
+/// # Errors
+/// [`Error::Invalid`] when none matches or the named one is of another root.
+pub fn find_record(repo: &Repository, id: Option<&str>, root: Option<&str>) -> Result<ClearRecord> {
     let all = records(repo)?;
     match id {
         None => all
             .into_iter()
-            .last()
-            .ok_or_else(|| Error::Invalid("no clear has been recorded in this repository".into())),
+            .rfind(|r| root.is_none_or(|root| same_root(&r.root, root)))
+            .ok_or_else(|| {
+                Error::Invalid(match root {
+                    Some(root) => {
+                        format!("no clear of {root} has been recorded in this repository")
+                    }
+                    None => "no clear has been recorded in this repository".into(),
+                })
+            }),
         Some(id) => {
             let mut m: Vec<ClearRecord> =
                 all.into_iter().filter(|r| r.id.starts_with(id)).collect();
-            match m.len() {
-                1 => Ok(m.remove(0)),
-                0 => Err(Error::Invalid(format!("no clear with id {id:?}"))),
-                _ => Err(Error::Invalid(format!("clear id {id:?} is ambiguous"))),
+            let r = match m.len() {
+                1 => m.remove(0),
+                0 => return Err(Error::Invalid(format!("no clear with id {id:?}"))),
+                _ => return Err(Error::Invalid(format!("clear id {id:?} is ambiguous"))),
+            };
+            match root {
+                Some(root) if !same_root(&r.root, root) => Err(Error::Invalid(format!(
+                    "clear {} was of {}, not of the config's root {root}; refusing to put its files into another tree",
+                    r.id, r.root
+                ))),
+                _ => Ok(r),
             }
         }
     }

@@ -44,8 +44,8 @@ pub enum Command {
     Init,
     /// Snapshot PATH (or the config's backup-enabled cache types) into the repository.
     Snapshot(SnapshotArgs),
-    /// List snapshots.
-    Snapshots,
+    /// List snapshots (filters: --tag, --kind, --path, --host).
+    Snapshots(SnapshotsArgs),
     /// List the entries of a snapshot.
     Ls(LsArgs),
     /// Restore a snapshot (whole or some paths), verified byte for byte.
@@ -150,9 +150,17 @@ pub struct ForgetArgs {
     /// Keep snapshots with these tags (repeatable; `a,b` means both a and b).
     #[arg(long = "keep-tag", value_name = "T")]
     pub keep_tags: Vec<String>,
-    /// Group snapshots by host, paths and/or tags (paths always apply).
+    /// Group snapshots also by host and/or tags (root and kind always apply; `paths` is
+    /// accepted and means the root).
     #[arg(long, default_value = "host,paths", value_name = "FIELDS")]
     pub group_by: String,
+    /// Consider only these snapshots (the others are neither kept nor removed by this run).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Keep safety snapshots (pre-clear, pre-repair, pre-restore) and archives this many days
+    /// (default: the config's backup_retention_days, else 7).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(1..=36500))]
+    pub safety_days: Option<i64>,
     /// Show what would be removed.
     #[arg(long)]
     pub dry_run: bool,
@@ -186,7 +194,8 @@ pub struct SnapshotArgs {
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
-    /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local time).
+    /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local time); at
+    /// most 5 minutes ahead of the clock.
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
     /// Re-read every file instead of trusting unchanged size, mtime, ctime and inode.
@@ -197,22 +206,66 @@ pub struct SnapshotArgs {
     pub dry_run: bool,
 }
 
+/// Snapshot filters, as restic has them. They choose what `latest` and `--at` mean and
+/// which snapshots a listing shows; an explicit id ignores them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots with these tags (repeatable: any of them; `a,b` means both a and b).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this kind: backup, pre-clear, pre-repair, pre-restore or archive
+    /// (repeatable). `latest` and `--at` mean the newest complete backup unless given.
+    #[arg(long = "kind", value_name = "K")]
+    pub kinds: Vec<String>,
+    /// Only snapshots whose root, or one of whose included paths, is P (repeatable).
+    #[arg(long = "path", value_name = "P")]
+    pub paths: Vec<PathBuf>,
+    /// Only snapshots taken on host H (repeatable).
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
+}
+
+/// `snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
 /// `ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Snapshot: full id, unique prefix, or `latest`.
+    /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup).
     pub snapshot: String,
+    /// Filters for `latest`.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot: full id, unique prefix, or `latest`.
+    /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup of the
+    /// config's root, or of the root the filters name).
     #[arg(required_unless_present = "at", conflicts_with = "at")]
     pub snapshot: Option<String>,
-    /// Restore the newest snapshot taken at or before TIME.
+    /// Restore the newest complete backup taken at or before TIME.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// For `latest` and `--at`: only snapshots with these tags (repeatable; `a,b` = both).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// For `latest` and `--at`: only snapshots of this kind (default: backup).
+    #[arg(long = "kind", value_name = "K")]
+    pub kinds: Vec<String>,
+    /// For `latest` and `--at`: only snapshots whose root or an included path is P (`--path`
+    /// is taken by the paths to restore).
+    #[arg(long = "snapshot-path", value_name = "P")]
+    pub snapshot_paths: Vec<PathBuf>,
+    /// For `latest` and `--at`: only snapshots taken on host H.
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
     /// Folder to restore into.
     #[arg(
         long,
@@ -327,6 +380,9 @@ pub struct StatsArgs {
     /// Compute ages and TTLs as if it were TIME.
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// Repository figures of the config's root only (its snapshots), not the whole repository.
+    #[arg(long)]
+    pub this_root: bool,
 }
 
 /// `health`.
@@ -340,10 +396,14 @@ pub struct HealthArgs {
 /// `diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// First (older) snapshot: full id, unique prefix, or `latest`.
-    pub a: String,
-    /// Second (newer) snapshot: full id, unique prefix, or `latest`.
-    pub b: String,
+    /// First (older) snapshot: full id, unique prefix, or `latest`. Default: the backup
+    /// before the newest one (with the filters applied).
+    pub a: Option<String>,
+    /// Second (newer) snapshot: full id, unique prefix, or `latest` (the default).
+    pub b: Option<String>,
+    /// Filters for `latest` and the defaults.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `find`.
@@ -351,6 +411,9 @@ pub struct DiffArgs {
 pub struct FindArgs {
     /// Path relative to the snapshot root, or an absolute path under it.
     pub path: PathBuf,
+    /// Only these snapshots.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `history`.
@@ -362,6 +425,9 @@ pub struct HistoryArgs {
     /// Only operations of this kind (`snapshot`, `prune`, ...).
     #[arg(long, value_name = "NAME")]
     pub operation: Option<String>,
+    /// Only operations on the config's root (and repository-wide ones such as prune).
+    #[arg(long)]
+    pub this_root: bool,
 }
 
 /// `schedule`.

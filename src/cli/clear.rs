@@ -187,7 +187,7 @@ pub fn undo(ctx: &Ctx, a: &UndoArgs) -> Result<Outcome> {
     let cfg = config(ctx, "undo")?;
     let repo = ctx.open_repo()?;
     let _lock = ctx.lock(&repo, LockKind::Exclusive, "undo")?;
-    let record = clear::find_record(&repo, a.clear_id.as_deref())?;
+    let record = clear::find_record(&repo, a.clear_id.as_deref(), Some(&cfg.root_text()))?;
     let bars = ctx.progress();
     let s = clear::put_back(&repo, &cfg, &record, None, a.force, &bars)
         .with_context(|| format!("undoing clear {}", record.id))?;
@@ -198,7 +198,7 @@ pub fn warm(ctx: &Ctx, a: &WarmArgs) -> Result<Outcome> {
     let cfg = config(ctx, "warm")?;
     let repo = ctx.open_repo()?;
     let _lock = ctx.lock(&repo, LockKind::Exclusive, "warm")?;
-    let record = clear::find_record(&repo, a.from.as_deref())?;
+    let record = clear::find_record(&repo, a.from.as_deref(), Some(&cfg.root_text()))?;
     let chosen = clear::warm_selection(&cfg, &record, a.top);
     let bars = ctx.progress();
     // Warming never overwrites: a file the agent already fetched again is newer than ours.

@@ -4,16 +4,32 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use cachevault::diff;
-use cachevault::snapshot;
 use cachevault::store::BlobIndex;
+use cachevault::{select, snapshot};
 
 use super::args::DiffArgs;
 use super::{bytes, exit, Ctx, Outcome};
 
 pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let id_a = snapshot::resolve(&repo, &a.a)?;
-    let id_b = snapshot::resolve(&repo, &a.b)?;
+    let filter = ctx.filter(&a.filter, true)?;
+    let now = super::now();
+    let b = select::resolve(&repo, a.b.as_deref().unwrap_or("latest"), &filter, now)?;
+    ctx.note_selection(&b);
+    let sel_a = match &a.a {
+        Some(spec) => select::resolve(&repo, spec, &filter, now)?,
+        // The backup before B: the two newest backups when no snapshot is named.
+        None => {
+            let older: Vec<_> = snapshot::list(&repo)?
+                .into_iter()
+                .filter(|(id, m)| *id != b.id && m.time <= b.manifest.time)
+                .collect();
+            select::newest(&older, &filter, Some(b.manifest.time), now)
+                .with_context(|| format!("finding the snapshot before {}", b.id.short()))?
+        }
+    };
+    ctx.note_selection(&sel_a);
+    let (id_a, id_b) = (sel_a.id, b.id);
     let index = BlobIndex::load(&repo)?;
     let ma = snapshot::load_with(&repo, &index, &id_a)
         .with_context(|| format!("loading snapshot {}", id_a.short()))?;
@@ -22,7 +38,7 @@ pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<Outcome> {
     let d = diff::diff(&ma, &mb);
 
     let mut doc = serde_json::to_value(&d)?;
-    let side = |id: &cachevault::BlobId, m: &cachevault::Manifest| json!({"id": id.to_hex(), "time": m.time.to_rfc3339(), "root": m.root});
+    let side = |id: &cachevault::BlobId, m: &cachevault::Manifest| json!({"id": id.to_hex(), "time": m.time.to_rfc3339(), "kind": m.kind(), "root": m.root});
     doc["a"] = side(&id_a, &ma);
     doc["b"] = side(&id_b, &mb);
 

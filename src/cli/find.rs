@@ -12,8 +12,14 @@ use super::{bytes, exit, table, Ctx, Outcome};
 
 pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let headers = snapshot::list(&repo)?;
+    let filter = ctx.filter(&a.filter, true)?;
+    let headers: Vec<_> = snapshot::list(&repo)?
+        .into_iter()
+        .filter(|(_, m)| filter.matches(m))
+        .collect();
     let total = headers.len();
+    let kinds: std::collections::HashMap<_, _> =
+        headers.iter().map(|(id, m)| (*id, m.kind())).collect();
     // Only snapshots whose root can hold the path need their entries.
     let candidates: Vec<_> = headers
         .into_iter()
@@ -33,6 +39,7 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
                 "snapshot": v.snapshot.to_hex(),
                 "short_id": v.snapshot.short(),
                 "time": v.time.to_rfc3339(),
+                "kind": kinds.get(&v.snapshot),
                 "path": v.path,
                 "type": v.kind,
                 "size": v.size,
@@ -53,6 +60,11 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
                 vec![
                     v.snapshot.short(),
                     v.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    kinds
+                        .get(&v.snapshot)
+                        .map(|k| k.name())
+                        .unwrap_or("-")
+                        .to_string(),
                     bytes(v.size),
                     v.hash
                         .map(|h| h.short())
@@ -64,7 +76,7 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
             .collect();
         format!(
             "{}in {} of {total} snapshots, {} distinct contents; newest first, * marks a change from the version below\n",
-            table(&["Snapshot", "Time", "Size", "Hash", "Changed"], &rows),
+            table(&["Snapshot", "Time", "Kind", "Size", "Hash", "Changed"], &rows),
             versions.len(),
             versions.iter().filter(|v| v.changed).count(),
         )

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
-use cachevault::forget::{self, GroupBy};
+use cachevault::forget::{self, ForgetRules, GroupBy};
 use cachevault::prune::{self, PruneOptions, PruneSummary};
 use cachevault::retention::{Duration, KeepPolicy};
 use cachevault::{snapshot, LockKind, Repository};
@@ -80,26 +80,32 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
         LockKind::Exclusive
     };
     let _lock = ctx.lock(&repo, kind, "forget")?;
-    let all = snapshot::list(&repo)?;
+    let filter = ctx.filter(&a.filter, true)?;
+    let all: Vec<_> = snapshot::list(&repo)?
+        .into_iter()
+        .filter(|(_, m)| filter.matches(m))
+        .collect();
     let utc_now = now.with_timezone(&chrono::Utc);
-    let rule = ctx
-        .config
-        .as_ref()
-        .map(|c| forget::preclear_rule(c, utc_now));
-    let extra = |m: &cachevault::Manifest| rule.as_ref().and_then(|r| r(m));
-    let plan = forget::plan(
-        &all,
-        &policy,
+    let safety_days = match (a.safety_days, &ctx.config) {
+        (Some(d), _) => d,
+        (None, Some(c)) => c.raw.cache.global_settings.backup_retention_days,
+        (None, None) => cachevault::config::GlobalSettings::default().backup_retention_days,
+    };
+    let rules = ForgetRules {
+        policy: policy.clone(),
         group_by,
-        now.with_timezone(&chrono::Utc),
-        &extra,
-    );
+        now: utc_now,
+        safety_days,
+        referenced: cachevault::clear::referenced_snapshots(&repo, utc_now, safety_days)?,
+    };
+    let plan = forget::plan(&all, &rules);
     let removed = if a.dry_run {
         Vec::new()
     } else {
         forget::apply(&repo, &plan)?
     };
-    let mut human = format!("applying policy ({source}): {policy}\n");
+    let mut human =
+        format!("applying policy ({source}): {policy}; safety snapshots kept {safety_days}d\n");
     let mut groups = Vec::new();
     for g in &plan {
         let keep: Vec<_> = g.decisions.iter().filter(|d| d.keep).collect();
@@ -109,19 +115,7 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
             "keep": keep.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339(), "reasons": d.reasons})).collect::<Vec<_>>(),
             "remove": remove.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339()})).collect::<Vec<_>>(),
         }));
-        // The key holds the root first, then the included paths (often just the root).
-        let mut shown: Vec<&String> = g.key.paths.iter().skip(1).collect();
-        if shown.is_empty() || shown == [&g.key.paths[0]] {
-            shown = vec![&g.key.paths[0]];
-        }
-        human.push_str(&format!(
-            "\nsnapshots of {}:\n",
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        human.push_str(&format!("\n{}:\n", g.key));
         let rows: Vec<Vec<String>> = keep
             .iter()
             .map(|d| {

@@ -78,15 +78,10 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
         .and_then(|c| {
             let frequency = Frequency::parse(&c.raw.cache.strategies.backup.frequency)?;
             // Snapshots record the canonical root; the config's may name it through a link.
-            let root = c
-                .root
-                .canonicalize()
-                .unwrap_or_else(|_| c.root.clone())
-                .to_string_lossy()
-                .into_owned();
+            let root = c.root_text();
             Some(BackupInput {
                 frequency,
-                last_success: health::last_backup(&snapshots, &entries, Some(&root)),
+                last_success: health::last_backup(&snapshots, &entries, Some(&root), now),
             })
         });
 
@@ -96,6 +91,7 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
         sizes,
         invalid_files: invalid_cache_files(ctx),
         backup,
+        future_snapshots: health::future_snapshots(&snapshots, now),
         journal: entries,
         repository_error,
     };

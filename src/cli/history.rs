@@ -11,6 +11,13 @@ use super::{bytes, exit, table, Ctx, Outcome};
 pub fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
     let mut entries = journal::read(&repo)?;
+    if a.this_root {
+        let cfg = ctx.config.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("--this-root needs --config FILE: the root is the config's")
+        })?;
+        let root = cfg.root_text();
+        entries.retain(|e| e.root.as_ref().is_none_or(|r| *r == root));
+    }
     if let Some(op) = &a.operation {
         entries.retain(|e| &e.operation == op);
     }
@@ -31,6 +38,7 @@ pub fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Outcome> {
             vec![
                 e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
                 e.operation.clone(),
+                e.root.clone().unwrap_or_default(),
                 format!("{:.2}s", e.seconds),
                 e.result.clone(),
                 b,
@@ -41,7 +49,15 @@ pub fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Outcome> {
     let human = format!(
         "{}{} operations, oldest first\n",
         table(
-            &["Time", "Operation", "Took", "Result", "Bytes", "Error"],
+            &[
+                "Time",
+                "Operation",
+                "Root",
+                "Took",
+                "Result",
+                "Bytes",
+                "Error"
+            ],
             &rows
         ),
         entries.len()

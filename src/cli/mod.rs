@@ -29,6 +29,8 @@ use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 use clap::Parser;
 
 use cachevault::config::Config;
+use cachevault::manifest::SnapshotKind;
+use cachevault::select::{Selection, SnapshotFilter};
 use cachevault::{Error, LockKind, Repository};
 
 pub use args::{Cli, Command};
@@ -164,7 +166,18 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
                 .map(|v| -v)
         })
         .unwrap_or(0);
+    // The root acted on: the config's, or the snapshot's; none for repository-wide work.
+    let root = match &ctx.cli.command {
+        Command::Check(_) | Command::Prune(_) => None,
+        _ => ctx.config.as_ref().map(|c| c.root_text()).or_else(|| {
+            ["root", "snapshot_root"]
+                .iter()
+                .find_map(|k| details.get(*k).and_then(|v| v.as_str()))
+                .map(str::to_string)
+        }),
+    };
     let entry = cachevault::journal::JournalEntry {
+        root,
         time,
         operation: operation.into(),
         seconds,
@@ -189,8 +202,15 @@ fn summarize(v: &serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::Object(m) => serde_json::Value::Object(
             m.iter()
-                .filter(|(_, v)| !v.is_array() && !v.is_object())
-                .map(|(k, v)| (k.clone(), v.clone()))
+                // Warnings (a clock gone back, say) belong in the record, lists or not.
+                .filter(|(k, v)| (!v.is_array() && !v.is_object()) || *k == "warnings")
+                .map(|(k, v)| match v {
+                    serde_json::Value::Array(a) => (
+                        k.clone(),
+                        serde_json::Value::Array(a.iter().take(20).cloned().collect()),
+                    ),
+                    _ => (k.clone(), v.clone()),
+                })
                 .collect(),
         ),
         _ => serde_json::Value::Null,
@@ -215,7 +235,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
     match &ctx.cli.command {
         Command::Init => init(ctx),
         Command::Snapshot(a) => snapshot::snapshot(ctx, a),
-        Command::Snapshots => snapshot::list(ctx),
+        Command::Snapshots(a) => snapshot::list(ctx, a),
         Command::Ls(a) => snapshot::ls(ctx, a),
         Command::Restore(a) => restore::restore(ctx, a),
         Command::Check(a) => check::check(ctx, a),
@@ -288,6 +308,61 @@ impl Ctx {
     /// Progress bars on stderr only when it is a terminal and output is for people.
     pub fn progress(&self) -> progress::Bars {
         progress::Bars::new(!self.cli.quiet && !self.cli.json && std::io::stderr().is_terminal())
+    }
+
+    /// The snapshot filter of a command's flags. With a config, `scoped` limits it to the
+    /// config's root: `latest`, `--at`, forget and undo never reach another root's snapshots.
+    pub fn filter(&self, f: &args::FilterArgs, scoped: bool) -> Result<SnapshotFilter> {
+        self.filter_of(&f.tags, &f.kinds, &f.paths, &f.hosts, scoped)
+    }
+
+    /// [`Ctx::filter`] from its parts (restore spells `--path` differently).
+    pub fn filter_of(
+        &self,
+        tags: &[String],
+        kinds: &[String],
+        paths: &[PathBuf],
+        hosts: &[String],
+        scoped: bool,
+    ) -> Result<SnapshotFilter> {
+        let kinds = kinds
+            .iter()
+            .flat_map(|k| k.split(','))
+            .map(|k| {
+                k.trim()
+                    .parse::<SnapshotKind>()
+                    .with_context(|| format!("--kind {k:?}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cwd = std::env::current_dir().context("reading the current folder")?;
+        let paths = paths
+            .iter()
+            .map(|p| {
+                let abs = cwd.join(p);
+                abs.canonicalize()
+                    .unwrap_or(abs)
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        Ok(SnapshotFilter {
+            root: self
+                .config
+                .as_ref()
+                .filter(|_| scoped)
+                .map(|c| c.root_text()),
+            paths,
+            kinds,
+            tags: SnapshotFilter::parse_tags(tags),
+            hosts: hosts.to_vec(),
+        })
+    }
+
+    /// Prints the warnings of a snapshot choice (snapshots dated in the future passed over).
+    pub fn note_selection(&self, s: &Selection) {
+        for w in &s.warnings {
+            self.note(&format!("warning: {w}"));
+        }
     }
 
     pub fn note(&self, msg: &str) {

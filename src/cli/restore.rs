@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use cachevault::restore::{self, RestoreOptions};
-use cachevault::{snapshot, LockKind, RelPath};
+use cachevault::{select, snapshot, LockKind, RelPath};
 
 use super::args::RestoreArgs;
 use super::{bytes, exit, parse_time, Ctx, Outcome};
@@ -14,11 +14,42 @@ use super::{bytes, exit, parse_time, Ctx, Outcome};
 pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
     let _lock = ctx.lock(&repo, LockKind::Shared, "restore")?;
-    let id = match (&a.snapshot, &a.at) {
-        (Some(s), _) => snapshot::resolve(&repo, s)?,
-        (None, Some(t)) => snapshot::resolve_at(&repo, parse_time("--at", t)?)?,
+    let filter = ctx.filter_of(&a.tags, &a.kinds, &a.snapshot_paths, &a.hosts, true)?;
+    let sel = match (&a.snapshot, &a.at) {
+        (Some(s), _) => select::resolve(&repo, s, &filter, super::now())?,
+        (None, Some(t)) => {
+            select::resolve_at(&repo, parse_time("--at", t)?, &filter, super::now())?
+        }
         (None, None) => unreachable!("clap requires one of them"),
     };
+    ctx.note_selection(&sel);
+    let id = sel.id;
+    if a.in_place {
+        if let Some(cfg) = &ctx.config {
+            let root = cfg.root_text();
+            if sel.manifest.root != root {
+                bail!(
+                    "snapshot {} is of {}, not of the config's root {}: --in-place writes only into the config's own root",
+                    id.short(),
+                    sel.manifest.root,
+                    root
+                );
+            }
+        }
+    }
+    // Said before the work starts, so that a long restore shows at once what it restores.
+    ctx.note(&format!(
+        "using snapshot {} of {} ({}, {}{})",
+        id.short(),
+        sel.manifest.time.format("%Y-%m-%d %H:%M:%S %:z"),
+        sel.manifest.kind(),
+        sel.manifest.root,
+        if sel.manifest.complete {
+            ""
+        } else {
+            ", partial"
+        }
+    ));
     let m = snapshot::load(&repo, &id)?;
     let target: PathBuf = match &a.target {
         Some(t) => t.clone(),
@@ -54,6 +85,9 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
     };
     let doc = json!({
         "snapshot": id.to_hex(),
+        "snapshot_time": m.time.to_rfc3339(),
+        "snapshot_kind": m.kind(),
+        "snapshot_root": m.root,
         "target": target,
         "dry_run": a.dry_run,
         "files": s.files,
@@ -63,13 +97,15 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         "errors": s.errors,
     });
     let human = format!(
-        "{} snapshot {} into {}: {} files ({}), {} folders, {} symlinks{}\n",
+        "{} snapshot {} ({}, {}) into {}: {} files ({}), {} folders, {} symlinks{}\n",
         if a.dry_run {
             "would restore"
         } else {
             "restored"
         },
         id.short(),
+        m.kind(),
+        m.time.format("%Y-%m-%d %H:%M:%S %:z"),
         target.display(),
         s.files,
         bytes(s.bytes),

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use cachevault::clear::{self, ClearOptions, Strategy};
 use cachevault::config::Config;
-use cachevault::forget::{self, GroupBy};
+use cachevault::forget::{self, ForgetRules, GroupBy};
+use cachevault::manifest::SnapshotKind;
 use cachevault::prune::{self, PruneOptions};
 use cachevault::schedule::{self, Job};
 use cachevault::snapshot::{self, SnapshotOptions};
@@ -39,6 +40,13 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     let mut jobs = Vec::new();
     let mut failed = 0;
     let mut human = String::new();
+    let warnings: Vec<&String> = decisions
+        .iter()
+        .filter_map(|d| d.warning.as_ref())
+        .collect();
+    for w in &warnings {
+        ctx.note(&format!("warning: {w}"));
+    }
     for d in &decisions {
         let mut doc = json!({"job": d.job.name(), "due": d.due, "reason": d.reason});
         if !d.due || a.dry_run {
@@ -81,7 +89,7 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     }
     let code = if failed > 0 { exit::PARTIAL } else { exit::OK };
     Ok(Outcome::new(
-        json!({"now": now.to_rfc3339(), "dry_run": a.dry_run, "jobs": jobs, "failed": failed}),
+        json!({"now": now.to_rfc3339(), "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings}),
         human,
         code,
     ))
@@ -103,6 +111,7 @@ fn run_job(
                 &SnapshotOptions {
                     root: cfg.root.clone(),
                     includes: cfg.backup_includes(),
+                    kind: SnapshotKind::Backup,
                     tags: vec!["scheduled".into()],
                     time: now,
                     hostname: super::hostname(),
@@ -134,18 +143,25 @@ fn run_job(
         }
         Job::Validation => validation_job(repo, cfg, now),
         Job::Optimization => {
-            let all = snapshot::list(repo)?;
-            let policy = forget::config_policy(cfg);
-            let rule = forget::preclear_rule(cfg, utc);
+            // Only this config's root: another root's snapshots follow its own config.
+            let root = cfg.root_text();
+            let all: Vec<_> = snapshot::list(repo)?
+                .into_iter()
+                .filter(|(_, m)| m.root == root)
+                .collect();
+            let safety_days = cfg.raw.cache.global_settings.backup_retention_days;
             let plan = forget::plan(
                 &all,
-                &policy,
-                GroupBy {
-                    host: true,
-                    tags: false,
+                &ForgetRules {
+                    policy: forget::config_policy(cfg),
+                    group_by: GroupBy {
+                        host: true,
+                        tags: false,
+                    },
+                    now: utc,
+                    safety_days,
+                    referenced: clear::referenced_snapshots(repo, utc, safety_days)?,
                 },
-                utc,
-                &rule,
             );
             let removed = forget::apply(repo, &plan)?;
             let pruned = prune::prune(
@@ -218,6 +234,7 @@ fn validation_job(
     let r = validate::validate(cfg, &ValidateOptions::default(), &NoProgress)?;
     let summary = json!({"checked": r.checked, "invalid_count": r.invalid.len(), "ok": r.ok()});
     let entry = cachevault::journal::JournalEntry {
+        root: Some(cfg.root_text()),
         time: now,
         operation: "validate".into(),
         seconds: started.elapsed().as_secs_f64(),

@@ -3,11 +3,12 @@
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use cachevault::manifest::EntryKind;
+use cachevault::manifest::{EntryKind, SnapshotKind};
+use cachevault::select;
 use cachevault::snapshot::{self, SnapshotOptions};
 use cachevault::LockKind;
 
-use super::args::{LsArgs, SnapshotArgs};
+use super::args::{LsArgs, SnapshotArgs, SnapshotsArgs};
 use super::{bytes, exit, parse_time, table, Ctx, Outcome};
 
 pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
@@ -21,14 +22,27 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
             ))
         }
     };
+    let clock = super::now();
     let time = match &a.time {
-        Some(t) => parse_time("--time", t)?,
-        None => super::now(),
+        Some(t) => {
+            let time = parse_time("--time", t)?;
+            let slack = chrono::Duration::seconds(cachevault::select::CLOCK_SLACK_SECONDS);
+            if time > clock + slack {
+                return Err(anyhow!(
+                    "--time {t:?} is {} ahead of the clock ({}): a snapshot dated in the future would pass for the newest backup until then; at most 5 minutes ahead is accepted",
+                    cachevault::units::human_duration((time - clock).num_seconds()),
+                    clock.to_rfc3339()
+                ));
+            }
+            time
+        }
+        None => clock,
     };
     let _lock = ctx.lock(&repo, LockKind::Shared, "snapshot")?;
     let opts = SnapshotOptions {
         root: root.clone(),
         includes,
+        kind: SnapshotKind::Backup,
         tags: a.tags.clone(),
         time,
         hostname: super::hostname(),
@@ -57,6 +71,8 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
         "id": id,
         "short_id": s.id.map(|i| i.short()),
         "time": m.time.to_rfc3339(),
+        "kind": m.kind(),
+        "root": m.root,
         "dry_run": a.dry_run,
         "parent": m.parent.map(|p| p.to_hex()),
         "paths": m.paths,
@@ -93,9 +109,13 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
     Ok(Outcome::new(doc, human, code))
 }
 
-pub fn list(ctx: &Ctx) -> Result<Outcome> {
+pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let all = snapshot::list(&repo)?;
+    let filter = ctx.filter(&a.filter, false)?;
+    let all: Vec<_> = snapshot::list(&repo)?
+        .into_iter()
+        .filter(|(_, m)| filter.matches(m))
+        .collect();
     let docs: Vec<_> = all
         .iter()
         .map(|(id, m)| {
@@ -103,6 +123,7 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
                 "id": id.to_hex(),
                 "short_id": id.short(),
                 "time": m.time.to_rfc3339(),
+                "kind": m.kind(),
                 "hostname": m.hostname,
                 "root": m.root,
                 "paths": m.paths,
@@ -120,8 +141,9 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
             vec![
                 id.short(),
                 m.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                m.kind().name().to_string() + if m.complete { "" } else { " (partial)" },
                 m.tags.join(","),
-                m.summary.files_new.to_string() + "+" + &(m.summary.files_changed).to_string(),
+                m.file_count().to_string(),
                 bytes(m.summary.bytes_total),
                 m.root.clone(),
             ]
@@ -129,7 +151,10 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
         .collect();
     let human = format!(
         "{}{} snapshots\n",
-        table(&["ID", "Time", "Tags", "New+Chg", "Size", "Root"], &rows),
+        table(
+            &["ID", "Time", "Kind", "Tags", "Files", "Size", "Root"],
+            &rows
+        ),
         all.len()
     );
     Ok(Outcome::new(
@@ -141,7 +166,14 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
 
 pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let id = snapshot::resolve(&repo, &a.snapshot)?;
+    let sel = select::resolve(
+        &repo,
+        &a.snapshot,
+        &ctx.filter(&a.filter, true)?,
+        super::now(),
+    )?;
+    ctx.note_selection(&sel);
+    let id = sel.id;
     let m = snapshot::load(&repo, &id)?;
     let mut human = String::new();
     let mut docs = Vec::with_capacity(m.entries.len());
@@ -173,7 +205,7 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
         ));
     }
     Ok(Outcome::new(
-        json!({"id": id.to_hex(), "time": m.time.to_rfc3339(), "root": m.root, "entries": docs}),
+        json!({"id": id.to_hex(), "time": m.time.to_rfc3339(), "kind": m.kind(), "root": m.root, "entries": docs}),
         human,
         exit::OK,
     ))

@@ -40,6 +40,9 @@ fn ratio(r: Option<f64>) -> String {
 
 pub fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<Outcome> {
     let now = now_or(&a.now)?;
+    if a.this_root && ctx.config.is_none() {
+        anyhow::bail!("--this-root needs --config FILE: the root is the config's");
+    }
     let (cache_types, total) = match &ctx.config {
         Some(cfg) => {
             let (types, total) = stats::cache_stats(cfg, now);
@@ -49,8 +52,16 @@ pub fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<Outcome> {
     };
     let repository = match ctx.open_repo() {
         Ok(repo) => Some(
-            stats::gather_repo(&repo, now)
-                .with_context(|| format!("measuring repository {}", repo.root().display()))?,
+            stats::gather_repo(
+                &repo,
+                now,
+                ctx.config
+                    .as_ref()
+                    .filter(|_| a.this_root)
+                    .map(|c| c.root_text())
+                    .as_deref(),
+            )
+            .with_context(|| format!("measuring repository {}", repo.root().display()))?,
         ),
         // Cache statistics are worth having before the repository exists.
         Err(e) if ctx.config.is_some() && is_not_a_repository(&e) => {
@@ -167,17 +178,17 @@ fn render(ctx: &Ctx, s: &Stats) -> String {
             .repo_path()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let last = r
-            .last_snapshot
-            .as_ref()
-            .map(|l| {
-                format!(
-                    "{} ({})",
-                    l.time.format("%Y-%m-%d %H:%M:%S %:z"),
-                    l.id.short()
-                )
-            })
-            .unwrap_or_else(|| "none".into());
+        let when = |l: &Option<stats::LastSnapshot>| {
+            l.as_ref()
+                .map(|l| {
+                    format!(
+                        "{} ({})",
+                        l.time.format("%Y-%m-%d %H:%M:%S %:z"),
+                        l.id.short()
+                    )
+                })
+                .unwrap_or_else(|| "none".into())
+        };
         let mut windows: Vec<_> = r.growth.values().collect();
         windows.sort_by_key(|g| g.days);
         let growth: Vec<String> = windows
@@ -193,7 +204,9 @@ fn render(ctx: &Ctx, s: &Stats) -> String {
             .collect();
         let rows = vec![
             vec!["snapshots".into(), r.snapshots.to_string()],
-            vec!["last snapshot".into(), last],
+            vec!["last backup".into(), when(&r.last_backup)],
+            vec!["last pre-clear snapshot".into(), when(&r.last_pre_clear)],
+            vec!["last snapshot (any kind)".into(), when(&r.last_snapshot)],
             vec![
                 "stored on disk".into(),
                 format!(
