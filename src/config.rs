@@ -520,6 +520,22 @@ impl Config {
             .map(|(n, t)| (n.as_str(), t))
     }
 
+    /// Every cache type's folder relative to the root, for per-type totals in snapshots.
+    pub fn type_folders(&self) -> Vec<(String, crate::manifest::RelPath)> {
+        use std::os::unix::ffi::OsStrExt;
+        self.raw
+            .cache
+            .cache_types
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    crate::manifest::RelPath(t.path.as_os_str().as_bytes().to_vec()),
+                )
+            })
+            .collect()
+    }
+
     /// Folder of a cache type.
     pub fn type_dir(&self, t: &CacheType) -> PathBuf {
         self.root.join(&t.path)

@@ -49,6 +49,20 @@ impl RelPath {
         self.0.split(|&b| b == b'/')
     }
 
+    /// Number of `/`-separated components (0 for the empty path).
+    pub fn depth(&self) -> usize {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.components().count()
+        }
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &[u8] {
+        self.0.rsplit(|&b| b == b'/').next().unwrap_or_default()
+    }
+
     /// Whether this path equals `prefix` or lies below it.
     pub fn starts_with(&self, prefix: &RelPath) -> bool {
         prefix.0.is_empty()
@@ -322,6 +336,19 @@ pub struct SnapshotStats {
     pub blobs_added: u64,
     /// Compressed bytes added to the repository.
     pub bytes_added: u64,
+    /// Files and bytes per cache type, when the snapshot was taken with a config (added in
+    /// manifest version 2; absent otherwise). State files belong to no type.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub types: std::collections::BTreeMap<String, TypeTotals>,
+}
+
+/// One cache type's share of a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeTotals {
+    /// Files of the type.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// A snapshot manifest.

@@ -32,6 +32,9 @@ pub struct SnapshotOptions {
     pub includes: Vec<RelPath>,
     /// What the snapshot is for.
     pub kind: SnapshotKind,
+    /// Cache types and their folders (relative to `root`), to record files and bytes per
+    /// type; empty without a config.
+    pub types: Vec<(String, RelPath)>,
     /// Tags to record.
     pub tags: Vec<String>,
     /// Time to record.
@@ -251,6 +254,7 @@ pub fn create(
         }
     }
     let entries: Vec<Entry> = entries.into_iter().flatten().collect();
+    stats.types = type_totals(&entries, &opts.types);
 
     // The entry list, stored as content-defined blobs: when nothing changed it is the
     // parent's, byte for byte, and costs nothing.
@@ -309,6 +313,33 @@ pub fn create(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Files and bytes per cache type: a file belongs to the type with the most specific folder
+/// holding it; state files (`*_state.json`) belong to none. Every named type appears.
+pub fn type_totals(
+    entries: &[Entry],
+    types: &[(String, RelPath)],
+) -> std::collections::BTreeMap<String, crate::manifest::TypeTotals> {
+    let mut out: std::collections::BTreeMap<String, crate::manifest::TypeTotals> = types
+        .iter()
+        .map(|(n, _)| (n.clone(), Default::default()))
+        .collect();
+    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
+        if crate::config::is_state_file(e.path.file_name()) {
+            continue;
+        }
+        let owner = types
+            .iter()
+            .filter(|(_, dir)| e.path.starts_with(dir))
+            .max_by_key(|(_, dir)| dir.depth());
+        if let Some((name, _)) = owner {
+            let t = out.entry(name.clone()).or_default();
+            t.files += 1;
+            t.bytes += e.size;
+        }
+    }
+    out
 }
 
 /// Writes a manifest header whose tree blobs are already stored; returns its id.

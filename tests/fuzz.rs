@@ -116,6 +116,7 @@ fn sample() -> &'static Sample {
                 root: t.join("src"),
                 includes: Vec::new(),
                 kind: cachevault::manifest::SnapshotKind::Backup,
+                types: Vec::new(),
                 tags: vec!["t".into()],
                 time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
                 hostname: "h".into(),

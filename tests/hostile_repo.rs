@@ -36,6 +36,7 @@ fn fixture() -> Fixture {
         root: t.join("src"),
         includes: Vec::new(),
         kind: cachevault::manifest::SnapshotKind::Backup,
+        types: Vec::new(),
         tags: Vec::new(),
         time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
         hostname: "test".into(),

@@ -53,6 +53,22 @@ fn restore_latest_after_a_clear_restores_the_full_backup() {
     json_cfg(&cfg, &["init"], 0);
     let backup = json_cfg(&cfg, &["snapshot"], 0);
     assert_eq!(backup["kind"], "backup");
+    // Files and bytes per cache type are recorded (state files belong to none).
+    let amazon = root.join("FBA_ANALYSIS/amazon_cache");
+    let amazon_files = files_under(&amazon);
+    let amazon_bytes: u64 = amazon_files
+        .iter()
+        .map(|f| fs::metadata(amazon.join(f)).unwrap().len())
+        .sum();
+    assert_eq!(
+        backup["types"]["amazon_cache"]["files"],
+        amazon_files.len() as u64
+    );
+    assert_eq!(backup["types"]["amazon_cache"]["bytes"], amazon_bytes);
+    assert_eq!(
+        backup["types"]["ai_category_cache"]["files"], 0,
+        "not backed up"
+    );
     let at_backup = t.join("at-backup");
     copy(&root, &at_backup);
     let clear = json_cfg(
@@ -200,6 +216,7 @@ fn a_time_in_the_future_is_refused_and_a_future_manifest_is_passed_over() {
             root: src.clone(),
             includes: Vec::new(),
             kind: cachevault::manifest::SnapshotKind::Backup,
+            types: Vec::new(),
             tags: Vec::new(),
             time: chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap(),
             hostname: "h".into(),
@@ -572,6 +589,7 @@ fn version_1_manifests_are_read_by_their_tags() {
                 root: src.clone(),
                 includes: Vec::new(),
                 kind: cachevault::manifest::SnapshotKind::Backup,
+                types: Vec::new(),
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 time: chrono::Utc::now().fixed_offset(),
                 hostname: "h".into(),

@@ -22,6 +22,7 @@ fn opts(root: &Path) -> SnapshotOptions {
         root: root.to_path_buf(),
         includes: Vec::new(),
         kind: cachevault::manifest::SnapshotKind::Backup,
+        types: Vec::new(),
         tags: Vec::new(),
         time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
         hostname: "test".into(),

@@ -332,6 +332,7 @@ pub fn run(
         &SnapshotOptions {
             root: cfg.root.clone(),
             includes,
+            types: cfg.type_folders(),
             kind: if opts.strategy == Strategy::ArchiveOld {
                 SnapshotKind::Archive
             } else {

@@ -58,6 +58,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> Result<Outcome> {
         let opts = SnapshotOptions {
             root: cfg.root.clone(),
             includes: cfg.backup_includes(),
+            types: cfg.type_folders(),
             kind: cachevault::manifest::SnapshotKind::Backup,
             tags: vec![tag.into()],
             time: super::now(),

@@ -111,6 +111,7 @@ fn run_job(
                 &SnapshotOptions {
                     root: cfg.root.clone(),
                     includes: cfg.backup_includes(),
+                    types: cfg.type_folders(),
                     kind: SnapshotKind::Backup,
                     tags: vec!["scheduled".into()],
                     time: now,

@@ -13,9 +13,9 @@ use super::{bytes, exit, parse_time, table, Ctx, Outcome};
 
 pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let (root, includes) = match (&a.path, &ctx.config) {
-        (Some(p), _) => (p.clone(), Vec::new()),
-        (None, Some(cfg)) => (cfg.root.clone(), cfg.backup_includes()),
+    let (root, includes, types) = match (&a.path, &ctx.config) {
+        (Some(p), _) => (p.clone(), Vec::new(), Vec::new()),
+        (None, Some(cfg)) => (cfg.root.clone(), cfg.backup_includes(), cfg.type_folders()),
         (None, None) => {
             return Err(anyhow!(
                 "nothing to snapshot: give a PATH, or --config FILE to snapshot its cache root"
@@ -43,6 +43,7 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
         root: root.clone(),
         includes,
         kind: SnapshotKind::Backup,
+        types,
         tags: a.tags.clone(),
         time,
         hostname: super::hostname(),
@@ -87,6 +88,7 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
         "blobs_added": st.blobs_added,
         "bytes_added": st.bytes_added,
         "complete": m.complete,
+        "types": st.types,
         "skipped": s.skipped,
         "warnings": s.warnings,
         "seconds": s.seconds,
@@ -132,6 +134,7 @@ pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
                 "files": m.file_count(),
                 "bytes": m.summary.bytes_total,
                 "bytes_added": m.summary.bytes_added,
+                "types": m.summary.types,
             })
         })
         .collect();
