@@ -366,63 +366,160 @@ pub fn decompress_frame(compressed: &[u8], raw_length: u64) -> std::io::Result<V
     Ok(out)
 }
 
-/// Rebuilds an archive's index from the archive alone by walking its frames and tar headers.
-/// Used by `check` to prove the index and the archive agree.
+/// Rebuilds an archive's index from the archive alone by walking its frames and tar headers,
+/// refusing anything damaged (see [`salvage_archive`] for the forgiving walk).
+///
+/// # Errors
+/// I/O errors; [`Error::Corrupt`] at the first damaged frame, header or blob.
 pub fn scan_archive(path: &Path) -> Result<ArchiveIndex> {
     let bytes = fsutil::read(path)?;
-    let name = path.display().to_string();
-    let mut frames = Vec::new();
-    let mut blobs = Vec::new();
-    let mut offset = 0usize;
-    while offset < bytes.len() {
-        let rest = &bytes[offset..];
-        let len = zstd::zstd_safe::find_frame_compressed_size(rest)
-            .map_err(|_| Error::corrupt(format!("archive {name}: bad zstd frame at {offset}")))?;
-        let raw = decompress_bounded(&rest[..len])
-            .map_err(|e| Error::corrupt(format!("archive {name}: frame at {offset}: {e}")))?;
-        let frame_no = frames.len() as u32;
-        let mut pos = 0usize;
-        while pos + BLOCK <= raw.len() {
-            let header = &raw[pos..pos + BLOCK];
-            if header.iter().all(|&b| b == 0) {
-                pos += BLOCK;
-                continue;
-            }
-            let h = tar::Header::from_byte_slice(header);
-            let size = h
-                .size()
-                .map_err(|e| Error::corrupt(format!("archive {name}: tar header: {e}")))?;
-            let id: BlobId = String::from_utf8_lossy(&h.path_bytes())
-                .parse()
-                .map_err(|e| Error::corrupt(format!("archive {name}: {e}")))?;
-            let data_at = pos + BLOCK;
-            if size > (raw.len() - data_at) as u64 {
-                return Err(Error::corrupt(format!(
-                    "archive {name}: entry crosses frame"
-                )));
-            }
-            blobs.push(BlobEntry {
-                id,
-                frame: frame_no,
-                offset: data_at as u64,
-                length: size,
-            });
-            pos = data_at + (size as usize).div_ceil(BLOCK) * BLOCK;
-        }
-        frames.push(FrameEntry {
-            offset: offset as u64,
-            length: len as u64,
-            raw_length: raw.len() as u64,
-        });
-        offset += len;
+    let scan = salvage_archive(&bytes, &path.display().to_string());
+    if let Some(problem) = scan.problems.first() {
+        return Err(Error::corrupt(problem.clone()));
     }
     Ok(ArchiveIndex {
         version: INDEX_VERSION,
         archive: BlobId::of(&bytes),
         size: bytes.len() as u64,
-        frames,
-        blobs,
+        frames: scan.frames,
+        blobs: scan.blobs,
     })
+}
+
+/// What a forgiving walk of an archive found: the frames that decompress, the blobs in them
+/// that hash to their names, and every problem met on the way.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveScan {
+    /// Frames that decompressed, in file order.
+    pub frames: Vec<FrameEntry>,
+    /// Blobs whose content hashes to their name, in file order; `frame` indexes `frames`.
+    pub blobs: Vec<BlobEntry>,
+    /// Everything unreadable, in words (empty for an intact archive).
+    pub problems: Vec<String>,
+    /// Compressed bytes that could not be read.
+    pub bytes_lost: u64,
+}
+
+/// zstd's frame magic number, little-endian on disk; frozen by RFC 8878.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Walks an archive without trusting any index: each zstd frame is decompressed (bounded),
+/// each tar header parsed and each blob re-hashed against its name. A damaged frame is
+/// skipped; where frame boundaries are lost the walk resumes at the next zstd magic number.
+/// Nothing unreadable is dropped without a line in [`ArchiveScan::problems`].
+pub fn salvage_archive(bytes: &[u8], name: &str) -> ArchiveScan {
+    let mut scan = ArchiveScan::default();
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let len = match zstd::zstd_safe::find_frame_compressed_size(rest) {
+            Ok(len) if len > 0 => len,
+            _ => {
+                let next = rest
+                    .windows(4)
+                    .skip(1)
+                    .position(|w| w == ZSTD_MAGIC)
+                    .map(|p| p + 1);
+                let skipped = next.unwrap_or(rest.len());
+                scan.problems.push(format!(
+                    "archive {name}: {skipped} bytes at offset {offset} are not a zstd frame{}",
+                    if next.is_some() {
+                        "; resuming at the next frame"
+                    } else {
+                        " (to the end of the file)"
+                    }
+                ));
+                scan.bytes_lost += skipped as u64;
+                offset += skipped;
+                continue;
+            }
+        };
+        match decompress_bounded(&rest[..len]) {
+            Ok(raw) => {
+                let frame_no = scan.frames.len() as u32;
+                walk_tar(&raw, name, offset, frame_no, &mut scan);
+                scan.frames.push(FrameEntry {
+                    offset: offset as u64,
+                    length: len as u64,
+                    raw_length: raw.len() as u64,
+                });
+            }
+            Err(e) => {
+                scan.problems.push(format!(
+                    "archive {name}: frame at offset {offset} ({len} bytes) does not decompress: {e}"
+                ));
+                scan.bytes_lost += len as u64;
+            }
+        }
+        offset += len;
+    }
+    scan
+}
+
+/// Parses the tar entries of one decompressed frame into `scan`.
+fn walk_tar(raw: &[u8], name: &str, frame_offset: usize, frame_no: u32, scan: &mut ArchiveScan) {
+    let mut pos = 0usize;
+    while pos + BLOCK <= raw.len() {
+        let header = &raw[pos..pos + BLOCK];
+        if header.iter().all(|&b| b == 0) {
+            pos += BLOCK;
+            continue;
+        }
+        let h = tar::Header::from_byte_slice(header);
+        let entry = (|| -> std::result::Result<(BlobId, u64), String> {
+            let stored = h.cksum().map_err(|e| format!("tar header: {e}"))?;
+            let computed: u32 = header
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| {
+                    if (148..156).contains(&i) {
+                        u32::from(b' ')
+                    } else {
+                        u32::from(b)
+                    }
+                })
+                .sum();
+            if stored != computed {
+                return Err("tar header checksum does not match".into());
+            }
+            let size = h.size().map_err(|e| format!("tar header: {e}"))?;
+            let id: BlobId = String::from_utf8_lossy(&h.path_bytes())
+                .parse()
+                .map_err(|e| format!("tar entry name: {e}"))?;
+            Ok((id, size))
+        })();
+        let (id, size) = match entry {
+            Ok(v) => v,
+            Err(e) => {
+                scan.problems.push(format!(
+                    "archive {name}: frame at offset {frame_offset}: {e} at {pos}; the rest of the frame is unreadable"
+                ));
+                return;
+            }
+        };
+        let data_at = pos + BLOCK;
+        if size > (raw.len() - data_at) as u64 {
+            scan.problems.push(format!(
+                "archive {name}: frame at offset {frame_offset}: entry {} crosses the end of its frame",
+                id.short()
+            ));
+            return;
+        }
+        let data = &raw[data_at..data_at + size as usize];
+        if BlobId::of(data) == id {
+            scan.blobs.push(BlobEntry {
+                id,
+                frame: frame_no,
+                offset: data_at as u64,
+                length: size,
+            });
+        } else {
+            scan.problems.push(format!(
+                "archive {name}: blob {id} does not hash to its name (damaged)"
+            ));
+        }
+        pos = data_at + (size as usize).div_ceil(BLOCK) * BLOCK;
+    }
 }
 
 /// Decompresses one frame whose size no index vouches for, refusing output beyond

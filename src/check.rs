@@ -1,16 +1,21 @@
-//! Repository verification: structure (manifests parse, referenced blobs indexed, indexes
-//! inside their archives) and, with read-data, every archive re-hashed and every blob
-//! decompressed and re-hashed, naming the archives and the files damage affects.
+//! Repository verification: structure (manifests parse, referenced blobs indexed in archives
+//! that are present, indexes inside their archives) and, with read-data, every archive
+//! re-hashed and every blob decompressed and re-hashed. Every damaged item is reported once,
+//! with the snapshots and files it affects and the command that helps (`rebuild-index`,
+//! `repair-snapshots`, `forget ID`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::archive::{self, ArchiveIndex};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{BlobId, IdMap, IdSet};
+use crate::manifest::{EntryKind, Manifest};
 use crate::repo::Repository;
+use crate::store::{self, BlobIndex};
 
 /// How much data to read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,8 +28,30 @@ pub enum ReadData {
     Subset(f64),
 }
 
+/// One damaged (or suspicious) item and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `damaged_index`, `missing_archive`, `archive_size`, `unindexed_archive`,
+    /// `damaged_manifest`, `missing_data`, `size_mismatch`, `damaged_archive`.
+    pub kind: &'static str,
+    /// The repository file or snapshot concerned.
+    pub object: String,
+    /// What was found.
+    pub message: String,
+    /// What the user can do.
+    pub advice: String,
+    /// Short ids of the snapshots affected.
+    pub snapshots: Vec<String>,
+    /// Number of file versions affected.
+    pub files: usize,
+    /// Some of them, as `snapshot:path`.
+    pub examples: Vec<String>,
+    /// Whether this is damage (`false`: a harmless leftover, a warning).
+    pub error: bool,
+}
+
 /// What `check` found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
     /// Manifests checked.
     pub snapshots: usize,
@@ -44,12 +71,55 @@ pub struct CheckReport {
     pub damaged_archives: Vec<String>,
     /// Files (as `snapshot:path`) whose content is affected by damage.
     pub affected_files: Vec<String>,
+    /// Every finding, with what it affects and what to do.
+    pub problems: Vec<Problem>,
 }
 
 impl CheckReport {
     /// Whether no error was found.
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
+    }
+
+    fn add(&mut self, p: Problem) {
+        let line = if p.advice.is_empty() {
+            p.message.clone()
+        } else {
+            format!("{} ({})", p.message, p.advice)
+        };
+        if p.error {
+            self.errors.push(line);
+        } else {
+            self.warnings.push(line);
+        }
+        self.problems.push(p);
+    }
+}
+
+const EXAMPLES: usize = 10;
+
+const ADVICE_INDEX: &str = "run `cachevault rebuild-index`";
+const ADVICE_MISSING: &str = "run `cachevault rebuild-index`, then `cachevault repair-snapshots --forget`; the next snapshot stores again what is still on disk";
+const ADVICE_MANIFEST: &str =
+    "run `cachevault repair-snapshots --forget`, or `cachevault forget ID` to remove it";
+const ADVICE_DAMAGED_ARCHIVE: &str = "run `cachevault rebuild-index --read-data` (it keeps every readable blob), then `cachevault repair-snapshots --forget`";
+
+fn problem(
+    kind: &'static str,
+    object: String,
+    message: String,
+    advice: &str,
+    error: bool,
+) -> Problem {
+    Problem {
+        kind,
+        object,
+        message,
+        advice: advice.to_string(),
+        snapshots: Vec::new(),
+        files: 0,
+        examples: Vec::new(),
+        error,
     }
 }
 
@@ -59,119 +129,130 @@ impl CheckReport {
 /// Only errors that stop the check itself (unreadable folders); damage is reported.
 pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    // Manifests are listed before indexes are read: writers go archive -> index -> manifest,
-    // so every manifest listed now has its indexes in place, while a snapshot finishing
-    // during the check (they share the lock) adds a manifest whose index we did not read.
+    // Manifests are listed before archives and indexes are read: writers go archive ->
+    // index -> manifest, so every manifest listed now has its indexes in place, while a
+    // snapshot finishing during the check (they share the lock) adds a manifest we skip.
     let ids = crate::snapshot::list_ids(repo)?;
-    let index_dir = repo.index_dir();
-    let mut indexes: Vec<ArchiveIndex> = Vec::new();
-    for name in fsutil::list_names(&index_dir, ".json")? {
-        let path = index_dir.join(&name);
-        match fsutil::read(&path)
-            .and_then(|b| ArchiveIndex::decode(&b, &path.display().to_string()))
+    let present: HashMap<BlobId, u64> = repo.list_archives()?.into_iter().collect();
+    let (indexes, damaged_indexes) = store::load_indexes(repo)?;
+    let mut indexed = IdSet::default();
+    for d in &damaged_indexes {
+        if let Some(id) = d
+            .file
+            .trim_start_matches("index/")
+            .trim_end_matches(".json")
+            .parse::<BlobId>()
+            .ok()
+            .filter(|id| present.contains_key(id))
         {
-            Ok(idx) if format!("{}.json", idx.archive.to_hex()) == name => indexes.push(idx),
-            Ok(idx) => report.errors.push(format!(
-                "index {} describes archive {}",
-                path.display(),
-                idx.archive
-            )),
-            Err(e) => report.errors.push(e.to_string()),
+            // Its archive is there but unindexed: reported here, not again below.
+            indexed.insert(id);
         }
-    }
-    let archive_names: HashSet<String> = fsutil::list_names(&repo.archives_dir(), ".tar.zst")?
-        .into_iter()
-        .collect();
-    let mut indexed: HashSet<String> = HashSet::new();
-    let mut blob_archive: IdMap<Vec<BlobId>> = IdMap::default();
-    for idx in &indexes {
-        let name = format!("{}.tar.zst", idx.archive.to_hex());
-        let path = repo.archive_path(&idx.archive);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.len() == idx.size => {}
-            Ok(m) => report.errors.push(format!(
-                "archive {} is {} bytes, its index says {}",
-                path.display(),
-                m.len(),
-                idx.size
-            )),
-            Err(_) => report
-                .errors
-                .push(format!("archive {} is missing", path.display())),
-        }
-        indexed.insert(name);
-        for b in &idx.blobs {
-            blob_archive.entry(b.id).or_default().push(idx.archive);
-        }
-    }
-    for name in archive_names.difference(&indexed) {
-        report.warnings.push(format!(
-            "archive {name} has no index (left by an interrupted operation; prune removes it)"
+        report.add(problem(
+            "damaged_index",
+            d.file.clone(),
+            format!("{} cannot be used: {}", d.file, d.error),
+            ADVICE_INDEX,
+            true,
         ));
     }
-    report.archives = indexes.len();
-    report.blobs = blob_archive.len();
-
-    // Manifests: parse, verify, every blob indexed.
-    let mut index = crate::store::BlobIndex::default();
+    let mut usable: Vec<&ArchiveIndex> = Vec::new();
     for idx in &indexes {
+        indexed.insert(idx.archive);
+        let name = format!("archives/{}.tar.zst", idx.archive.to_hex());
+        match present.get(&idx.archive) {
+            None => report.add(problem(
+                "missing_archive",
+                name.clone(),
+                format!("archive {name} is missing ({} blobs indexed)", idx.blobs.len()),
+                ADVICE_MISSING,
+                true,
+            )),
+            Some(&size) if size != idx.size => report.add(problem(
+                "archive_size",
+                name.clone(),
+                format!(
+                    "archive {name} is {size} bytes, its index says {}",
+                    idx.size
+                ),
+                "run `cachevault rebuild-index` (it reads the archive again and keeps every readable blob)",
+                true,
+            )),
+            Some(_) => usable.push(idx),
+        }
+    }
+    let mut unindexed: Vec<&BlobId> = present.keys().filter(|a| !indexed.contains(a)).collect();
+    unindexed.sort();
+    for a in unindexed {
+        let name = format!("archives/{}.tar.zst", a.to_hex());
+        report.add(problem(
+            "unindexed_archive",
+            name.clone(),
+            format!("archive {name} has no index (left by an interrupted write, or its index was lost)"),
+            "run `cachevault rebuild-index`: the archive may hold data a snapshot needs, and prune never deletes it blind",
+            false,
+        ));
+    }
+    let mut index = BlobIndex::default();
+    for idx in &usable {
         index.add(idx);
     }
-    let manifests: Vec<(BlobId, Result<crate::manifest::Manifest>)> = ids
+    report.archives = usable.len();
+    report.blobs = index.blobs.len();
+
+    // Manifests: parse, verify, every blob indexed in a present archive.
+    let manifests: Vec<(BlobId, Result<Manifest>)> = ids
         .par_iter()
         .map(|id| (*id, crate::snapshot::load_with(repo, &index, id)))
         .collect();
     let mut live = Vec::new();
+    let mut missing_by_snapshot: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, m) in manifests {
         match m {
             Ok(m) => {
-                for e in &m.entries {
-                    let mut stored = Some(0u64);
-                    for b in &e.blobs {
-                        match index.blobs.get(b) {
-                            Some(loc) => stored = stored.map(|s| s.saturating_add(loc.length)),
-                            None => {
-                                stored = None;
-                                report.errors.push(format!(
-                                    "snapshot {}: {}: blob {} is not in any index",
-                                    id.short(),
-                                    e.path.display(),
-                                    b.short()
-                                ));
-                            }
-                        }
-                    }
-                    // A size that lies would make restore refuse the file: say so here.
-                    let is_file = e.kind == crate::manifest::EntryKind::File;
-                    if let Some(stored) = stored.filter(|s| is_file && *s != e.size) {
-                        report.errors.push(format!(
-                            "snapshot {}: {}: the manifest gives a size of {} bytes, but its blobs hold {stored}",
-                            id.short(),
-                            e.path.display(),
-                            e.size
-                        ));
-                    }
-                }
+                check_entries(&mut report, &index, &id, &m, &mut missing_by_snapshot);
                 live.push((id, m));
             }
-            Err(e) => report
-                .errors
-                .push(format!("snapshot {} cannot be read: {e}", id.short())),
+            // Forgotten since the listing.
+            Err(Error::SnapshotNotFound(_)) => {}
+            Err(e) => report.add(problem(
+                "damaged_manifest",
+                format!("snapshots/{}.json", id.to_hex()),
+                format!("snapshot {} cannot be read: {e}", id.short()),
+                ADVICE_MANIFEST,
+                true,
+            )),
         }
+    }
+    for (snap, files) in missing_by_snapshot {
+        let mut p = problem(
+            "missing_data",
+            snap.clone(),
+            format!(
+                "snapshot {snap}: {} file(s) reference data that is in no index of a present archive",
+                files.len()
+            ),
+            ADVICE_MISSING,
+            true,
+        );
+        p.snapshots = vec![snap];
+        p.files = files.len();
+        p.examples = files.into_iter().take(EXAMPLES).collect();
+        report.add(p);
     }
     report.snapshots = live.len();
 
     let selected: Vec<&ArchiveIndex> = match read {
         ReadData::None => Vec::new(),
-        ReadData::All => indexes.iter().collect(),
+        ReadData::All => usable.clone(),
         ReadData::Subset(pct) => {
-            let want = ((indexes.len() as f64) * pct / 100.0).ceil() as usize;
-            let mut keyed: Vec<(BlobId, &ArchiveIndex)> = indexes
+            let want = ((usable.len() as f64) * pct / 100.0).ceil() as usize;
+            let mut keyed: Vec<(BlobId, &ArchiveIndex)> = usable
                 .iter()
                 .map(|i| {
                     let mut k = i.archive.0.to_vec();
                     k.extend_from_slice(&seed.to_le_bytes());
-                    (BlobId::of(&k), i)
+                    (BlobId::of(&k), *i)
                 })
                 .collect();
             keyed.sort_by_key(|(k, _)| *k);
@@ -182,47 +263,104 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         .par_iter()
         .map(|idx| read_archive(repo, idx))
         .collect();
-    let mut bad_blobs: IdSet = IdSet::default();
+    let mut bad_by_archive: IdMap<(Vec<String>, IdSet)> = IdMap::default();
     for ((bytes, errs, bad, damaged), idx) in results.into_iter().zip(&selected) {
         report.bytes_read += bytes;
         report.archives_read += 1;
-        report.errors.extend(errs);
         if damaged {
             report
                 .damaged_archives
                 .push(repo.archive_path(&idx.archive).display().to_string());
+            bad_by_archive.insert(idx.archive, (errs, bad.into_iter().collect()));
         }
-        bad_blobs.extend(bad);
     }
-    if !bad_blobs.is_empty() {
+    let mut damaged: Vec<(BlobId, (Vec<String>, IdSet))> = bad_by_archive.into_iter().collect();
+    damaged.sort_by_key(|(a, _)| *a);
+    for (archive_id, (errs, bad)) in damaged {
+        let mut snapshots = Vec::new();
+        let mut files = Vec::new();
         for (id, m) in &live {
+            let mut hit = false;
             for e in &m.entries {
-                if e.blobs.iter().any(|b| bad_blobs.contains(b)) {
-                    report
-                        .affected_files
-                        .push(format!("{}:{}", id.short(), e.path.display()));
+                if e.blobs.iter().any(|b| bad.contains(b)) {
+                    files.push(format!("{}:{}", id.short(), e.path.display()));
+                    hit = true;
                 }
             }
-        }
-        let shown: Vec<&str> = report
-            .affected_files
-            .iter()
-            .take(10)
-            .map(String::as_str)
-            .collect();
-        report.errors.push(format!(
-            "{} blob(s) damaged, affecting {} file version(s): {}{}",
-            bad_blobs.len(),
-            report.affected_files.len(),
-            shown.join(", "),
-            if report.affected_files.len() > shown.len() {
-                ", ... (all in affected_files)"
-            } else {
-                ""
+            if m.tree.blobs.iter().any(|b| bad.contains(b)) {
+                files.push(format!("{}:(its entry list)", id.short()));
+                hit = true;
             }
-        ));
+            if hit {
+                snapshots.push(id.short());
+            }
+        }
+        report.affected_files.extend(files.iter().cloned());
+        let name = format!("archives/{}.tar.zst", archive_id.to_hex());
+        let mut p = problem(
+            "damaged_archive",
+            name.clone(),
+            format!(
+                "archive {name} is damaged: {} blob(s) unreadable, affecting {} file version(s) in {} snapshot(s){}",
+                bad.len(),
+                files.len(),
+                snapshots.len(),
+                errs.first().map(|e| format!("; {e}")).unwrap_or_default()
+            ),
+            ADVICE_DAMAGED_ARCHIVE,
+            true,
+        );
+        p.snapshots = snapshots;
+        p.files = files.len();
+        p.examples = files.into_iter().take(EXAMPLES).collect();
+        report.add(p);
     }
     Ok(report)
+}
+
+/// Every blob of every entry indexed, and file sizes that agree with their blobs.
+fn check_entries(
+    report: &mut CheckReport,
+    index: &BlobIndex,
+    id: &BlobId,
+    m: &Manifest,
+    missing_by_snapshot: &mut BTreeMap<String, Vec<String>>,
+) {
+    for e in &m.entries {
+        let mut stored = Some(0u64);
+        for b in &e.blobs {
+            match index.blobs.get(b) {
+                Some(loc) => stored = stored.map(|s| s.saturating_add(loc.length)),
+                None => stored = None,
+            }
+        }
+        if stored.is_none() {
+            missing_by_snapshot
+                .entry(id.short())
+                .or_default()
+                .push(format!("{}:{}", id.short(), e.path.display()));
+        }
+        // A size that lies would make restore refuse the file: say so here.
+        let is_file = e.kind == EntryKind::File;
+        if let Some(stored) = stored.filter(|s| is_file && *s != e.size) {
+            let mut p = problem(
+                "size_mismatch",
+                format!("snapshots/{}.json", id.to_hex()),
+                format!(
+                    "snapshot {}: {}: the manifest gives a size of {} bytes, but its blobs hold {stored}",
+                    id.short(),
+                    e.path.display(),
+                    e.size
+                ),
+                ADVICE_MANIFEST,
+                true,
+            );
+            p.snapshots = vec![id.short()];
+            p.files = 1;
+            p.examples = vec![format!("{}:{}", id.short(), e.path.display())];
+            report.add(p);
+        }
+    }
 }
 
 /// Reads one archive whole: file hash, every frame, every blob.

@@ -245,6 +245,7 @@ mod tests {
             paths: vec!["/r".into()],
             tags: vec![],
             parent: None,
+            repaired_from: None,
             complete: true,
             warnings: vec![],
             summary: SnapshotStats::default(),

@@ -70,6 +70,16 @@ pub enum Error {
     /// Invalid input from the caller (config, arguments).
     #[error("{0}")]
     Invalid(String),
+    /// An operation failed after it had already changed something; `changed` says exactly
+    /// what (the exit code is then never the one that promises "nothing changed").
+    #[error("{changed}; then: {source}")]
+    AfterChanges {
+        /// What had been changed before the failure.
+        changed: String,
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -83,7 +93,18 @@ impl Error {
 
     /// Whether this error means stored data is damaged (as opposed to I/O or usage).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::CorruptBlob { .. } | Error::Corrupt { .. })
+        match self {
+            Error::AfterChanges { source, .. } => source.is_corruption(),
+            e => matches!(e, Error::CorruptBlob { .. } | Error::Corrupt { .. }),
+        }
+    }
+
+    /// Wraps this error with what the operation had changed before it.
+    pub fn after(self, changed: impl Into<String>) -> Error {
+        Error::AfterChanges {
+            changed: changed.into(),
+            source: Box::new(self),
+        }
     }
 
     /// Whether this error is "no space left on device".

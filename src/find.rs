@@ -126,6 +126,7 @@ mod tests {
                 paths: vec!["/cache/root".into()],
                 tags: vec![],
                 parent: None,
+                repaired_from: None,
                 complete: true,
                 warnings: vec![],
                 summary: SnapshotStats::default(),

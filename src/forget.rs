@@ -198,29 +198,72 @@ fn by_policy(members: &[&(BlobId, Manifest)], rules: &ForgetRules, archive: bool
     decisions
 }
 
-/// Removes the manifests of every snapshot the plan does not keep (the caller holds the
-/// exclusive lock). Returns the ids removed.
-///
-/// # Errors
-/// I/O errors; what was removed before the error stays removed.
-pub fn apply(repo: &Repository, plan: &[GroupPlan]) -> Result<Vec<BlobId>> {
-    let mut removed = Vec::new();
-    for d in plan
-        .iter()
+/// The snapshots a plan removes.
+pub fn removals(plan: &[GroupPlan]) -> Vec<BlobId> {
+    plan.iter()
         .flat_map(|g| g.decisions.iter())
         .filter(|d| !d.keep)
-    {
-        let id: BlobId =
-            d.id.parse()
-                .map_err(|e| Error::Invalid(format!("internal: {e}")))?;
-        let path = repo.snapshot_path(&id);
-        std::fs::remove_file(&path).map_err(Error::io(&path))?;
-        removed.push(id);
+        .filter_map(|d| d.id.parse().ok())
+        .collect()
+}
+
+/// What removing manifests did: the ids removed, and the error that stopped it, if any
+/// (what was removed before the error stays removed, and the caller must say so).
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// Manifests removed.
+    pub removed: Vec<BlobId>,
+    /// The error that stopped the removal.
+    pub error: Option<Error>,
+}
+
+/// Removes the manifests of `ids` (the caller holds the exclusive lock). Manifests already
+/// gone count as removed.
+pub fn remove(repo: &Repository, ids: &[BlobId]) -> Removal {
+    let mut out = Removal::default();
+    for id in ids {
+        let path = repo.snapshot_path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => out.removed.push(*id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.removed.push(*id),
+            Err(e) => {
+                out.error = Some(Error::io(&path)(e));
+                break;
+            }
+        }
     }
-    if !removed.is_empty() {
-        crate::fsutil::sync_dir(&repo.snapshots_dir())?;
+    if !out.removed.is_empty() {
+        if let Err(e) = crate::fsutil::sync_dir(&repo.snapshots_dir()) {
+            out.error.get_or_insert(e);
+        }
     }
-    Ok(removed)
+    out
+}
+
+/// Resolves ids or unique prefixes against every manifest file, damaged ones included.
+///
+/// # Errors
+/// [`Error::SnapshotNotFound`], [`Error::AmbiguousSnapshot`], I/O errors.
+pub fn resolve_ids(repo: &Repository, specs: &[String]) -> Result<Vec<BlobId>> {
+    let all = crate::snapshot::list_ids(repo)?;
+    let mut out = Vec::new();
+    for spec in specs {
+        let l = spec.to_ascii_lowercase();
+        let m: Vec<&BlobId> = all
+            .iter()
+            .filter(|id| id.to_hex().starts_with(&l))
+            .collect();
+        match m.as_slice() {
+            [one] if !spec.is_empty() => {
+                if !out.contains(*one) {
+                    out.push(**one)
+                }
+            }
+            [] => return Err(Error::SnapshotNotFound(spec.clone())),
+            _ => return Err(Error::AmbiguousSnapshot(spec.clone())),
+        }
+    }
+    Ok(out)
 }
 
 /// The config's retention policy (`strategies.backup.retention_policy`).

@@ -195,6 +195,58 @@ pub struct Input {
     pub repository_error: Option<String>,
     /// Snapshots dated in the future, as `(short id, time)` ([`future_snapshots`]).
     pub future_snapshots: Vec<(String, DateTime<FixedOffset>)>,
+    /// Damaged or missing repository files, each with its level and what to do
+    /// ([`damage_findings`]).
+    pub damage: Vec<(Level, String)>,
+}
+
+/// The damage a listing and the index loader met, in words with the command that helps.
+/// Pure.
+pub fn damage_findings(
+    manifests: &[crate::repo::Damaged],
+    index: &crate::store::BlobIndex,
+) -> Vec<(Level, String)> {
+    let mut out: Vec<(Level, String)> = manifests
+        .iter()
+        .map(|d| {
+            (
+                Level::Critical,
+                format!(
+                    "{} cannot be read ({}): run `cachevault repair-snapshots --forget`",
+                    d.file, d.error
+                ),
+            )
+        })
+        .collect();
+    out.extend(index.damaged.iter().map(|d| {
+        (
+            Level::Critical,
+            format!(
+                "{} cannot be read ({}): run `cachevault rebuild-index`",
+                d.file, d.error
+            ),
+        )
+    }));
+    out.extend(index.missing_archives.iter().map(|a| {
+        (
+            Level::Critical,
+            format!(
+                "archive {} is missing: run `cachevault rebuild-index`, then `cachevault repair-snapshots` (the next snapshot stores again what is still on disk)",
+                a.to_hex()
+            ),
+        )
+    }));
+    // Usually the leftover of an interrupted write; it may also be an index that was lost.
+    out.extend(index.unindexed_archives.iter().map(|a| {
+        (
+            Level::Warning,
+            format!(
+                "archive {} has no index: run `cachevault rebuild-index`",
+                a.to_hex()
+            ),
+        )
+    }));
+    out
 }
 
 /// The level free space `space` deserves under `t`. Pure.
@@ -391,6 +443,13 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         }
     }
 
+    if !input.damage.is_empty() && !checks.iter().any(|c| c == "repository") {
+        checks.push("repository".into());
+    }
+    for (level, d) in &input.damage {
+        add(*level, "repository", d.clone());
+    }
+
     checks.push("clock".into());
     for (id, time) in &input.future_snapshots {
         add(
@@ -472,6 +531,7 @@ mod tests {
             journal: vec![],
             repository_error: None,
             future_snapshots: vec![],
+            damage: vec![],
         }
     }
 
@@ -666,6 +726,7 @@ mod tests {
                     paths: vec![root.into()],
                     tags: vec![],
                     parent: None,
+                    repaired_from: None,
                     complete,
                     warnings: vec![],
                     summary: SnapshotStats::default(),

@@ -26,6 +26,7 @@ pub mod journal;
 pub mod manifest;
 pub mod progress;
 pub mod prune;
+pub mod recover;
 pub mod repo;
 pub mod restore;
 pub mod retention;

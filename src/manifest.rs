@@ -374,6 +374,10 @@ pub struct Manifest {
     /// Snapshot whose unchanged files were reused.
     #[serde(default)]
     pub parent: Option<BlobId>,
+    /// The damaged snapshot this one was repaired from by `repair-snapshots` (manifest
+    /// version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired_from: Option<BlobId>,
     /// False when files were unreadable or changed during the walk: such a snapshot cannot
     /// authorise deleting anything.
     pub complete: bool,

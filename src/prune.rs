@@ -1,7 +1,13 @@
 //! `prune`: removes data no snapshot references. Archives with no live blob are deleted;
 //! archives whose unused share is above a threshold are repacked (live blobs copied into new
-//! archives, new index written and synced) before the old index and archive go. Fails closed:
-//! if any manifest cannot be read, nothing is deleted.
+//! archives, new index written and synced) before the old index and archive go.
+//!
+//! Fails closed, before changing anything ([`preflight`]): every manifest must be readable,
+//! every blob a snapshot references must be indexed in an archive that is present, and no
+//! index may be damaged; otherwise prune cannot know what is referenced and deletes nothing
+//! (an [`Error::Corrupt`], exit code 3). An archive without an index (a crash between
+//! writing the archive and its index, or a lost index) is never deleted blind: its index is
+//! rebuilt from the archive itself and written first.
 
 use std::collections::HashSet;
 
@@ -10,7 +16,7 @@ use serde::Serialize;
 use crate::archive::{ArchiveIndex, FrameBuilder};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::IdSet;
+use crate::id::{BlobId, IdSet};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::store::{self, BlobIndex, BlobReader, PackWriter};
@@ -37,7 +43,9 @@ pub struct PruneSummary {
     pub archives_repacked: usize,
     /// New archives written by repacking.
     pub archives_written: usize,
-    /// Archives left behind by interrupted operations, removed.
+    /// Archives found without an index whose index was rebuilt from the archive.
+    pub indexes_rebuilt: usize,
+    /// Temp files of interrupted writers and indexes of archives that are gone, removed.
     pub leftovers_removed: usize,
     /// Blobs no longer referenced, dropped.
     pub blobs_removed: usize,
@@ -51,43 +59,167 @@ pub struct PruneSummary {
     pub dry_run: bool,
 }
 
+/// What [`preflight`] proved: the indexes to prune by and every live blob.
+pub struct Preflight {
+    /// Indexes of present archives: those read from `index/`, then those rebuilt.
+    pub indexes: Vec<ArchiveIndex>,
+    /// How many of `indexes` were rebuilt from archives without an index (not yet written).
+    pub rebuilt: usize,
+    /// Indexes whose archive is gone (nothing references their blobs).
+    pub stale_indexes: Vec<BlobId>,
+    /// Every blob a snapshot references.
+    pub live: IdSet,
+    /// Snapshots read.
+    pub snapshots: usize,
+}
+
+/// Proves that prune can know what is referenced, changing nothing: every index usable,
+/// every archive without an index readable, every manifest readable, every referenced blob
+/// indexed in an archive that is present.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming what is damaged and what to run; I/O errors.
+pub fn preflight(repo: &Repository) -> Result<Preflight> {
+    preflight_without(repo, &IdSet::default())
+}
+
+/// [`preflight`] as if the snapshots `forgotten` were already gone: what `forget --prune`
+/// proves before it forgets anything.
+///
+/// # Errors
+/// As [`preflight`].
+pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflight> {
+    let refuse = |what: String| {
+        Error::corrupt(format!(
+            "prune refuses to delete anything: {what}. Nothing was changed; see `cachevault check`"
+        ))
+    };
+    let present: IdSet = repo
+        .list_archives()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let (mut indexes, damaged) = store::load_indexes(repo)?;
+    if let Some(d) = damaged.first() {
+        return Err(refuse(format!(
+            "{} is damaged ({}); run `cachevault rebuild-index`",
+            d.file, d.error
+        )));
+    }
+    let mut stale_indexes = Vec::new();
+    indexes.retain(|i| {
+        let there = present.contains(&i.archive);
+        if !there {
+            stale_indexes.push(i.archive);
+        }
+        there
+    });
+    let indexed: IdSet = indexes.iter().map(|i| i.archive).collect();
+    let mut unindexed: Vec<BlobId> = present.difference(&indexed).copied().collect();
+    unindexed.sort();
+    let mut rebuilt = 0;
+    for id in unindexed {
+        let path = repo.archive_path(&id);
+        let idx = crate::archive::scan_archive(&path).map_err(|e| {
+            refuse(format!(
+                "archive {} has no index and cannot be read whole ({e}); run `cachevault rebuild-index`",
+                id.to_hex()
+            ))
+        })?;
+        if idx.archive != id {
+            return Err(refuse(format!(
+                "archive {} has no index and its content hashes to {}; run `cachevault rebuild-index`",
+                id.to_hex(),
+                idx.archive
+            )));
+        }
+        indexes.push(idx);
+        rebuilt += 1;
+    }
+    let mut index = BlobIndex::default();
+    for idx in &indexes {
+        index.add(idx);
+    }
+    let mut listing = crate::snapshot::list(repo)?;
+    let id_of = |file: &str| -> Option<BlobId> {
+        file.trim_start_matches("snapshots/")
+            .trim_end_matches(".json")
+            .parse()
+            .ok()
+    };
+    listing
+        .damaged
+        .retain(|d| id_of(&d.file).is_none_or(|id| !forgotten.contains(&id)));
+    listing.snapshots.retain(|(id, _)| !forgotten.contains(id));
+    if let Some(d) = listing.damaged.first() {
+        return Err(refuse(format!(
+            "{} cannot be read ({}); run `cachevault repair-snapshots --forget` or `cachevault forget {}`",
+            d.file,
+            d.error,
+            d.file.trim_start_matches("snapshots/").trim_end_matches(".json")
+        )));
+    }
+    let mut live = IdSet::default();
+    for (id, header) in &listing.snapshots {
+        let m = crate::snapshot::load_entries(repo, &index, id, header.clone()).map_err(|e| {
+            refuse(format!(
+                "snapshot {} cannot be read ({e}); run `cachevault repair-snapshots`",
+                id.short()
+            ))
+        })?;
+        for b in m.blob_ids() {
+            if !index.contains(b) {
+                return Err(refuse(format!(
+                    "snapshot {} references blob {} that is in no index of a present archive; run `cachevault rebuild-index`, then `cachevault repair-snapshots`",
+                    id.short(),
+                    b.short()
+                )));
+            }
+            live.insert(*b);
+        }
+    }
+    Ok(Preflight {
+        indexes,
+        rebuilt,
+        stale_indexes,
+        live,
+        snapshots: listing.snapshots.len(),
+    })
+}
+
 /// Prunes the repository. The caller holds the exclusive lock.
 ///
 /// # Errors
-/// Any unreadable manifest or index (nothing is deleted then), I/O errors.
+/// Whatever [`preflight`] refuses (nothing is changed then); I/O errors.
 pub fn prune(
     repo: &Repository,
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneSummary> {
+    let Preflight {
+        indexes,
+        rebuilt,
+        stale_indexes,
+        live,
+        snapshots,
+    } = preflight(repo)?;
     let mut summary = PruneSummary {
         dry_run: opts.dry_run,
+        snapshots,
+        archives: indexes.len(),
+        indexes_rebuilt: rebuilt,
         ..Default::default()
     };
-    let indexes = store::load_indexes(repo)?;
     let mut index = BlobIndex::default();
     for idx in &indexes {
         index.add(idx);
     }
-    // Live set: every blob of every manifest. One unreadable manifest stops everything.
-    let mut live = IdSet::default();
-    let ids = crate::snapshot::list_ids(repo)?;
-    for id in &ids {
-        let m = crate::snapshot::load_with(repo, &index, id).map_err(|e| {
-            Error::Invalid(format!(
-                "prune refuses to delete anything: snapshot {} cannot be read ({e}); run check",
-                id.short()
-            ))
-        })?;
-        live.extend(m.blob_ids().copied());
-    }
-    summary.snapshots = ids.len();
-    summary.archives = indexes.len();
 
     // Which archive keeps each live blob: the first one holding it. Other copies are unused.
     let mut owner: IdSet = IdSet::default();
     let mut to_delete: Vec<&ArchiveIndex> = Vec::new();
     let mut to_repack: Vec<(&ArchiveIndex, Vec<usize>)> = Vec::new();
+    let mut kept: Vec<&ArchiveIndex> = Vec::new();
     for idx in &indexes {
         let mut keep = Vec::new();
         let mut used_bytes = 0u64;
@@ -109,7 +241,10 @@ pub fn prune(
             } else {
                 let share = (total_bytes - used_bytes) as f64 / total_bytes.max(1) as f64;
                 summary.bytes_unused_kept += (share * idx.size as f64) as u64;
+                kept.push(idx);
             }
+        } else {
+            kept.push(idx);
         }
     }
     summary.archives_deleted = to_delete.len();
@@ -117,28 +252,21 @@ pub fn prune(
     let freed_old: u64 = to_delete.iter().map(|i| i.size).sum::<u64>()
         + to_repack.iter().map(|(i, _)| i.size).sum::<u64>();
 
-    // Leftovers: archives without an index, temp files of dead writers (we hold the
-    // exclusive lock, so no live writer exists).
-    let indexed: HashSet<String> = indexes
-        .iter()
-        .map(|i| format!("{}.tar.zst", i.archive.to_hex()))
-        .collect();
+    // Leftovers: temp files of dead writers (we hold the exclusive lock, so no live writer
+    // exists) and indexes whose archive is gone.
     let mut leftovers = Vec::new();
     let mut leftover_bytes = 0u64;
     for dir in [repo.archives_dir(), repo.index_dir(), repo.snapshots_dir()] {
         for e in std::fs::read_dir(&dir).map_err(Error::io(&dir))? {
             let e = e.map_err(Error::io(&dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let is_tmp = name.starts_with('.') && name.ends_with(fsutil::TMP_SUFFIX);
-            let orphan = dir == repo.archives_dir()
-                && name.ends_with(".tar.zst")
-                && !indexed.contains(&name);
-            if is_tmp || orphan {
+            if name.starts_with('.') && name.ends_with(fsutil::TMP_SUFFIX) {
                 leftover_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                 leftovers.push(e.path());
             }
         }
     }
+    leftovers.extend(stale_indexes.iter().map(|id| repo.index_path(id)));
     summary.leftovers_removed = leftovers.len();
 
     if opts.dry_run {
@@ -154,6 +282,19 @@ pub fn prune(
         summary.bytes_freed = (freed_old + leftover_bytes) as i64 - live_repack as i64;
         return Ok(summary);
     }
+
+    // 0. Rebuilt indexes of archives that stay are written before anything else: from now
+    //    on those archives are ordinary indexed archives.
+    let on_disk: IdSet = repo.list_indexes()?.into_iter().collect();
+    let delete_ids: IdSet = to_delete.iter().map(|i| i.archive).collect();
+    for idx in kept.iter().chain(to_repack.iter().map(|(i, _)| i)) {
+        if !on_disk.contains(&idx.archive) && !delete_ids.contains(&idx.archive) {
+            store::write_index(repo, idx)?;
+        }
+    }
+
+    // From here on, a failure has changed something: say what.
+    let changes = |e: Error, what: String| e.after(format!("prune had {what}"));
 
     // 1. Repack: new archives and their indexes are durable before anything is deleted.
     let mut written = 0u64;
@@ -188,6 +329,7 @@ pub fn prune(
             pack.abandon();
             return Err(e);
         }
+        // Finished archives of a failed repack are unreferenced data for the next prune.
         let new = pack.finish()?;
         written = new.iter().map(|i| i.size).sum();
         summary.archives_written = new.len();
@@ -195,7 +337,7 @@ pub fn prune(
         crate::fault::point("prune.after_repack");
     }
     // 2. Old indexes go first, then their archives (a crash in between leaves an unindexed
-    //    archive, which check reports as a leftover and the next prune removes).
+    //    archive, whose index the next prune rebuilds before it deletes the archive).
     //    Archives are named by their content, so a repack can rewrite an archive that is
     //    also on the delete list (an earlier prune was interrupted after its repack): such
     //    an archive is the new home of live blobs and must stay.
@@ -205,24 +347,36 @@ pub fn prune(
         .chain(to_repack.iter().map(|(i, _)| *i))
         .filter(|i| !new_ids.contains(&i.archive))
         .collect();
-    for idx in &old {
+    let on_disk: IdSet = repo.list_indexes()?.into_iter().collect();
+    let mut gone = 0usize;
+    for idx in old.iter().filter(|i| on_disk.contains(&i.archive)) {
         let p = repo.index_path(&idx.archive);
-        std::fs::remove_file(&p).map_err(Error::io(&p))?;
+        std::fs::remove_file(&p)
+            .map_err(Error::io(&p))
+            .map_err(|e| {
+                changes(
+                    e,
+                    format!("removed {gone} index file(s) of unused archives"),
+                )
+            })?;
+        gone += 1;
     }
     fsutil::sync_dir(&repo.index_dir())?;
     crate::fault::point("prune.after_index_delete");
-    for idx in &old {
+    for (deleted, idx) in old.iter().enumerate() {
         let p = repo.archive_path(&idx.archive);
-        std::fs::remove_file(&p).map_err(Error::io(&p))?;
+        std::fs::remove_file(&p).map_err(Error::io(&p)).map_err(|e| {
+            changes(
+                e,
+                format!(
+                    "removed {gone} index file(s) and {deleted} unused archive(s) (their data is referenced by no snapshot)"
+                ),
+            )
+        })?;
     }
-    let fresh: HashSet<String> = new_ids
-        .iter()
-        .map(|id| format!("{}.tar.zst", id.to_hex()))
-        .collect();
+    let fresh: HashSet<std::path::PathBuf> = new_ids.iter().map(|id| repo.index_path(id)).collect();
     for p in &leftovers {
-        // A leftover archive can have just been rewritten, identical, by the repack above.
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name.is_some_and(|n| fresh.contains(&n)) {
+        if fresh.contains(p) {
             continue;
         }
         if let Err(e) = std::fs::remove_file(p) {
@@ -232,6 +386,7 @@ pub fn prune(
         }
     }
     fsutil::sync_dir(&repo.archives_dir())?;
+    fsutil::sync_dir(&repo.index_dir())?;
     summary.bytes_freed = (freed_old + leftover_bytes) as i64 - written as i64;
     Ok(summary)
 }

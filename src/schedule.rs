@@ -211,17 +211,26 @@ fn state_path(repo: &Repository) -> std::path::PathBuf {
     repo.root().join("schedule.json")
 }
 
-/// Reads the schedule state (empty when absent).
+/// Reads the schedule state (empty when absent). A state file that does not parse is
+/// treated as absent, with a warning: every job is then due once, which is safe, while
+/// refusing would stop every scheduled job for good.
 ///
 /// # Errors
-/// I/O errors; a state file that does not parse is corruption.
-pub fn load_state(repo: &Repository) -> Result<ScheduleState> {
+/// I/O errors.
+pub fn load_state(repo: &Repository) -> Result<(ScheduleState, Option<String>)> {
     let p = state_path(repo);
     match std::fs::read(&p) {
-        Ok(b) => {
-            serde_json::from_slice(&b).map_err(|e| Error::corrupt(format!("{}: {e}", p.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScheduleState::default()),
+        Ok(b) => Ok(match serde_json::from_slice(&b) {
+            Ok(s) => (s, None),
+            Err(e) => (
+                ScheduleState::default(),
+                Some(format!(
+                    "{} does not parse ({e}); every job counts as never run",
+                    p.display()
+                )),
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((ScheduleState::default(), None)),
         Err(e) => Err(Error::io(&p)(e)),
     }
 }

@@ -210,8 +210,7 @@ pub fn resolve(
     now: DateTime<FixedOffset>,
 ) -> Result<Selection> {
     if spec == "latest" {
-        let all = crate::snapshot::list(repo)?;
-        return newest(&all, filter, None, now);
+        return newest_listed(repo, filter, None, now);
     }
     let id = crate::snapshot::resolve(repo, spec)?;
     let manifest = crate::snapshot::load_header(repo, &id)?;
@@ -232,8 +231,26 @@ pub fn resolve_at(
     filter: &SnapshotFilter,
     now: DateTime<FixedOffset>,
 ) -> Result<Selection> {
-    let all = crate::snapshot::list(repo)?;
-    newest(&all, filter, Some(at), now)
+    newest_listed(repo, filter, Some(at), now)
+}
+
+/// [`newest`] over the repository's readable manifests; unreadable ones are named in the
+/// warnings (the choice is made among the others).
+fn newest_listed(
+    repo: &Repository,
+    filter: &SnapshotFilter,
+    at: Option<DateTime<FixedOffset>>,
+    now: DateTime<FixedOffset>,
+) -> Result<Selection> {
+    let listing = crate::snapshot::list(repo)?;
+    let mut sel = newest(&listing.snapshots, filter, at, now)?;
+    sel.warnings.extend(listing.damaged.iter().map(|d| {
+        format!(
+            "{} cannot be read ({}); the choice was made among the other snapshots",
+            d.file, d.error
+        )
+    }));
+    Ok(sel)
 }
 
 #[cfg(test)]
@@ -259,6 +276,7 @@ mod tests {
                 paths: vec![root.into()],
                 tags: Vec::new(),
                 parent: None,
+                repaired_from: None,
                 complete,
                 warnings: Vec::new(),
                 summary: SnapshotStats::default(),

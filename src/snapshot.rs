@@ -64,6 +64,10 @@ pub struct SnapshotSummary {
     pub seconds: f64,
 }
 
+/// What a snapshot starts from: the index of present archives, the parent (id and
+/// manifest, when it can be read) and warnings about damage met on the way.
+type Loaded = (BlobIndex, Option<BlobId>, Option<Manifest>, Vec<String>);
+
 /// Reads a file this many times before reporting it as changing during the read.
 const READ_ATTEMPTS: usize = 3;
 /// A batch of files handed to one worker: bounded so memory stays bounded.
@@ -117,26 +121,39 @@ pub fn create(
             .collect()
     };
 
-    // The walk (system calls) and loading the parent (decompression, parsing) overlap.
-    let load_parent = || -> Result<(Option<BlobId>, Option<BlobIndex>, Option<Manifest>)> {
+    // The walk (system calls) and loading the index and parent (decompression, parsing)
+    // overlap. The index counts only archives that are present: a blob whose archive is gone
+    // is absent, and a file whose data it held is read and stored again.
+    let load_parent = || -> Result<Loaded> {
+        let index = BlobIndex::load(repo)?;
+        let mut warnings = index.warnings();
         let parent_id = match opts.parent {
             Some(p) => Some(p),
             None => find_parent(repo, &opts.hostname, &root_text, &paths)?,
         };
-        match parent_id {
-            Some(id) => {
-                let index = BlobIndex::load(repo)?;
-                let m = load_with(repo, &index, &id)?;
-                Ok((parent_id, Some(index), Some(m)))
-            }
-            None => Ok((None, None, None)),
-        }
+        let parent = match parent_id {
+            Some(id) => match load_with(repo, &index, &id) {
+                Ok(m) => Some(m),
+                // A damaged parent costs only the time to read every file again.
+                Err(e) if e.is_corruption() => {
+                    warnings.push(format!(
+                        "the parent snapshot {} cannot be read ({e}); every file is read again",
+                        id.short()
+                    ));
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let parent_id = parent.as_ref().and(parent_id);
+        Ok((index, parent_id, parent, warnings))
     };
     let (scanned, loaded) = rayon::join(
         || scan::scan(&root, &opts.includes, repo_abs.as_deref()),
         load_parent,
     );
-    let (parent_id, mut known, parent) = loaded?;
+    let (known, parent_id, parent, index_warnings) = loaded?;
     let parent_files: HashMap<&RelPath, &Entry> = parent
         .iter()
         .flat_map(|m| m.entries.iter())
@@ -147,6 +164,7 @@ pub fn create(
     let mut stats = SnapshotStats::default();
     let mut entries: Vec<Option<Entry>> = Vec::with_capacity(scanned.entries.len());
     let mut to_read: Vec<(usize, &ScannedEntry, bool)> = Vec::new();
+    let mut healed = 0u64;
     for se in &scanned.entries {
         let mut entry = Entry {
             path: se.path.clone(),
@@ -172,7 +190,13 @@ pub fn create(
                         && p.ctime_ns == se.stat.ctime_ns
                         && p.ino == se.stat.ino
                 });
-                if let Some(p) = unchanged {
+                // Never reference a blob not proven present: unchanged files whose data is
+                // gone are read again, whatever the parent says.
+                let present = unchanged.filter(|p| p.blobs.iter().all(|b| known.contains(b)));
+                if unchanged.is_some() && present.is_none() {
+                    healed += 1;
+                }
+                if let Some(p) = present {
                     entry.size = p.size;
                     entry.ino = p.ino;
                     entry.ctime_ns = p.ctime_ns;
@@ -189,13 +213,16 @@ pub fn create(
     }
 
     let mut skipped: Vec<String> = scanned.errors.clone();
-    let mut warnings: Vec<String> = scanned.ignored.clone();
+    let mut warnings: Vec<String> = index_warnings;
+    if healed > 0 {
+        warnings.push(format!(
+            "{healed} unchanged file(s) were read and stored again: their data was in a missing or unindexed archive"
+        ));
+    }
+    warnings.extend(scanned.ignored.iter().cloned());
     let mut sink: Option<Sink> = None;
     if !to_read.is_empty() {
-        let index = match known.as_ref() {
-            Some(k) => k,
-            None => known.insert(BlobIndex::load(repo)?),
-        };
+        let index = &known;
         let sink = sink.insert(Sink::start(repo, opts.dry_run));
         let shared = Shared {
             repo,
@@ -263,10 +290,7 @@ pub fn create(
     let tree = match parent.as_ref().filter(|p| p.tree.hash == Some(text_hash)) {
         Some(p) => p.tree.clone(),
         None => {
-            let index = match known.as_ref() {
-                Some(k) => k,
-                None => known.insert(BlobIndex::load(repo)?),
-            };
+            let index = &known;
             let sink = match sink.as_mut() {
                 Some(s) => s,
                 None => sink.insert(Sink::start(repo, opts.dry_run)),
@@ -294,6 +318,7 @@ pub fn create(
         paths,
         tags: opts.tags.clone(),
         parent: parent_id,
+        repaired_from: None,
         complete: skipped.is_empty(),
         warnings: skipped.iter().chain(warnings.iter()).cloned().collect(),
         summary: stats,
@@ -606,7 +631,19 @@ pub fn load_header(repo: &Repository, id: &BlobId) -> Result<Manifest> {
 /// # Errors
 /// As [`load_header`]; a damaged tree blob is [`Error::Corrupt`]/[`Error::CorruptBlob`].
 pub fn load_with(repo: &Repository, index: &BlobIndex, id: &BlobId) -> Result<Manifest> {
-    let mut m = load_header(repo, id)?;
+    load_entries(repo, index, id, load_header(repo, id)?)
+}
+
+/// Reads the entries of a manifest whose header is already loaded.
+///
+/// # Errors
+/// A tree blob that is not indexed or damaged: [`Error::Corrupt`]/[`Error::CorruptBlob`].
+pub fn load_entries(
+    repo: &Repository,
+    index: &BlobIndex,
+    id: &BlobId,
+    mut m: Manifest,
+) -> Result<Manifest> {
     let mut reader = BlobReader::new(repo, index);
     // The header's size is only a claim until the hash is checked: reserve no more than its
     // blobs can hold (each at most the tree chunker's maximum).
@@ -614,7 +651,13 @@ pub fn load_with(repo: &Repository, index: &BlobIndex, id: &BlobId) -> Result<Ma
         (m.tree.blobs.len() as u64).saturating_mul(u64::from(crate::manifest::TREE_CHUNKS.2));
     let mut text = Vec::with_capacity(m.tree.size.min(most) as usize);
     for b in &m.tree.blobs {
-        text.extend_from_slice(&reader.read(b)?);
+        text.extend_from_slice(&reader.read(b).map_err(|e| match e {
+            e if e.is_corruption() => Error::corrupt(format!(
+                "snapshot {}: its entry list cannot be read: {e}",
+                id.short()
+            )),
+            e => e,
+        })?);
         if text.len() as u64 > m.tree.size {
             break;
         }
@@ -631,34 +674,64 @@ pub fn load(repo: &Repository, id: &BlobId) -> Result<Manifest> {
     load_with(repo, &BlobIndex::load(repo)?, id)
 }
 
-/// Ids of every snapshot in the repository.
+/// Ids of every snapshot in the repository (names in `snapshots/` that are not ids are left
+/// out; [`list`] reports them).
 ///
 /// # Errors
-/// I/O errors; a manifest file whose name is not an id is corruption.
+/// I/O errors.
 pub fn list_ids(repo: &Repository) -> Result<Vec<BlobId>> {
     let suffix = crate::manifest::MANIFEST_SUFFIX;
-    fsutil::list_names(&repo.snapshots_dir(), suffix)?
+    Ok(fsutil::list_names(&repo.snapshots_dir(), suffix)?
         .into_iter()
-        .map(|n| {
-            n.trim_end_matches(suffix)
-                .parse::<BlobId>()
-                .map_err(|e| Error::corrupt(format!("snapshots/{n}: {e}")))
-        })
-        .collect()
+        .filter_map(|n| n.trim_end_matches(suffix).parse::<BlobId>().ok())
+        .collect())
 }
 
-/// Every snapshot header (no entries), oldest first (by time, then id).
+/// Every snapshot header, and every manifest that could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Readable headers (no entries), oldest first (by time, then id).
+    pub snapshots: Vec<(BlobId, Manifest)>,
+    /// Manifests that do not parse or verify, by file: each costs only itself.
+    pub damaged: Vec<crate::repo::Damaged>,
+}
+
+/// Lists every snapshot header. One unreadable manifest does not stop the listing: it is
+/// named in [`Listing::damaged`].
 ///
 /// # Errors
-/// As [`load_header`]; one unreadable manifest fails the listing.
-pub fn list(repo: &Repository) -> Result<Vec<(BlobId, Manifest)>> {
-    let ids = list_ids(repo)?;
-    let mut all: Vec<(BlobId, Manifest)> = ids
+/// I/O errors on the folder or a file; damage is not an error here.
+pub fn list(repo: &Repository) -> Result<Listing> {
+    let suffix = crate::manifest::MANIFEST_SUFFIX;
+    let names = fsutil::list_names(&repo.snapshots_dir(), suffix)?;
+    let results: Vec<(String, Option<BlobId>, Result<Manifest>)> = names
         .par_iter()
-        .map(|id| load_header(repo, id).map(|m| (*id, m)))
-        .collect::<Result<_>>()?;
-    all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-    Ok(all)
+        .map(|n| match n.trim_end_matches(suffix).parse::<BlobId>() {
+            Ok(id) => (n.clone(), Some(id), load_header(repo, &id)),
+            Err(e) => {
+                let err = Error::corrupt(format!("the name is not a snapshot id ({e})"));
+                (n.clone(), None, Err(err))
+            }
+        })
+        .collect();
+    let mut out = Listing::default();
+    for (name, id, r) in results {
+        match (id, r) {
+            (Some(id), Ok(m)) => out.snapshots.push((id, m)),
+            (None, Ok(_)) => unreachable!("a name that is not an id is never loaded"),
+            // Forgotten since the listing: not there.
+            (_, Err(Error::SnapshotNotFound(_))) => {}
+            // A newer manifest version is not damage: it is refused (upgrade cachevault).
+            (_, Err(e)) if e.is_corruption() => out.damaged.push(crate::repo::Damaged {
+                file: format!("snapshots/{name}"),
+                error: e.to_string(),
+            }),
+            (_, Err(e)) => return Err(e),
+        }
+    }
+    out.snapshots
+        .sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(out)
 }
 
 fn find_parent(
@@ -667,7 +740,7 @@ fn find_parent(
     root: &str,
     paths: &[String],
 ) -> Result<Option<BlobId>> {
-    let all = list(repo)?;
+    let all = list(repo)?.snapshots;
     Ok(all
         .iter()
         .rev()

@@ -377,6 +377,10 @@ pub struct RepoStats {
     pub last_backup: Option<LastSnapshot>,
     /// The newest `pre-clear` snapshot.
     pub last_pre_clear: Option<LastSnapshot>,
+    /// Manifests and indexes that cannot be read (the figures leave them out).
+    pub damaged: Vec<crate::repo::Damaged>,
+    /// Archives an index names that are gone.
+    pub missing_archives: Vec<String>,
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
@@ -431,6 +435,8 @@ pub fn repo_stats(
                 && m.time <= now + Duration::seconds(crate::select::CLOCK_SLACK_SECONDS)
         }),
         last_pre_clear: newest(snapshots, |m| m.kind() == SnapshotKind::PreClear),
+        damaged: Vec::new(),
+        missing_archives: Vec::new(),
     }
 }
 
@@ -455,7 +461,8 @@ fn newest(
 /// With `root`, the figures drawn from snapshots (counts, bytes before dedup, growth, last
 /// snapshots) are of that root's snapshots only; stored bytes are the whole repository's.
 pub fn gather_repo(repo: &Repository, now: DateTime<Utc>, root: Option<&str>) -> Result<RepoStats> {
-    let mut snapshots = crate::snapshot::list(repo)?;
+    let listing = crate::snapshot::list(repo)?;
+    let mut snapshots = listing.snapshots;
     let index = BlobIndex::load(repo)?;
     // Entry-list blobs are told apart by every snapshot's tree, whatever the scope.
     let blobs = blob_bytes(&index, &snapshots);
@@ -463,7 +470,11 @@ pub fn gather_repo(repo: &Repository, now: DateTime<Utc>, root: Option<&str>) ->
         snapshots.retain(|(_, m)| m.root == root);
     }
     let usage = repo_usage(repo)?;
-    Ok(repo_stats(&snapshots, usage, blobs, now))
+    let mut stats = repo_stats(&snapshots, usage, blobs, now);
+    stats.damaged = listing.damaged;
+    stats.damaged.extend(index.damaged.iter().cloned());
+    stats.missing_archives = index.missing_archives.iter().map(|a| a.to_hex()).collect();
+    Ok(stats)
 }
 
 /// Everything `stats` reports.
@@ -741,6 +752,7 @@ mod tests {
                     paths: vec!["/r".into()],
                     tags: vec![],
                     parent: None,
+                    repaired_from: None,
                     complete: true,
                     warnings: vec![],
                     summary: SnapshotStats {

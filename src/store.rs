@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use crate::archive::{self, ArchiveIndex, ArchiveWriter, CompressedFrame, FrameEntry};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::{BlobId, IdMap};
-use crate::repo::Repository;
+use crate::id::{BlobId, IdMap, IdSet};
+use crate::repo::{Damaged, Repository};
 
 /// Where a blob lies.
 #[derive(Debug, Clone, Copy)]
@@ -23,25 +23,58 @@ pub struct BlobLocation {
     pub length: u64,
 }
 
-/// Every blob of the repository and where it lies, loaded from `index/`.
+/// Every blob of the repository and where it lies, loaded from `index/`: only blobs whose
+/// archive is present count, so nothing is trusted that is not there to be read.
 #[derive(Debug, Default)]
 pub struct BlobIndex {
     /// Archive ids, in the order their indexes were loaded.
     pub archives: Vec<BlobId>,
     /// Blob id to location (the first archive holding it wins).
     pub blobs: IdMap<BlobLocation>,
+    /// Index files that could not be used (they do not parse or verify): set aside, their
+    /// archives counted as unindexed. `rebuild-index` rewrites them.
+    pub damaged: Vec<Damaged>,
+    /// Archives an index describes but that are not in `archives/`: their blobs count as
+    /// absent (a snapshot then reads and stores those files again).
+    pub missing_archives: Vec<BlobId>,
+    /// Archives present without a usable index.
+    pub unindexed_archives: Vec<BlobId>,
 }
 
 impl BlobIndex {
-    /// Loads every index file. An index that does not parse is corruption.
+    /// Loads every usable index of an archive that is present. One damaged index or one
+    /// missing archive costs only the blobs it describes: they are listed in
+    /// [`BlobIndex::damaged`] and [`BlobIndex::missing_archives`], not fatal.
     ///
     /// # Errors
-    /// I/O errors and [`Error::Corrupt`].
+    /// I/O errors listing or reading the folders.
     pub fn load(repo: &Repository) -> Result<BlobIndex> {
-        let mut out = BlobIndex::default();
-        for idx in load_indexes(repo)? {
-            out.add(&idx);
+        // Archives are listed before indexes are read: writers go archive -> index, so every
+        // index listed afterwards has its archive in the listing, whatever runs beside us.
+        let present: IdSet = repo
+            .list_archives()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let (indexes, damaged) = load_indexes(repo)?;
+        let mut out = BlobIndex {
+            damaged,
+            ..BlobIndex::default()
+        };
+        let mut indexed = IdSet::default();
+        for idx in &indexes {
+            indexed.insert(idx.archive);
+            if present.contains(&idx.archive) {
+                out.add(idx);
+            } else {
+                out.missing_archives.push(idx.archive);
+            }
         }
+        out.unindexed_archives = present
+            .into_iter()
+            .filter(|a| !indexed.contains(a))
+            .collect();
+        out.unindexed_archives.sort();
         Ok(out)
     }
 
@@ -64,29 +97,86 @@ impl BlobIndex {
     pub fn contains(&self, id: &BlobId) -> bool {
         self.blobs.contains_key(id)
     }
+
+    /// Why a blob may be missing from this index, in words (damaged indexes, missing or
+    /// unindexed archives), for the error that says it is; empty when nothing is known.
+    pub fn why_unindexed(&self) -> String {
+        let mut why: Vec<String> = self
+            .damaged
+            .iter()
+            .map(|d| format!("{} cannot be used: {}", d.file, d.error))
+            .collect();
+        why.extend(
+            self.missing_archives
+                .iter()
+                .map(|a| format!("archive {} is missing", a.to_hex())),
+        );
+        why.extend(
+            self.unindexed_archives
+                .iter()
+                .map(|a| format!("archive {} has no index", a.to_hex())),
+        );
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (perhaps because {}; run `cachevault rebuild-index`)",
+                why.join("; ")
+            )
+        }
+    }
+
+    /// Warnings a writer should give: data it cannot trust and will store again.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .missing_archives
+            .iter()
+            .map(|a| {
+                format!(
+                    "archive {} is missing: files whose data it held are read and stored again",
+                    a.to_hex()
+                )
+            })
+            .collect();
+        out.extend(self.damaged.iter().map(|d| {
+            format!(
+                "{} cannot be used ({}); its archive counts as unindexed: run `cachevault rebuild-index`",
+                d.file, d.error
+            )
+        }));
+        out
+    }
 }
 
-/// Reads and parses every index file, in name order.
+/// Reads and parses every index file, in name order: the usable ones, and the damaged ones
+/// with what is wrong.
 ///
 /// # Errors
-/// I/O errors and [`Error::Corrupt`] naming the bad index.
-pub fn load_indexes(repo: &Repository) -> Result<Vec<ArchiveIndex>> {
-    let dir = repo.index_dir();
-    let names = fsutil::list_names(&dir, ".json")?;
-    let decode = |name: &String| -> Result<ArchiveIndex> {
-        let path = dir.join(name);
-        let idx = ArchiveIndex::decode(&fsutil::read(&path)?, &path.display().to_string())?;
-        if format!("{}.json", idx.archive.to_hex()) != *name {
-            return Err(Error::corrupt(format!(
-                "index {} describes archive {}",
-                path.display(),
-                idx.archive
-            )));
-        }
-        Ok(idx)
-    };
+/// I/O errors listing the folder; a damaged index is not an error.
+pub fn load_indexes(repo: &Repository) -> Result<(Vec<ArchiveIndex>, Vec<Damaged>)> {
+    let ids = repo.list_indexes()?;
     use rayon::prelude::*;
-    names.par_iter().map(decode).collect()
+    let results: Vec<(BlobId, Result<ArchiveIndex>)> = ids
+        .par_iter()
+        .map(|id| (*id, repo.read_index(id)))
+        .collect();
+    let mut good = Vec::with_capacity(results.len());
+    let mut bad = Vec::new();
+    for (id, r) in results {
+        match r {
+            Ok(idx) => good.push(idx),
+            // Gone since the listing (a concurrent prune holds no lock we conflict with
+            // only when we are a reader): not there, not damaged.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            // A newer format is not damage: it is refused (upgrade cachevault), never rewritten.
+            Err(e) if e.is_corruption() => bad.push(Damaged {
+                file: format!("index/{}.json", id.to_hex()),
+                error: e.to_string(),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((good, bad))
 }
 
 /// Reads blobs, keeping the last decompressed frame and open archive so that reading the
@@ -120,9 +210,12 @@ impl<'a> BlobReader<'a> {
     /// [`Error::Corrupt`] when the blob is not indexed or its frame does not decompress,
     /// [`Error::CorruptBlob`] when the content does not match, I/O errors.
     pub fn read(&mut self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
-            .locate(id)
-            .ok_or_else(|| Error::corrupt(format!("blob {id} is referenced but not indexed")))?;
+        let loc = self.locate(id).ok_or_else(|| {
+            Error::corrupt(format!(
+                "blob {id} is referenced but not indexed{}",
+                self.index.why_unindexed()
+            ))
+        })?;
         let frame = self.frame_data(loc.archive, &loc.frame)?;
         let start = loc.offset as usize;
         let data = &frame[start..start + loc.length as usize];

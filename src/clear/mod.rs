@@ -546,28 +546,46 @@ fn records_dir(repo: &Repository) -> PathBuf {
     repo.root().join("clears")
 }
 
-fn write_record(repo: &Repository, r: &ClearRecord) -> Result<()> {
+/// Writes a clear record atomically (also to point it at a repaired snapshot).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_record(repo: &Repository, r: &ClearRecord) -> Result<()> {
     let dir = records_dir(repo);
     fsutil::create_private_dir(&dir)?;
     let json = serde_json::to_vec_pretty(r).expect("record serialises");
     fsutil::write_atomic(&dir.join(format!("{}.json", r.id)), &json)
 }
 
-/// Every clear record, oldest first.
+/// Every readable clear record, oldest first. A record that does not parse costs only its
+/// own clear (which can then not be undone); [`load_records`] names it.
 ///
 /// # Errors
-/// I/O errors; a record that does not parse is corruption.
+/// I/O errors.
 pub fn records(repo: &Repository) -> Result<Vec<ClearRecord>> {
+    Ok(load_records(repo)?.0)
+}
+
+/// Every readable clear record, oldest first, and the records that cannot be read.
+///
+/// # Errors
+/// I/O errors.
+pub fn load_records(repo: &Repository) -> Result<(Vec<ClearRecord>, Vec<crate::repo::Damaged>)> {
     let dir = records_dir(repo);
     let mut out = Vec::new();
+    let mut damaged = Vec::new();
     for name in fsutil::list_names(&dir, ".json")? {
         let path = dir.join(&name);
-        let r: ClearRecord = serde_json::from_slice(&fsutil::read(&path)?)
-            .map_err(|e| Error::corrupt(format!("clear record {}: {e}", path.display())))?;
-        out.push(r);
+        match serde_json::from_slice::<ClearRecord>(&fsutil::read(&path)?) {
+            Ok(r) => out.push(r),
+            Err(e) => damaged.push(crate::repo::Damaged {
+                file: format!("clears/{name}"),
+                error: format!("does not parse: {e}"),
+            }),
+        }
     }
     out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-    Ok(out)
+    Ok((out, damaged))
 }
 
 /// Snapshots that an undoable clear younger than `days` still refers to, with the clear's

@@ -56,6 +56,12 @@ pub enum Command {
     Forget(Box<ForgetArgs>),
     /// Remove data no snapshot references; repack mostly-unused archives.
     Prune(PruneArgs),
+    /// Rewrite missing, damaged or disagreeing indexes from the archives themselves;
+    /// salvage the readable blobs of damaged archives.
+    RebuildIndex(RebuildIndexArgs),
+    /// Rewrite snapshots that reference missing data without the lost files (tagged
+    /// `repaired`), listing what was lost.
+    RepairSnapshots(RepairSnapshotsArgs),
     /// Clear caches by strategy, after a verified pre-clear snapshot.
     Clear(ClearArgs),
     /// Put back what a clear removed or rewrote (default: the last clear).
@@ -111,6 +117,10 @@ fn parse_count(s: &str) -> Result<i64, String> {
 /// `forget`.
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Remove these snapshots (full ids or unique prefixes), damaged ones included, instead
+    /// of applying keep rules.
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true)]
     pub keep_last: Option<i64>,
@@ -173,6 +183,30 @@ pub struct ForgetArgs {
     /// Plan as if it were TIME (for trying rules out).
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+}
+
+/// `rebuild-index`.
+#[derive(Debug, Args)]
+pub struct RebuildIndexArgs {
+    /// Read every archive whole and compare it with its index (finds bit flips), not only
+    /// archives whose index is missing, damaged or of the wrong size.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Report what would be rewritten; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `repair-snapshots`.
+#[derive(Debug, Args)]
+pub struct RepairSnapshotsArgs {
+    /// Remove each damaged original once its repaired version is written (and manifests that
+    /// cannot be repaired at all); they move into REPO/damaged/.
+    #[arg(long)]
+    pub forget: bool,
+    /// Report what would be repaired; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `prune`.

@@ -31,9 +31,6 @@ pub fn check(ctx: &Ctx, a: &CheckArgs) -> Result<Outcome> {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let r = check::check(&repo, read, seed)?;
-    for w in &r.warnings {
-        ctx.note(&format!("warning: {w}"));
-    }
     let code = if r.ok() { exit::OK } else { exit::CORRUPT };
     let mut human = format!(
         "checked {} snapshots, {} archives, {} blobs; read {} archives ({})\n",
@@ -43,18 +40,39 @@ pub fn check(ctx: &Ctx, a: &CheckArgs) -> Result<Outcome> {
         r.archives_read,
         bytes(r.bytes_read)
     );
+    for p in &r.problems {
+        let level = if p.error { "error" } else { "warning" };
+        if !p.error {
+            ctx.note(&format!("warning: {}", p.message));
+        }
+        human.push_str(&format!("{level}: {}\n", p.message));
+        if !p.snapshots.is_empty() {
+            human.push_str(&format!(
+                "  affects snapshot(s) {}{}\n",
+                p.snapshots
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if p.snapshots.len() > 10 { ", ..." } else { "" }
+            ));
+        }
+        for f in &p.examples {
+            human.push_str(&format!("  e.g. {f}\n"));
+        }
+        if p.files > p.examples.len() {
+            human.push_str(&format!(
+                "  ... {} file version(s) in all (--json lists them in affected_files)\n",
+                p.files
+            ));
+        }
+        if !p.advice.is_empty() {
+            human.push_str(&format!("  what to do: {}\n", p.advice));
+        }
+    }
     if r.ok() {
         human.push_str("no errors were found\n");
-    } else {
-        for e in &r.errors {
-            human.push_str(&format!("error: {e}\n"));
-        }
-        for d in &r.damaged_archives {
-            human.push_str(&format!("damaged archive: {d}\n"));
-        }
-        for f in &r.affected_files {
-            human.push_str(&format!("affected file: {f}\n"));
-        }
     }
     let mut doc = serde_json::to_value(&r)?;
     doc["ok"] = serde_json::Value::Bool(r.ok());

@@ -21,6 +21,7 @@ pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<Outcome> {
         // The backup before B: the two newest backups when no snapshot is named.
         None => {
             let older: Vec<_> = snapshot::list(&repo)?
+                .snapshots
                 .into_iter()
                 .filter(|(id, m)| *id != b.id && m.time <= b.manifest.time)
                 .collect();

@@ -13,7 +13,14 @@ use super::{bytes, exit, table, Ctx, Outcome};
 pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
     let filter = ctx.filter(&a.filter, true)?;
-    let headers: Vec<_> = snapshot::list(&repo)?
+    let listing = snapshot::list(&repo)?;
+    let mut damaged: Vec<String> = listing
+        .damaged
+        .iter()
+        .map(|d| format!("{}: {}", d.file, d.error))
+        .collect();
+    let headers: Vec<_> = listing
+        .snapshots
         .into_iter()
         .filter(|(_, m)| filter.matches(m))
         .collect();
@@ -26,10 +33,21 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
         .filter(|(_, m)| find::path_in(m, &a.path).is_some())
         .collect();
     let index = BlobIndex::load(&repo)?;
-    let loaded: Vec<_> = candidates
+    let results: Vec<_> = candidates
         .par_iter()
-        .map(|(id, _)| snapshot::load_with(&repo, &index, id).map(|m| (*id, m)))
-        .collect::<Result<_, _>>()?;
+        .map(|(id, h)| (*id, snapshot::load_entries(&repo, &index, id, h.clone())))
+        .collect();
+    let mut loaded = Vec::with_capacity(results.len());
+    for (id, r) in results {
+        match r {
+            Ok(m) => loaded.push((id, m)),
+            Err(e) if e.is_corruption() => damaged.push(format!("snapshot {}: {e}", id.short())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for d in &damaged {
+        ctx.note(&format!("damaged: {d}"));
+    }
     let versions = find::versions(&loaded, &a.path);
 
     let docs: Vec<_> = versions
@@ -82,8 +100,13 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
         )
     };
     Ok(Outcome::new(
-        json!({"path": a.path, "order": "newest first", "versions": docs}),
+        json!({"path": a.path, "order": "newest first", "versions": docs, "damaged": damaged}),
         human,
-        exit::OK,
+        // Damaged snapshots may hold versions nobody can list: the answer is incomplete.
+        if damaged.is_empty() {
+            exit::OK
+        } else {
+            exit::CORRUPT
+        },
     ))
 }

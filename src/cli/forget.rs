@@ -6,7 +6,7 @@ use serde_json::json;
 use cachevault::forget::{self, ForgetRules, GroupBy};
 use cachevault::prune::{self, PruneOptions, PruneSummary};
 use cachevault::retention::{Duration, KeepPolicy};
-use cachevault::{snapshot, LockKind, Repository};
+use cachevault::{snapshot, BlobId, LockKind, Repository};
 
 use super::args::{ForgetArgs, PruneArgs};
 use super::{bytes, exit, parse_time, table, Ctx, Outcome};
@@ -53,8 +53,12 @@ pub fn parse_pct(flag: &str, s: &str) -> Result<f64> {
 pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
     let mut policy = policy_from_args(a)?;
+    if !a.snapshots.is_empty() && !policy.is_empty() {
+        bail!("forget takes snapshot ids or keep rules, not both: the ids are removed as named");
+    }
+    let by_id = !a.snapshots.is_empty();
     let mut source = "flags";
-    if policy.is_empty() {
+    if policy.is_empty() && !by_id {
         match &ctx.config {
             Some(cfg) => {
                 policy = forget::config_policy(cfg);
@@ -80,82 +84,173 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
         LockKind::Exclusive
     };
     let _lock = ctx.lock(&repo, kind, "forget")?;
-    let filter = ctx.filter(&a.filter, true)?;
-    let all: Vec<_> = snapshot::list(&repo)?
-        .into_iter()
-        .filter(|(_, m)| filter.matches(m))
-        .collect();
-    let utc_now = now.with_timezone(&chrono::Utc);
-    let safety_days = match (a.safety_days, &ctx.config) {
-        (Some(d), _) => d,
-        (None, Some(c)) => c.raw.cache.global_settings.backup_retention_days,
-        (None, None) => cachevault::config::GlobalSettings::default().backup_retention_days,
+
+    let mut human = String::new();
+    let mut groups = Vec::new();
+    let mut damaged = Vec::new();
+    let to_remove: Vec<BlobId> = if by_id {
+        let ids = forget::resolve_ids(&repo, &a.snapshots)?;
+        human.push_str(&format!(
+            "{} {} snapshot(s) by id: {}\n",
+            if a.dry_run {
+                "would remove"
+            } else {
+                "removing"
+            },
+            ids.len(),
+            ids.iter().map(|i| i.short()).collect::<Vec<_>>().join(", ")
+        ));
+        ids
+    } else {
+        let filter = ctx.filter(&a.filter, true)?;
+        let listing = snapshot::list(&repo)?;
+        // A manifest that cannot be read is neither kept nor removed by a policy: its time
+        // and kind are unknown. It is named, and `forget ID` removes it.
+        for d in &listing.damaged {
+            ctx.note(&format!(
+                "damaged: {}: {}; left as it is (`cachevault forget ID` or `repair-snapshots --forget`)",
+                d.file, d.error
+            ));
+        }
+        damaged = listing.damaged;
+        let all: Vec<_> = listing
+            .snapshots
+            .into_iter()
+            .filter(|(_, m)| filter.matches(m))
+            .collect();
+        let utc_now = now.with_timezone(&chrono::Utc);
+        let safety_days = match (a.safety_days, &ctx.config) {
+            (Some(d), _) => d,
+            (None, Some(c)) => c.raw.cache.global_settings.backup_retention_days,
+            (None, None) => cachevault::config::GlobalSettings::default().backup_retention_days,
+        };
+        let rules = ForgetRules {
+            policy: policy.clone(),
+            group_by,
+            now: utc_now,
+            safety_days,
+            referenced: cachevault::clear::referenced_snapshots(&repo, utc_now, safety_days)?,
+        };
+        let plan = forget::plan(&all, &rules);
+        human.push_str(&format!(
+            "applying policy ({source}): {policy}; safety snapshots kept {safety_days}d\n"
+        ));
+        for g in &plan {
+            let (keep, remove): (Vec<_>, Vec<_>) = g.decisions.iter().partition(|d| d.keep);
+            groups.push(json!({
+                "group": g.key,
+                "keep": keep.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339(), "reasons": d.reasons})).collect::<Vec<_>>(),
+                "remove": remove.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339()})).collect::<Vec<_>>(),
+            }));
+            human.push_str(&group_text(&g.key.to_string(), &keep, &remove, a.dry_run));
+        }
+        forget::removals(&plan)
     };
-    let rules = ForgetRules {
-        policy: policy.clone(),
-        group_by,
-        now: utc_now,
-        safety_days,
-        referenced: cachevault::clear::referenced_snapshots(&repo, utc_now, safety_days)?,
-    };
-    let plan = forget::plan(&all, &rules);
+
+    // All or nothing: with --prune, prove first that prune will be able to run on what is
+    // left; if it would refuse, nothing is forgotten.
+    if a.prune {
+        let forgotten: cachevault::id::IdSet = to_remove.iter().copied().collect();
+        prune::preflight_without(&repo, &forgotten).context(
+            "forget --prune: nothing was forgotten, because prune would refuse afterwards",
+        )?;
+    }
     let removed = if a.dry_run {
         Vec::new()
     } else {
-        forget::apply(&repo, &plan)?
+        let r = forget::remove(&repo, &to_remove);
+        if let Some(e) = r.error {
+            return Err(super::changed_before(
+                anyhow::Error::from(e),
+                format!(
+                    "forget removed {} of {} snapshot(s) before the error: {}",
+                    r.removed.len(),
+                    to_remove.len(),
+                    ids_text(&r.removed)
+                ),
+            ));
+        }
+        r.removed
     };
-    let mut human =
-        format!("applying policy ({source}): {policy}; safety snapshots kept {safety_days}d\n");
-    let mut groups = Vec::new();
-    for g in &plan {
-        let keep: Vec<_> = g.decisions.iter().filter(|d| d.keep).collect();
-        let remove: Vec<_> = g.decisions.iter().filter(|d| !d.keep).collect();
-        groups.push(json!({
-            "group": g.key,
-            "keep": keep.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339(), "reasons": d.reasons})).collect::<Vec<_>>(),
-            "remove": remove.iter().map(|d| json!({"id": d.id, "time": d.time.to_rfc3339()})).collect::<Vec<_>>(),
-        }));
-        human.push_str(&format!("\n{}:\n", g.key));
-        let rows: Vec<Vec<String>> = keep
+    let mut doc = json!({
+        "groups": groups,
+        "dry_run": a.dry_run,
+        "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+        "damaged": damaged,
+    });
+    if by_id {
+        doc["would_remove"] = json!(to_remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>());
+    }
+    if a.prune {
+        let s = run_prune(ctx, &repo, max_unused, a.dry_run).map_err(|e| {
+            if removed.is_empty() {
+                e
+            } else {
+                super::changed_before(
+                    e,
+                    format!(
+                        "forget removed {} snapshot(s) ({}) before prune failed",
+                        removed.len(),
+                        ids_text(&removed)
+                    ),
+                )
+            }
+        })?;
+        human.push_str(&prune_text(&s));
+        doc["prune"] = serde_json::to_value(&s)?;
+    }
+    let code = if damaged.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    };
+    Ok(Outcome::new(doc, human, code))
+}
+
+fn ids_text(ids: &[BlobId]) -> String {
+    ids.iter().map(|i| i.short()).collect::<Vec<_>>().join(", ")
+}
+
+fn group_text(
+    title: &str,
+    keep: &[&cachevault::retention::Decision],
+    remove: &[&cachevault::retention::Decision],
+    dry_run: bool,
+) -> String {
+    let mut human = format!("\n{title}:\n");
+    let rows: Vec<Vec<String>> = keep
+        .iter()
+        .map(|d| {
+            vec![
+                d.id[..8].to_string(),
+                d.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                d.reasons.join(", "),
+            ]
+        })
+        .collect();
+    human.push_str(&format!(
+        "keep {} snapshots:\n{}",
+        keep.len(),
+        table(&["ID", "Time", "Reasons"], &rows)
+    ));
+    if !remove.is_empty() {
+        let rows: Vec<Vec<String>> = remove
             .iter()
             .map(|d| {
                 vec![
                     d.id[..8].to_string(),
                     d.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-                    d.reasons.join(", "),
                 ]
             })
             .collect();
         human.push_str(&format!(
-            "keep {} snapshots:\n{}",
-            keep.len(),
-            table(&["ID", "Time", "Reasons"], &rows)
+            "{} {} snapshots:\n{}",
+            if dry_run { "would remove" } else { "removed" },
+            remove.len(),
+            table(&["ID", "Time"], &rows)
         ));
-        if !remove.is_empty() {
-            let rows: Vec<Vec<String>> = remove
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.id[..8].to_string(),
-                        d.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-                    ]
-                })
-                .collect();
-            human.push_str(&format!(
-                "{} {} snapshots:\n{}",
-                if a.dry_run { "would remove" } else { "removed" },
-                remove.len(),
-                table(&["ID", "Time"], &rows)
-            ));
-        }
     }
-    let mut doc = json!({"groups": groups, "dry_run": a.dry_run, "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>()});
-    if a.prune {
-        let s = run_prune(ctx, &repo, max_unused, a.dry_run)?;
-        human.push_str(&prune_text(&s));
-        doc["prune"] = serde_json::to_value(&s)?;
-    }
-    Ok(Outcome::new(doc, human, exit::OK))
+    human
 }
 
 fn run_prune(ctx: &Ctx, repo: &Repository, max_unused: f64, dry_run: bool) -> Result<PruneSummary> {

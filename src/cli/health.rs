@@ -61,13 +61,20 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
         });
     }
 
+    let mut damage = Vec::new();
     let (snapshots, entries, repository_error) = match ctx.open_repo() {
         Ok(repo) => {
-            let snapshots = snapshot::list(&repo);
+            let listing = snapshot::list(&repo);
             let entries = journal::read(&repo);
-            match (snapshots, entries) {
-                (Ok(s), Ok(j)) => (s, j, None),
-                (Err(e), _) | (_, Err(e)) => (Vec::new(), Vec::new(), Some(e.to_string())),
+            let index = cachevault::store::BlobIndex::load(&repo);
+            match (listing, entries, index) {
+                (Ok(l), Ok(j), Ok(index)) => {
+                    damage = health::damage_findings(&l.damaged, &index);
+                    (l.snapshots, j, None)
+                }
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    (Vec::new(), Vec::new(), Some(e.to_string()))
+                }
             }
         }
         Err(e) => (Vec::new(), Vec::new(), Some(format!("{e:#}"))),
@@ -92,6 +99,7 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
         invalid_files: invalid_cache_files(ctx),
         backup,
         future_snapshots: health::future_snapshots(&snapshots, now),
+        damage,
         journal: entries,
         repository_error,
     };

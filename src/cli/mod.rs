@@ -11,6 +11,7 @@ mod forget;
 mod health;
 mod history;
 mod progress;
+mod recover;
 mod repair;
 mod restore;
 mod run_due;
@@ -135,6 +136,8 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         Command::Check(_) => "check",
         Command::Forget(a) if !a.dry_run => "forget",
         Command::Prune(a) if !a.dry_run => "prune",
+        Command::RebuildIndex(a) if !a.dry_run => "rebuild-index",
+        Command::RepairSnapshots(a) if !a.dry_run => "repair-snapshots",
         Command::Clear(a) if !a.dry_run => "clear",
         Command::Undo(_) => "undo",
         Command::Warm(_) => "warm",
@@ -168,7 +171,10 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         .unwrap_or(0);
     // The root acted on: the config's, or the snapshot's; none for repository-wide work.
     let root = match &ctx.cli.command {
-        Command::Check(_) | Command::Prune(_) => None,
+        Command::Check(_)
+        | Command::Prune(_)
+        | Command::RebuildIndex(_)
+        | Command::RepairSnapshots(_) => None,
         _ => ctx.config.as_ref().map(|c| c.root_text()).or_else(|| {
             ["root", "snapshot_root"]
                 .iter()
@@ -217,18 +223,42 @@ fn summarize(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Marks an error that came after the command had already changed something: its exit code
+/// is then 1 (3 for damage), never 2, which promises that nothing changed. The text says
+/// exactly what changed.
+#[derive(Debug)]
+pub struct ChangedBefore(pub String);
+
+impl std::fmt::Display for ChangedBefore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Wraps `e` with what the command changed before it.
+pub fn changed_before(e: anyhow::Error, what: String) -> anyhow::Error {
+    e.context(ChangedBefore(what))
+}
+
 fn code_for(e: &anyhow::Error) -> u8 {
+    let changed = e.downcast_ref::<ChangedBefore>().is_some()
+        || e.chain()
+            .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::AfterChanges { .. })));
     for cause in e.chain() {
         if let Some(err) = cause.downcast_ref::<Error>() {
             if err.is_corruption() {
                 return exit::CORRUPT;
             }
-            if matches!(err, Error::Locked(_)) {
+            if matches!(err, Error::Locked(_)) && !changed {
                 return exit::LOCKED;
             }
         }
     }
-    exit::FAILED
+    if changed {
+        exit::PARTIAL
+    } else {
+        exit::FAILED
+    }
 }
 
 fn run(ctx: &Ctx) -> Result<Outcome> {
@@ -241,6 +271,8 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Check(a) => check::check(ctx, a),
         Command::Forget(a) => forget::forget(ctx, a),
         Command::Prune(a) => forget::prune(ctx, a),
+        Command::RebuildIndex(a) => recover::rebuild_index(ctx, a),
+        Command::RepairSnapshots(a) => recover::repair_snapshots(ctx, a),
         Command::Clear(a) => clear::clear(ctx, a),
         Command::Undo(a) => clear::undo(ctx, a),
         Command::Warm(a) => clear::warm(ctx, a),

@@ -2,7 +2,7 @@
 //! recording the last run in the repository (idempotent: a second call at the same time
 //! does nothing).
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
 
@@ -35,14 +35,14 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
         LockKind::Exclusive
     };
     let _lock = ctx.lock(&repo, kind, "run-due")?;
-    let mut state = schedule::load_state(&repo)?;
+    let (mut state, state_warning) = schedule::load_state(&repo)?;
     let decisions = schedule::due(&cfg, &state, now)?;
     let mut jobs = Vec::new();
     let mut failed = 0;
     let mut human = String::new();
-    let warnings: Vec<&String> = decisions
+    let warnings: Vec<&String> = state_warning
         .iter()
-        .filter_map(|d| d.warning.as_ref())
+        .chain(decisions.iter().filter_map(|d| d.warning.as_ref()))
         .collect();
     for w in &warnings {
         ctx.note(&format!("warning: {w}"));
@@ -147,6 +147,7 @@ fn run_job(
             // Only this config's root: another root's snapshots follow its own config.
             let root = cfg.root_text();
             let all: Vec<_> = snapshot::list(repo)?
+                .snapshots
                 .into_iter()
                 .filter(|(_, m)| m.root == root)
                 .collect();
@@ -164,19 +165,42 @@ fn run_job(
                     referenced: clear::referenced_snapshots(repo, utc, safety_days)?,
                 },
             );
-            let removed = forget::apply(repo, &plan)?;
-            let pruned = prune::prune(
-                repo,
-                &PruneOptions {
-                    max_unused: 0.10,
-                    dry_run: false,
-                },
-                &NoProgress,
-            )?;
+            // Retention is all or nothing (nothing is forgotten when prune would refuse);
+            // the size limits are enforced whatever happened to it.
+            let retention = (|| -> Result<(usize, prune::PruneSummary)> {
+                let doomed = forget::removals(&plan);
+                let forgotten: cachevault::id::IdSet = doomed.iter().copied().collect();
+                prune::preflight_without(repo, &forgotten)
+                    .context("nothing was forgotten, because prune would refuse afterwards")?;
+                let r = forget::remove(repo, &doomed);
+                if let Some(e) = r.error {
+                    return Err(super::changed_before(
+                        e.into(),
+                        format!("forgot {} snapshot(s) before the error", r.removed.len()),
+                    ));
+                }
+                let pruned = prune::prune(
+                    repo,
+                    &PruneOptions {
+                        max_unused: 0.10,
+                        dry_run: false,
+                    },
+                    &NoProgress,
+                )
+                .map_err(|e| {
+                    super::changed_before(
+                        e.into(),
+                        format!("forgot {} snapshot(s) before prune failed", r.removed.len()),
+                    )
+                })?;
+                Ok((r.removed.len(), pruned))
+            })();
             let sized = clear_with(ctx, repo, cfg, Strategy::SizeBased, now)?;
+            let (removed, pruned) = retention
+                .with_context(|| format!("retention (size limits: {})", clear_summary(&sized)))?;
             Ok((
                 true,
-                json!({"forgotten": removed.len(), "prune": pruned, "size_limits": clear_summary(&sized)}),
+                json!({"forgotten": removed, "prune": pruned, "size_limits": clear_summary(&sized)}),
             ))
         }
     }

@@ -114,11 +114,13 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
 pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
     let filter = ctx.filter(&a.filter, false)?;
-    let all: Vec<_> = snapshot::list(&repo)?
+    let listing = snapshot::list(&repo)?;
+    let all: Vec<_> = listing
+        .snapshots
         .into_iter()
         .filter(|(_, m)| filter.matches(m))
         .collect();
-    let docs: Vec<_> = all
+    let mut docs: Vec<_> = all
         .iter()
         .map(|(id, m)| {
             json!({
@@ -152,7 +154,7 @@ pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
             ]
         })
         .collect();
-    let human = format!(
+    let mut human = format!(
         "{}{} snapshots\n",
         table(
             &["ID", "Time", "Kind", "Tags", "Files", "Size", "Root"],
@@ -160,11 +162,29 @@ pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
         ),
         all.len()
     );
-    Ok(Outcome::new(
-        serde_json::Value::Array(docs),
-        human,
-        exit::OK,
-    ))
+    // A manifest that cannot be read costs only itself: named here, in the same array for
+    // `--json` (with `damaged: true`), and the exit code says the listing is not whole.
+    for d in &listing.damaged {
+        ctx.note(&format!("damaged: {}: {}", d.file, d.error));
+        human.push_str(&format!(
+            "DAMAGED {}: {}\n  (`cachevault repair-snapshots --forget` or `cachevault forget {}`)\n",
+            d.file,
+            d.error,
+            d.file.trim_start_matches("snapshots/").trim_end_matches(".json")
+        ));
+        docs.push(json!({
+            "id": d.file.trim_start_matches("snapshots/").trim_end_matches(".json"),
+            "damaged": true,
+            "file": d.file,
+            "error": d.error,
+        }));
+    }
+    let code = if listing.damaged.is_empty() {
+        exit::OK
+    } else {
+        exit::CORRUPT
+    };
+    Ok(Outcome::new(serde_json::Value::Array(docs), human, code))
 }
 
 pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {

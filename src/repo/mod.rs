@@ -66,6 +66,16 @@ pub struct Repository {
 
 const SUBDIRS: [&str; 5] = ["archives", "index", "snapshots", "journal", "locks"];
 
+/// A repository file that could not be used: a manifest or index that does not parse or
+/// verify. It costs only what depends on it; commands name it and go on with the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Damaged {
+    /// The file, relative to the repository (`snapshots/<id>.json`, `index/<id>.json`).
+    pub file: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
 impl Repository {
     /// Creates a new, empty repository at `root` (which must be absent or empty).
     ///
@@ -189,6 +199,91 @@ impl Repository {
             id.to_hex(),
             crate::manifest::MANIFEST_SUFFIX
         ))
+    }
+
+    /// Folder where damaged files are moved instead of being deleted (`rebuild-index`,
+    /// `repair-snapshots`): their bytes stay for whoever wants to look at them.
+    pub fn damaged_dir(&self) -> PathBuf {
+        self.root.join("damaged")
+    }
+
+    /// Every archive file with its size, by id. Names that are not `<64 hex>.tar.zst` are
+    /// not archives and are left out (temp files included).
+    ///
+    /// # Errors
+    /// I/O errors listing the folder.
+    pub fn list_archives(&self) -> Result<Vec<(BlobId, u64)>> {
+        let dir = self.archives_dir();
+        let mut out = Vec::new();
+        for name in fsutil::list_names(&dir, ".tar.zst")? {
+            let Ok(id) = name.trim_end_matches(".tar.zst").parse::<BlobId>() else {
+                continue;
+            };
+            let path = dir.join(&name);
+            match std::fs::metadata(&path) {
+                Ok(m) => out.push((id, m.len())),
+                // Removed since the listing (a concurrent prune): not there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of every index file (`index/<id>.json`).
+    ///
+    /// # Errors
+    /// I/O errors listing the folder.
+    pub fn list_indexes(&self) -> Result<Vec<BlobId>> {
+        Ok(fsutil::list_names(&self.index_dir(), ".json")?
+            .into_iter()
+            .filter_map(|n| n.trim_end_matches(".json").parse().ok())
+            .collect())
+    }
+
+    /// Reads and checks one archive's index.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Corrupt`] for an index that does not parse, fails its checks or
+    /// describes another archive.
+    pub fn read_index(&self, id: &BlobId) -> Result<crate::archive::ArchiveIndex> {
+        let path = self.index_path(id);
+        let idx = crate::archive::ArchiveIndex::decode(
+            &fsutil::read(&path)?,
+            &format!("index/{}.json", id.to_hex()),
+        )?;
+        if idx.archive != *id {
+            return Err(Error::corrupt(format!(
+                "index/{}.json describes archive {}",
+                id.to_hex(),
+                idx.archive
+            )));
+        }
+        Ok(idx)
+    }
+
+    /// Moves a damaged repository file into `damaged/` (never deletes it), under a name that
+    /// says where it came from. Returns the new path.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn set_aside(&self, path: &Path) -> Result<PathBuf> {
+        let dir = self.damaged_dir();
+        fsutil::create_private_dir(&dir)?;
+        let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        let flat = rel.to_string_lossy().replace('/', "-");
+        let mut dest = dir.join(&flat);
+        let mut n = 1;
+        while dest.exists() {
+            dest = dir.join(format!("{flat}.{n}"));
+            n += 1;
+        }
+        std::fs::rename(path, &dest).map_err(Error::io(path))?;
+        fsutil::sync_dir(&dir)?;
+        if let Some(parent) = path.parent() {
+            fsutil::sync_dir(parent)?;
+        }
+        Ok(dest)
     }
 
     /// Takes the repository lock, waiting up to `wait` while another process holds it.
