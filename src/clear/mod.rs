@@ -669,6 +669,8 @@ pub struct PutBackSummary {
     pub conflicts: Vec<String>,
     /// Restore errors.
     pub errors: Vec<String>,
+    /// Files the snapshot no longer holds (it was repaired after losing their data).
+    pub lost: Vec<String>,
 }
 
 /// How a planned file stands now, compared with the clear and the snapshot.
@@ -725,6 +727,10 @@ pub fn put_back(
             continue;
         }
         if only.is_some_and(|o| !o.contains(&f.path)) {
+            continue;
+        }
+        if !hashes.contains_key(&f.path) {
+            s.lost.push(f.path.clone());
             continue;
         }
         match standing(&cfg.root, f, hashes.get(&f.path).copied().flatten())? {

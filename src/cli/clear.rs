@@ -159,10 +159,12 @@ pub fn clear(ctx: &Ctx, a: &ClearArgs) -> Result<Outcome> {
 }
 
 fn put_back_outcome(s: &clear::PutBackSummary, verb: &str) -> Outcome {
-    let code = if s.errors.is_empty() {
-        exit::OK
-    } else {
+    let code = if !s.errors.is_empty() {
         exit::CORRUPT
+    } else if !s.lost.is_empty() {
+        exit::PARTIAL
+    } else {
+        exit::OK
     };
     let human = format!(
         "{verb} clear {}: {} restored (verified), {} already in place, {} conflicts{}\n",
@@ -170,7 +172,14 @@ fn put_back_outcome(s: &clear::PutBackSummary, verb: &str) -> Outcome {
         s.restored.len(),
         s.already.len(),
         s.conflicts.len(),
-        if s.errors.is_empty() {
+        if s.lost.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} lost (their data was lost from the repository; see repair-snapshots)",
+                s.lost.len()
+            )
+        } + &if s.errors.is_empty() {
             String::new()
         } else {
             format!(", {} FAILED: {}", s.errors.len(), s.errors.join("; "))
