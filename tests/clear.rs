@@ -607,6 +607,7 @@ fn a_full_repository_disk_makes_clear_delete_nothing() {
         msg.contains("No space left on device") && msg.contains("nothing was deleted"),
         "{msg}"
     );
+    assert_eq!(out["kind"], "disk_full", "{out}");
     assert_eq!(files_under(&root), before, "a failed clear deleted files");
     assert_eq!(json_cfg(&cfg_path, &["check"], 0)["ok"], true);
 }
