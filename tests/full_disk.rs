@@ -27,7 +27,7 @@ fn a_full_disk_fails_the_snapshot_cleanly_and_the_next_one_works() {
     let _mounted = match Tmpfs::mount(&disk, "4m") {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            require_that(false, &why, "fill a small tmpfs");
             return;
         }
     };
@@ -51,11 +51,14 @@ fn a_full_disk_fails_the_snapshot_cleanly_and_the_next_one_works() {
         let out = run(&[
             "--repo",
             repo.to_str().unwrap(),
+            "--json",
             "snapshot",
             src.to_str().unwrap(),
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "round {round}: {err}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["kind"], "disk_full", "round {round}: {doc}");
         // See: when the archive writer failed after the last file frame was handed over,
         // storing the entry list met a closed channel and the snapshot reported only
         // "archive writer stopped (see the error it reported)", never the full disk.

@@ -336,10 +336,8 @@ fn path_traversal_is_refused() {
 
 #[test]
 fn every_archive_opens_with_system_tar() {
-    if Command::new("tar").arg("--version").output().is_err()
-        || Command::new("zstd").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: system tar or zstd not installed");
+    let why = "open our archives with the system's tools";
+    if !require("tar", why) || !require("zstd", why) {
         return;
     }
     let t = TestDir::new();
@@ -496,14 +494,11 @@ fn an_unreadable_file_is_listed_and_the_exit_code_is_1() {
     let repo = t.join("repo");
     json(&repo, &["init"], 0);
     // root reads anything: run the snapshot as an unprivileged user where that is possible.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false);
-    let mut cmd = if root {
-        if Command::new("setpriv").arg("--version").output().is_err() {
-            eprintln!("skipped: running as root and setpriv is not installed");
+    let mut cmd = if is_root() {
+        if !require(
+            "setpriv",
+            "snapshot as an unprivileged user (root reads anything)",
+        ) {
             return;
         }
         fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();

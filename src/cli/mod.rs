@@ -76,11 +76,21 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::FAILED
-            } else {
-                exit::OK
-            });
+            if !e.use_stderr() {
+                // --help and --version: text, as asked for.
+                return ExitCode::from(exit::OK);
+            }
+            // The parse failed, so `cli.json` is unknown: a caller that asked for JSON
+            // anywhere on the command line gets its one document all the same.
+            if std::env::args_os().skip(1).any(|a| a == "--json") {
+                // The error without the usage lines and the hint to try --help that follow
+                // it on stderr.
+                let text = e.render().to_string();
+                let message = text.split("\n\n").next().unwrap_or(&text);
+                let message = message.trim().trim_start_matches("error: ");
+                print_error_json(message, exit::FAILED, kind::USAGE);
+            }
+            return ExitCode::from(exit::FAILED);
         }
     };
     let json = cli.json;
@@ -116,15 +126,20 @@ pub fn main() -> ExitCode {
             let code = code_for(&e);
             eprintln!("cachevault: error: {e:#}");
             if json {
-                let doc = serde_json::json!({"error": format!("{e:#}"), "exit_code": code});
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("serialises")
-                );
+                print_error_json(&format!("{e:#}"), code, kind_for(&e));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// Prints the one `--json` document of a failure: `{"error", "exit_code", "kind"}`.
+fn print_error_json(message: &str, code: u8, kind: &str) {
+    let doc = serde_json::json!({"error": message, "exit_code": code, "kind": kind});
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).expect("serialises")
+    );
 }
 
 /// Records the operation in the repository's journal (operations that change or verify
@@ -240,6 +255,98 @@ pub fn changed_before(e: anyhow::Error, what: String) -> anyhow::Error {
     e.context(ChangedBefore(what))
 }
 
+/// The `kind` of a `--json` error document: a stable word for the class of failure, chosen
+/// by the error's type, never by its message (README, exit codes). A contract with the
+/// agent's scripts, like the exit codes.
+pub mod kind {
+    /// Bad arguments or input the command cannot act on.
+    pub const USAGE: &str = "usage";
+    /// The config file cannot be read, parsed or checked.
+    pub const CONFIG: &str = "config";
+    /// Repository data is damaged.
+    pub const CORRUPT: &str = "corrupt";
+    /// Another process holds the repository lock.
+    pub const LOCKED: &str = "locked";
+    /// No space left on a device.
+    pub const DISK_FULL: &str = "disk_full";
+    /// Any other operating-system error.
+    pub const IO: &str = "io";
+    /// No snapshot matches, or a prefix matches several.
+    pub const NOT_FOUND: &str = "not_found";
+    /// A manifest path that would leave the restore target.
+    pub const UNSAFE_PATH: &str = "unsafe_path";
+    /// The folder is not a cachevault repository.
+    pub const NO_REPOSITORY: &str = "no_repository";
+    /// `init` on a folder that already holds something.
+    pub const EXISTS: &str = "exists";
+    /// A repository written by a newer cachevault.
+    pub const UNSUPPORTED_FORMAT: &str = "unsupported_format";
+    /// The command failed after it had changed something (exit code 1; the error says
+    /// what changed).
+    pub const PARTIAL: &str = "partial";
+}
+
+/// Marks an error from loading or checking the config file, whatever lies beneath (a
+/// missing file is an I/O error, a bad key `Invalid`), so that it reports kind `config`.
+/// Transparent: the message is the underlying error's.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct ConfigError(Error);
+
+/// The kind of `e`: the config marker wins; then, as in [`code_for`], corruption or a lock
+/// anywhere in the chain; then the first library error; then an operating-system error.
+/// What is left are the CLI's own checks of its arguments.
+fn kind_for(e: &anyhow::Error) -> &'static str {
+    if e.chain().any(|c| c.is::<ConfigError>()) {
+        return kind::CONFIG;
+    }
+    let library: Vec<&Error> = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<Error>())
+        .collect();
+    if library.iter().any(|err| err.is_corruption()) {
+        return kind::CORRUPT;
+    }
+    if e.downcast_ref::<ChangedBefore>().is_some()
+        || library
+            .iter()
+            .any(|err| matches!(err, Error::AfterChanges { .. }))
+    {
+        return kind::PARTIAL;
+    }
+    if library.iter().any(|err| matches!(err, Error::Locked(_))) {
+        return kind::LOCKED;
+    }
+    if let Some(err) = library.first() {
+        return library_kind(err);
+    }
+    match e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        Some(io) if io.raw_os_error() == Some(libc::ENOSPC) => kind::DISK_FULL,
+        Some(_) => kind::IO,
+        None => kind::USAGE,
+    }
+}
+
+fn library_kind(err: &Error) -> &'static str {
+    if err.is_corruption() {
+        return kind::CORRUPT;
+    }
+    if err.is_disk_full() {
+        return kind::DISK_FULL;
+    }
+    match err {
+        Error::Locked(_) => kind::LOCKED,
+        Error::Io { .. } => kind::IO,
+        Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => kind::NOT_FOUND,
+        Error::UnsafePath { .. } => kind::UNSAFE_PATH,
+        Error::NotARepository(_) => kind::NO_REPOSITORY,
+        Error::AlreadyExists(_) => kind::EXISTS,
+        Error::UnsupportedFormat { .. } => kind::UNSUPPORTED_FORMAT,
+        // `Invalid`, and variants added later until they get a kind of their own.
+        _ => kind::USAGE,
+    }
+}
+
 fn code_for(e: &anyhow::Error) -> u8 {
     let changed = e.downcast_ref::<ChangedBefore>().is_some()
         || e.chain()
@@ -293,7 +400,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
 impl Ctx {
     fn new(cli: Cli) -> Result<Ctx> {
         let config = match &cli.config {
-            Some(p) => Some(Config::load(p)?),
+            Some(p) => Some(Config::load(p).map_err(ConfigError)?),
             None => None,
         };
         Ok(Ctx { cli, config })

@@ -202,6 +202,46 @@ pub fn files_under(root: &Path) -> Vec<String> {
     v
 }
 
+/// Whether the tests run under CI (`CI=true`, which `.ci/run` exports): there a test that
+/// needs an outside tool fails when the tool is missing, instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether `tool` is installed (it can be started); a test that needs it calls this first and
+/// returns when it is false. Panics under CI when the tool is missing: `.ci/run` installs
+/// every tool the tests use, so a skip there would hide a missing install. `why` says what
+/// the test needs the tool for.
+pub fn require(tool: &str, why: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    require_that(found, &format!("`{tool}` is not installed"), why)
+}
+
+/// Whether the tests run as root; as [`require`]: panics under CI when they do not.
+pub fn require_root(why: &str) -> bool {
+    require_that(is_root(), "the tests do not run as root", why)
+}
+
+/// `ok`, or else: under CI a panic saying `missing` and `why`; elsewhere a note on stderr
+/// that the test is skipped, and false.
+pub fn require_that(ok: bool, missing: &str, why: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{missing}, and CI=true: this test needs it to {why} (.ci/run installs what the tests need)"
+    );
+    eprintln!("skipped: {missing}; this test needs it to {why}");
+    false
+}
+
 /// Whether the tests run as root (mounting a tmpfs needs it).
 pub fn is_root() -> bool {
     Command::new("id")
@@ -215,7 +255,7 @@ pub fn is_root() -> bool {
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// Mounts it, or says why it cannot (the caller prints the reason and skips).
+    /// Mounts it, or says why it cannot (the caller passes the reason to [`require_that`]).
     pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         if !is_root() {
             return Err("mounting a tmpfs needs root".into());
