@@ -214,14 +214,27 @@ fn a_garbage_manifest_is_kind_corrupt() {
         .join("snapshots")
         .join(format!("{}.json", "ab".repeat(32)));
     fs::write(&bogus, b"\0 this is no manifest").unwrap();
-    let doc = error_doc(&["--repo", r, "--json", "snapshots"], 3);
+    // Asked for by id, the damaged manifest is an error of kind corrupt naming it.
+    let bogus_id = "ab".repeat(32);
+    let doc = error_doc(&["--repo", r, "--json", "ls", &bogus_id], 3);
     assert_eq!(doc["kind"], "corrupt", "{doc}");
     assert!(
         doc["error"].as_str().unwrap().contains("manifest abababab"),
         "names the manifest (short id): {doc}"
     );
     assert_eq!(
-        kind_of(&["--repo", r, "--json", "ls", "latest"], 3),
+        kind_of(
+            &[
+                "--repo",
+                r,
+                "--json",
+                "restore",
+                &bogus_id[..12],
+                "--target",
+                t.join("x").to_str().unwrap()
+            ],
+            3
+        ),
         "corrupt"
     );
 }

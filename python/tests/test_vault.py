@@ -359,9 +359,16 @@ def test_corrupt_repository_raises_corrupt(cfg: Path, vault: Vault) -> None:
     vault.snapshot()
     bogus = cfg.parent / "cachevault-repo/snapshots" / ("ab" * 32 + ".json")
     bogus.write_bytes(b"\x00garbage, not a manifest")
+    # The listing still comes back whole, the damaged manifest named in it.
     with pytest.raises(CacheVaultCorrupt) as e:
         vault.snapshots()
     assert (e.value.exit_code, e.value.kind) == (3, "corrupt"), e.value
+    damaged = [s for s in e.value.doc if s.get("damaged")]
+    assert len(damaged) == 1 and damaged[0]["id"] == "ab" * 32, e.value.doc
+    assert any(not s.get("damaged") for s in e.value.doc)
+    # Asked for by id, it is an error document of kind corrupt naming it.
+    with pytest.raises(CacheVaultCorrupt) as e:
+        vault.run("ls", "ab" * 32)
     assert e.value.doc["kind"] == "corrupt" and "manifest abababab" in e.value.doc["error"]
 
 
