@@ -548,3 +548,49 @@ proptest! {
         }
     }
 }
+
+/// run-due's backup keeps working in a damaged repository; its optimization job forgets
+/// nothing while prune would refuse, and says why.
+#[test]
+fn run_due_backs_up_beside_a_damaged_manifest() {
+    let t = TestDir::new();
+    let now = chrono::Utc::now().timestamp();
+    let cfg = config_tree(&t, now - 40 * 86_400);
+    json_cfg(&cfg, &["init"], 0);
+    let first = json_cfg(&cfg, &["snapshot", "--time", &iso(now - 3 * 86_400)], 0);
+    json_cfg(&cfg, &["snapshot", "--time", &iso(now - 2 * 86_400)], 0);
+    let path = t.join(format!(
+        "cachevault-repo/snapshots/{}.json",
+        first["id"].as_str().unwrap()
+    ));
+    fs::write(&path, b"{\"version\": 2, \"trunc").unwrap();
+    let doc = json_cfg(&cfg, &["run-due"], 1);
+    let job = |name: &str| {
+        doc["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(job("backup")["ok"], true, "{doc}");
+    let opt = job("optimization");
+    assert_eq!(opt["ok"], false, "{doc}");
+    assert!(
+        opt["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was forgotten"),
+        "{opt}"
+    );
+    let listed: Value =
+        serde_json::from_slice(&run(&["--config", s(&cfg), "--json", "snapshots"]).stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+}
+
+fn iso(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap()
+        .to_rfc3339()
+}
