@@ -39,6 +39,26 @@ pub struct CacheConfig {
     /// `cache_types`, by name.
     #[serde(default)]
     pub cache_types: BTreeMap<String, CacheType>,
+    /// `repair`: the guard against mass repairs.
+    #[serde(default)]
+    pub repair: RepairSettings,
+}
+
+/// `repair`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairSettings {
+    /// When more than this share (0 to 1) of a type's checked files is invalid, `repair`
+    /// refuses without `--force`: that looks like a schema or version change, not damage.
+    pub max_invalid_share: f64,
+}
+
+impl Default for RepairSettings {
+    fn default() -> Self {
+        RepairSettings {
+            max_invalid_share: 0.2,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -317,6 +337,13 @@ impl Config {
                 self.file.display()
             )))
         };
+        let share = self.raw.cache.repair.max_invalid_share;
+        if !(0.0..=1.0).contains(&share) {
+            return bad(
+                "cache.repair.max_invalid_share",
+                "a share between 0 and 1 (0.2 is 20%)",
+            );
+        }
         let g = &self.raw.cache.global_settings;
         if !(g.max_total_size_gb > 0.0 && g.max_total_size_gb.is_finite()) {
             return bad(

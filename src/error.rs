@@ -70,6 +70,12 @@ pub enum Error {
     /// Invalid input from the caller (config, arguments).
     #[error("{0}")]
     Invalid(String),
+    /// A signal asked the operation to stop; it stopped at a safe point.
+    #[error("interrupted by signal {signal}; stopped at a safe point")]
+    Interrupted {
+        /// The signal number (2 SIGINT, 15 SIGTERM).
+        signal: i32,
+    },
     /// An operation failed after it had already changed something; `changed` says exactly
     /// what (the exit code is then never the one that promises "nothing changed").
     #[error("{changed}; then: {source}")]

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod cancel;
 pub mod check;
 pub mod chunk;
 pub mod clear;
@@ -24,6 +25,8 @@ pub mod health;
 pub mod id;
 pub mod journal;
 pub mod manifest;
+pub mod net;
+pub mod operation;
 pub mod progress;
 pub mod prune;
 pub mod recover;

@@ -413,11 +413,11 @@ pub fn repair_snapshots(
         return Ok(summary);
     }
     // The repaired versions are durable: clear records move to them, then the originals go.
-    let (records, _) = crate::clear::load_records(repo)?;
+    let (records, _) = crate::operation::load_records(repo)?;
     for mut rec in records {
-        if let Some(new) = repaired_ids.get(&rec.snapshot) {
-            rec.snapshot = *new;
-            crate::clear::write_record(repo, &rec)?;
+        if let Some(new) = rec.snapshot.and_then(|s| repaired_ids.get(&s)) {
+            rec.snapshot = Some(*new);
+            crate::operation::write_record(repo, &rec)?;
             summary.records_updated.push(rec.id.clone());
         }
     }

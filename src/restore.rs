@@ -19,13 +19,31 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::store::{BlobIndex, BlobReader};
 
+/// Decides, right before a restored file replaces what is at its destination, whether it
+/// may: `Ok(false)` leaves the destination as it is (reported in
+/// [`RestoreSummary::skipped`]). Operations that overwrite cache files use it to check that
+/// each file is still the one their safety snapshot holds.
+pub type Guard = std::sync::Arc<dyn Fn(&RelPath, &Path) -> Result<bool> + Send + Sync>;
+
 /// What to restore.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RestoreOptions {
     /// Only these paths (and what lies below them); empty = everything.
     pub paths: Vec<RelPath>,
     /// Plan only.
     pub dry_run: bool,
+    /// Checked right before each file replaces its destination.
+    pub guard: Option<Guard>,
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("paths", &self.paths)
+            .field("dry_run", &self.dry_run)
+            .field("guard", &self.guard.is_some())
+            .finish()
+    }
 }
 
 /// What a restore did.
@@ -45,7 +63,13 @@ pub struct RestoreSummary {
     pub corruption: bool,
     /// Paths that would be restored (dry run) or were restored.
     pub restored: Vec<RelPath>,
+    /// Files the guard left alone (their destination changed since it was judged).
+    pub skipped: Vec<RelPath>,
 }
+
+/// What one work unit did: bytes written, failures (message, corruption), files the guard
+/// left alone.
+type UnitResult = (u64, Vec<(String, bool)>, Vec<RelPath>);
 
 /// Files per parallel work unit: neighbours share frames, so a unit decompresses each frame once.
 const FILES_PER_UNIT: usize = 64;
@@ -62,10 +86,22 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
+    // An entry is selected when it, or one of its folders, is named: a set lookup per
+    // component, so naming tens of thousands of files costs no more than naming one.
+    let named: HashSet<&[u8]> = opts.paths.iter().map(|p| p.as_bytes()).collect();
     let selected: Vec<&Entry> = manifest
         .entries
         .iter()
-        .filter(|e| opts.paths.is_empty() || opts.paths.iter().any(|p| e.path.starts_with(p)))
+        .filter(|e| {
+            named.is_empty()
+                || named.contains(&b""[..])
+                || named.contains(e.path.as_bytes())
+                || e.path
+                    .as_bytes()
+                    .iter()
+                    .enumerate()
+                    .any(|(i, &b)| b == b'/' && named.contains(&e.path.as_bytes()[..i]))
+        })
         .collect();
     if !opts.paths.is_empty() && selected.is_empty() {
         let wanted: Vec<String> = opts.paths.iter().map(|p| p.display()).collect();
@@ -158,29 +194,36 @@ pub fn restore(
             .unwrap_or((0, 0, 0))
     });
     progress.start("restore", files.iter().map(|e| e.size).sum());
-    let results: Vec<(u64, Vec<(String, bool)>)> = files
+    let results: Vec<UnitResult> = files
         .par_chunks(FILES_PER_UNIT)
         .map(|unit| {
             let mut reader = BlobReader::new(repo, &index);
             let mut bytes = 0;
             let mut errs = Vec::new();
+            let mut skipped = Vec::new();
             for e in unit {
-                match restore_file(&mut reader, &target, e) {
-                    Ok(()) => bytes += e.size,
+                if let Err(err) = crate::cancel::check() {
+                    errs.push((format!("{}: {err}", e.path.display()), false));
+                    continue;
+                }
+                match restore_file(&mut reader, &target, e, opts.guard.as_ref()) {
+                    Ok(true) => bytes += e.size,
+                    Ok(false) => skipped.push(e.path.clone()),
                     Err(err) => {
                         errs.push((format!("{}: {err}", e.path.display()), err.is_corruption()))
                     }
                 }
                 progress.inc(e.size);
             }
-            (bytes, errs)
+            (bytes, errs, skipped)
         })
         .collect();
     progress.finish();
     let mut failed_files = 0;
-    for (bytes, errs) in results {
+    for (bytes, errs, skipped) in results {
         summary.bytes += bytes;
-        failed_files += errs.len() as u64;
+        failed_files += errs.len() as u64 + skipped.len() as u64;
+        summary.skipped.extend(skipped);
         for (msg, corrupt) in errs {
             summary.corruption |= corrupt;
             summary.errors.push(msg);
@@ -279,7 +322,12 @@ fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
 /// (one directory update instead of create + rename); where O_TMPFILE is unsupported, into a
 /// temp file created with O_EXCL|O_NOFOLLOW and renamed. Renaming onto an existing symlink
 /// replaces the link itself, and onto a folder fails, so no write is ever redirected.
-fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result<()> {
+fn restore_file(
+    reader: &mut BlobReader<'_>,
+    target: &Path,
+    e: &Entry,
+    guard: Option<&Guard>,
+) -> Result<bool> {
     // A size that disagrees with the blobs is refused before anything is written.
     let mut stored = 0u64;
     for b in &e.blobs {
@@ -334,12 +382,20 @@ fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result
             .map_err(Error::io(&shown))?;
         f.set_modified(time_of(e.mtime_ns))
             .map_err(Error::io(&shown))?;
-        match &named_tmp {
-            Some(tmp) => fs::rename(tmp, &dest).map_err(Error::io(&dest)),
-            None => publish(&f, &dir, &name, &dest),
+        // The last moment before the destination is replaced: is it still what the caller
+        // judged it to be?
+        if let Some(g) = guard {
+            if !g(&e.path, &dest)? {
+                return Ok(false);
+            }
         }
+        match &named_tmp {
+            Some(tmp) => fs::rename(tmp, &dest).map_err(Error::io(&dest))?,
+            None => publish(&f, &dir, &name, &dest)?,
+        }
+        Ok(true)
     })();
-    if let (Err(_), Some(tmp)) = (&result, &named_tmp) {
+    if let (Ok(false) | Err(_), Some(tmp)) = (&result, &named_tmp) {
         let _ = fs::remove_file(tmp);
     }
     result

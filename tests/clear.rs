@@ -436,7 +436,7 @@ fn performance_aware_defers_under_load_and_otherwise_applies_each_types_strategy
 }
 
 #[test]
-fn undo_refuses_files_changed_since_the_clear_unless_forced() {
+fn undo_leaves_files_changed_since_the_clear_unless_forced() {
     let t = TestDir::new();
     let cfg = setup(&t);
     let root = t.join("OUTPUTS");
@@ -453,36 +453,49 @@ fn undo_refuses_files_changed_since_the_clear_unless_forced() {
         ],
         0,
     );
-    let victim = paths(&done, "deleted").into_iter().next().unwrap();
-    fs::write(root.join(&victim), b"{\"fetched\": \"again by the agent\"}").unwrap();
-    let refused = json_cfg(&cfg, &["undo"], 2);
-    assert!(
-        refused["error"].as_str().unwrap().contains(&victim),
-        "{refused}"
-    );
+    let deleted = paths(&done, "deleted");
+    let victim = deleted.iter().next().unwrap().clone();
+    let agents = b"{\"fetched\": \"again by the agent\"}";
+    fs::write(root.join(&victim), agents).unwrap();
+    // Partial undo: everything else comes back, the re-fetched file stays, exit 1.
+    let partial = json_cfg(&cfg, &["undo"], 1);
     assert_eq!(
-        fs::read(root.join(&victim)).unwrap(),
-        b"{\"fetched\": \"again by the agent\"}"
+        partial["conflicts"][0]["path"],
+        victim.as_str(),
+        "{partial}"
     );
+    assert!(partial["conflicts"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("since"));
+    assert_eq!(
+        partial["restored"].as_array().unwrap().len(),
+        deleted.len() - 1
+    );
+    assert_eq!(fs::read(root.join(&victim)).unwrap(), agents);
     assert_eq!(
         under(&root, "FBA_ANALYSIS/amazon_cache/").len(),
-        1,
-        "a refused undo restored something"
+        deleted.len()
     );
+    // Forced: the agent's version goes into a safety snapshot first, then is overwritten.
     let forced = json_cfg(&cfg, &["undo", "--force"], 0);
-    assert!(forced["conflicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c == victim.as_str()));
-    assert!(fs::read(root.join(&victim)).unwrap().starts_with(b"{"));
-    assert_ne!(
-        fs::read(root.join(&victim)).unwrap(),
-        b"{\"fetched\": \"again by the agent\"}"
+    assert_eq!(forced["conflicts"][0]["path"], victim.as_str(), "{forced}");
+    assert!(forced["safety_snapshot"].is_string(), "{forced}");
+    assert_ne!(fs::read(root.join(&victim)).unwrap(), agents);
+    // Undoing the forced undo gives the agent's version back.
+    let back = json_cfg(&cfg, &["undo"], 0);
+    assert_eq!(back["clear_id"], forced["undo_id"], "{back}");
+    assert_eq!(fs::read(root.join(&victim)).unwrap(), agents);
+    // Nothing is left to undo of that clear.
+    let list = json_cfg(&cfg, &["undo", "--list"], 0);
+    assert!(
+        list["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| !o["undone_by"].is_null()),
+        "{list}"
     );
-    // Undoing twice is harmless.
-    let again = json_cfg(&cfg, &["undo"], 0);
-    assert!(again["restored"].as_array().unwrap().is_empty());
 }
 
 #[test]

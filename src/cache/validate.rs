@@ -29,7 +29,7 @@ pub struct ValidateOptions {
 }
 
 /// Why a file is invalid; the `reason` scripts match on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     /// Zero bytes, or only whitespace.
@@ -117,12 +117,70 @@ pub struct ValidationReport {
     pub invalid: Vec<InvalidFile>,
     /// Files or folders that could not be read (permissions, I/O errors): not judged.
     pub errors: Vec<String>,
+    /// Per cache type (state files under [`STATE_FILES`]): files checked, invalid, and the
+    /// invalid ones by reason.
+    pub by_type: BTreeMap<String, TypeSummary>,
+}
+
+/// The key of state files in [`ValidationReport::by_type`].
+pub const STATE_FILES: &str = "(state files)";
+
+/// One cache type's share of a validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TypeSummary {
+    /// Files checked.
+    pub checked: u64,
+    /// Of them, invalid.
+    pub invalid: u64,
+    /// Invalid files by reason.
+    pub reasons: BTreeMap<Problem, u64>,
+}
+
+/// Fewest invalid files of a type that can look like a layout change rather than damage.
+const MASS_MIN: u64 = 5;
+
+impl TypeSummary {
+    /// Whether this looks like a schema or version change rather than damage: more than
+    /// `max_share` of the checked files invalid, or most invalid files failing the schema or
+    /// `cache_version` check. The message says why and what to do.
+    pub fn mass_change(&self, name: &str, max_share: f64) -> Option<String> {
+        if self.invalid < MASS_MIN || self.checked == 0 {
+            return None;
+        }
+        let share = self.invalid as f64 / self.checked as f64;
+        let (top, count) = self
+            .reasons
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(r, n)| (*r, *n))?;
+        let layout = matches!(top, Problem::Schema | Problem::CacheVersion)
+            && count * 2 > self.invalid
+            && count >= MASS_MIN;
+        if share <= max_share && !layout {
+            return None;
+        }
+        Some(format!(
+            "{name}: {} of {} checked files ({:.0}%) are invalid, {count} of them for {top}: this looks like a schema or version change, not damage. If the agent changed its record layout, update the type's schema or cache_version in the config; to replace the files with their last valid snapshot versions anyway, run `cachevault repair --force` (what it replaces is kept in a pre-repair snapshot; `cachevault undo` puts it back)",
+            self.invalid,
+            self.checked,
+            share * 100.0
+        ))
+    }
 }
 
 impl ValidationReport {
     /// Whether every file checked is valid and none was left unread.
     pub fn ok(&self) -> bool {
         self.invalid.is_empty() && self.errors.is_empty()
+    }
+
+    /// [`TypeSummary::mass_change`] for every type, in name order.
+    pub fn mass_changes(&self, max_share: f64) -> Vec<String> {
+        self.by_type
+            .iter()
+            .filter(|(name, _)| name.as_str() != STATE_FILES)
+            .filter_map(|(name, t)| t.mass_change(name, max_share))
+            .collect()
     }
 }
 
@@ -212,6 +270,11 @@ impl<'a> Rules<'a> {
             types,
             all: opts.types.is_empty(),
         })
+    }
+
+    /// The names of the cache types checked.
+    pub fn type_names(&self) -> Vec<String> {
+        self.types.keys().cloned().collect()
     }
 
     /// The config the rules come from.
@@ -397,7 +460,8 @@ struct Candidate<'r> {
 }
 
 enum Checked {
-    Valid,
+    /// Valid; the type name ([`STATE_FILES`] for state files).
+    Valid(String),
     Invalid(InvalidFile),
     /// Removed between the walk and the read: not a file any more, not counted.
     Vanished,
@@ -441,11 +505,24 @@ pub fn validate_with(rules: &Rules<'_>, progress: &dyn Progress) -> Result<Valid
         .collect();
     progress.finish();
     let mut report = ValidationReport::default();
+    for t in rules.type_names() {
+        report.by_type.entry(t).or_default();
+    }
     for (checked, bytes) in results {
         match checked {
-            Checked::Valid => report.checked += 1,
+            Checked::Valid(kind) => {
+                report.checked += 1;
+                report.by_type.entry(kind).or_default().checked += 1;
+            }
             Checked::Invalid(f) => {
                 report.checked += 1;
+                let t = report
+                    .by_type
+                    .entry(f.cache_type.clone().unwrap_or_else(|| STATE_FILES.into()))
+                    .or_default();
+                t.checked += 1;
+                t.invalid += 1;
+                *t.reasons.entry(f.reason).or_default() += 1;
                 report.invalid.push(f);
             }
             Checked::Vanished => continue,
@@ -467,7 +544,10 @@ fn check_file(rules: &Rules<'_>, c: &Candidate<'_>, data: &mut Vec<u8>) -> (Chec
     };
     let bytes = data.len() as u64;
     match rules.check(c.kind, data) {
-        Ok(()) => (Checked::Valid, bytes),
+        Ok(()) => (
+            Checked::Valid(c.kind.cache_type().unwrap_or(STATE_FILES).to_string()),
+            bytes,
+        ),
         Err(f) => (
             Checked::Invalid(InvalidFile {
                 path: c.rel.clone(),

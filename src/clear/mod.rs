@@ -5,24 +5,22 @@
 
 pub mod plan;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BlobId;
-use crate::manifest::{EntryKind, Manifest, RelPath, SnapshotKind};
+use crate::manifest::SnapshotKind;
+use crate::net::{self, Receipt, SafetyOptions};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::restore::{self, RestoreOptions};
-use crate::snapshot::{self, SnapshotOptions};
-use crate::store::{BlobIndex, BlobReader};
 
 pub use plan::{Action, CacheFile, ClearPlan, Link, SmartInput, Strategy, SupplierPage};
 
@@ -43,50 +41,10 @@ pub struct ClearOptions {
     pub load: Option<(f64, usize)>,
 }
 
-/// One file of a clear's record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedFile {
-    /// Path relative to the cache root.
-    pub path: String,
-    /// Cache type.
-    pub cache_type: String,
-    /// `delete` or `rewrite`.
-    pub action: String,
-    /// Size before the clear.
-    pub size: u64,
-    /// Access time before the clear (warm restores the most recently used first).
-    pub atime_ns: i64,
-    /// Why.
-    pub reason: String,
-    /// blake3 of the content a rewrite left (undo refuses if the file changed since).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewritten_hash: Option<BlobId>,
-}
-
-/// `clears/<id>.json`: written (durably) before anything is deleted, completed after.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClearRecord {
-    /// Format version of this record.
-    pub version: u32,
-    /// The clear id.
-    pub id: String,
-    /// When.
-    pub time: DateTime<FixedOffset>,
-    /// Strategy name.
-    pub strategy: String,
-    /// Cache root.
-    pub root: String,
-    /// The verified pre-clear snapshot holding every planned file.
-    pub snapshot: BlobId,
-    /// Files the clear intended to remove or rewrite.
-    pub planned: Vec<RecordedFile>,
-    /// Set once the clear finished: files actually removed or rewritten.
-    #[serde(default)]
-    pub done: Option<Vec<String>>,
-    /// Set once the clear finished: files left because they changed since the snapshot.
-    #[serde(default)]
-    pub skipped: Vec<String>,
-}
+pub use crate::operation::{
+    find_record, load_records, records, referenced_snapshots, write_record, ClearRecord,
+    OperationRecord, RecordedFile,
+};
 
 /// What a clear did.
 #[derive(Debug, Clone, Serialize)]
@@ -313,56 +271,43 @@ pub fn run(
         return Ok(summary);
     }
 
-    // Snapshot exactly the planned files; an incomplete snapshot cannot authorise anything.
-    let includes: Vec<RelPath> = summary
+    // Snapshot exactly the planned files, verified: the receipt is what authorises each
+    // deletion, and only while the file is still the one it holds.
+    let paths: Vec<String> = summary
         .plan
         .actions
         .iter()
-        .map(|a| RelPath::from(a.file().path.as_str()))
+        .map(|a| a.file().path.clone())
         .collect();
-    let mut tags = vec![
-        "pre-clear".to_string(),
-        format!("clear:{}", opts.strategy.name()),
-    ];
-    if opts.strategy == Strategy::ArchiveOld {
-        tags.push("archive".into());
-    }
-    let snap = snapshot::create(
+    let archive = opts.strategy == Strategy::ArchiveOld;
+    let receipt = net::protect(
         repo,
-        &SnapshotOptions {
+        &paths,
+        &SafetyOptions {
             root: cfg.root.clone(),
-            includes,
-            types: cfg.type_folders(),
-            kind: if opts.strategy == Strategy::ArchiveOld {
+            kind: if archive {
                 SnapshotKind::Archive
             } else {
                 SnapshotKind::PreClear
             },
-            tags,
+            tags: if archive {
+                vec![
+                    "pre-clear".into(),
+                    format!("clear:{}", opts.strategy.name()),
+                    "archive".into(),
+                ]
+            } else {
+                vec![format!("clear:{}", opts.strategy.name())]
+            },
             time: opts.now,
             hostname: opts.hostname.clone(),
-            rehash: true,
-            dry_run: false,
-            parent: None,
+            types: cfg.type_folders(),
+            what: "nothing was deleted",
         },
         progress,
     )?;
-    let snap_id = snap.id.expect("a snapshot that is not a dry run has an id");
-    if !snap.skipped.is_empty() || !snap.manifest.complete {
-        return Err(Error::Invalid(format!(
-            "the pre-clear snapshot {} is incomplete ({}); nothing was deleted",
-            snap_id.short(),
-            snap.skipped.join("; ")
-        )));
-    }
-    summary.snapshot = Some(snap_id);
-    let receipt = verify_receipt(repo, snap_id, &summary.plan)?;
+    summary.snapshot = Some(receipt.snapshot);
 
-    let clear_id = format!(
-        "{}-{}",
-        opts.now.with_timezone(&Utc).format("%Y%m%dT%H%M%SZ"),
-        snap_id.short()
-    );
     let planned: Vec<RecordedFile> = summary
         .plan
         .actions
@@ -383,20 +328,20 @@ pub fn run(
                 atime_ns: f.atime_ns,
                 reason,
                 rewritten_hash,
+                after_hash: None,
+                moved_to: None,
             }
         })
         .collect();
-    let mut record = ClearRecord {
-        version: 1,
-        id: clear_id.clone(),
-        time: opts.now,
-        strategy: opts.strategy.name().into(),
-        root: snap.manifest.root.clone(),
-        snapshot: snap_id,
+    let mut record = OperationRecord::new(
+        "clear",
+        opts.strategy.name(),
+        opts.now,
+        &receipt.root,
+        Some(receipt.snapshot),
         planned,
-        done: None,
-        skipped: Vec::new(),
-    };
+    );
+    let clear_id = record.id.clone();
     write_record(repo, &record)?;
     crate::fault::point("clear.before_delete");
 
@@ -412,9 +357,18 @@ pub fn run(
         if n > 0 && n % batch == 0 {
             std::thread::sleep(pause);
         }
+        if let Err(e) = crate::cancel::check() {
+            record.done = Some(summary.done.clone());
+            record.skipped = summary.skipped.clone();
+            write_record(repo, &record)?;
+            return Err(e.after(format!(
+                "clear {clear_id} had removed or rewritten {} file(s) (undo puts them back)",
+                summary.done.len()
+            )));
+        }
         let f = action.file();
         let abs = cfg.root.join(&f.path);
-        match apply_one(&abs, action, receipt.get(f.path.as_str())) {
+        match apply_one(&abs, action, &receipt, &f.path) {
             Ok(true) => {
                 freed += action.bytes_freed();
                 summary.done.push(f.path.clone());
@@ -434,74 +388,11 @@ pub fn run(
     Ok(summary)
 }
 
-/// What the verified snapshot holds for one planned file.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    size: u64,
-    mtime_ns: i64,
-    ino: u64,
-}
-
-/// Re-reads and re-hashes every blob of every planned file from the snapshot just taken and
-/// checks each file is held exactly as planned. The returned receipt is the only thing that
-/// authorises a deletion.
-fn verify_receipt(repo: &Repository, id: BlobId, p: &ClearPlan) -> Result<BTreeMap<String, Held>> {
-    let index = BlobIndex::load(repo)?;
-    let m = snapshot::load_with(repo, &index, &id)?;
-    let mut reader = BlobReader::new(repo, &index);
-    let entries: BTreeMap<&RelPath, &crate::manifest::Entry> =
-        m.entries.iter().map(|e| (&e.path, e)).collect();
-    let mut receipt = BTreeMap::new();
-    for a in &p.actions {
-        let f = a.file();
-        let rel = RelPath::from(f.path.as_str());
-        let e = entries
-            .get(&rel)
-            .filter(|e| e.kind == EntryKind::File)
-            .ok_or_else(|| {
-                Error::corrupt(format!(
-                    "pre-clear snapshot {} does not hold {}",
-                    id.short(),
-                    f.path
-                ))
-            })?;
-        let mut hasher = blake3::Hasher::new();
-        for b in &e.blobs {
-            hasher.update(&reader.read(b)?);
-        }
-        if Some(BlobId::from(hasher.finalize())) != e.hash {
-            return Err(Error::corrupt(format!(
-                "pre-clear snapshot {}: {} does not read back as stored; nothing was deleted",
-                id.short(),
-                f.path
-            )));
-        }
-        receipt.insert(
-            f.path.clone(),
-            Held {
-                size: e.size,
-                mtime_ns: e.mtime_ns,
-                ino: e.ino,
-            },
-        );
-    }
-    Ok(receipt)
-}
-
-/// Deletes or rewrites one file if it still matches what the snapshot holds. Ok(false) when
-/// it changed since (left alone).
-fn apply_one(abs: &Path, action: &Action, held: Option<&Held>) -> Result<bool> {
-    let Some(held) = held else { return Ok(false) };
-    let matches = |p: &Path| -> Result<bool> {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) => Ok(m.is_file()
-                && m.len() == held.size
-                && m.mtime() * 1_000_000_000 + m.mtime_nsec() == held.mtime_ns
-                && m.ino() == held.ino),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(p)(e)),
-        }
-    };
+/// Deletes or rewrites one file if it still is the one the snapshot holds (size, mtime,
+/// ctime and inode, checked right before the change). Ok(false) when it changed since (left
+/// alone).
+fn apply_one(abs: &Path, action: &Action, receipt: &Receipt, path: &str) -> Result<bool> {
+    let matches = |p: &Path| receipt.still_matches(path, p);
     if !matches(abs)? {
         return Ok(false);
     }
@@ -540,266 +431,4 @@ fn apply_one(abs: &Path, action: &Action, held: Option<&Held>) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-fn records_dir(repo: &Repository) -> PathBuf {
-    repo.root().join("clears")
-}
-
-/// Writes a clear record atomically (also to point it at a repaired snapshot).
-///
-/// # Errors
-/// I/O errors.
-pub fn write_record(repo: &Repository, r: &ClearRecord) -> Result<()> {
-    let dir = records_dir(repo);
-    fsutil::create_private_dir(&dir)?;
-    let json = serde_json::to_vec_pretty(r).expect("record serialises");
-    fsutil::write_atomic(&dir.join(format!("{}.json", r.id)), &json)
-}
-
-/// Every readable clear record, oldest first. A record that does not parse costs only its
-/// own clear (which can then not be undone); [`load_records`] names it.
-///
-/// # Errors
-/// I/O errors.
-pub fn records(repo: &Repository) -> Result<Vec<ClearRecord>> {
-    Ok(load_records(repo)?.0)
-}
-
-/// Every readable clear record, oldest first, and the records that cannot be read.
-///
-/// # Errors
-/// I/O errors.
-pub fn load_records(repo: &Repository) -> Result<(Vec<ClearRecord>, Vec<crate::repo::Damaged>)> {
-    let dir = records_dir(repo);
-    let mut out = Vec::new();
-    let mut damaged = Vec::new();
-    for name in fsutil::list_names(&dir, ".json")? {
-        let path = dir.join(&name);
-        match serde_json::from_slice::<ClearRecord>(&fsutil::read(&path)?) {
-            Ok(r) => out.push(r),
-            Err(e) => damaged.push(crate::repo::Damaged {
-                file: format!("clears/{name}"),
-                error: format!("does not parse: {e}"),
-            }),
-        }
-    }
-    out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-    Ok((out, damaged))
-}
-
-/// Snapshots that an undoable clear younger than `days` still refers to, with the clear's
-/// id: retention keeps them whatever their own age.
-///
-/// # Errors
-/// As [`records`].
-pub fn referenced_snapshots(
-    repo: &Repository,
-    now: DateTime<Utc>,
-    days: i64,
-) -> Result<BTreeMap<BlobId, String>> {
-    let horizon = chrono::Duration::try_days(days);
-    Ok(records(repo)?
-        .into_iter()
-        .filter(|r| horizon.is_none_or(|d| now.signed_duration_since(r.time) < d))
-        .map(|r| (r.snapshot, r.id))
-        .collect())
-}
-
-/// Whether a record's root (canonical since version 2 of the record; as the config named it
-/// before) is `root` (canonical).
-fn same_root(recorded: &str, root: &str) -> bool {
-    recorded == root
-        || Path::new(recorded)
-            .canonicalize()
-            .is_ok_and(|p| p.as_os_str() == root)
-}
-
-/// Finds a clear record by id (or unique prefix), or the newest one. With `root`, only
-/// records of that cache root count: the newest is the newest of that root, and a named
-/// record of another root is refused, naming both roots.
-///
-/// # Errors
-/// [`Error::Invalid`] when none matches or the named one is of another root.
-pub fn find_record(repo: &Repository, id: Option<&str>, root: Option<&str>) -> Result<ClearRecord> {
-    let all = records(repo)?;
-    match id {
-        None => all
-            .into_iter()
-            .rfind(|r| root.is_none_or(|root| same_root(&r.root, root)))
-            .ok_or_else(|| {
-                Error::Invalid(match root {
-                    Some(root) => {
-                        format!("no clear of {root} has been recorded in this repository")
-                    }
-                    None => "no clear has been recorded in this repository".into(),
-                })
-            }),
-        Some(id) => {
-            let mut m: Vec<ClearRecord> =
-                all.into_iter().filter(|r| r.id.starts_with(id)).collect();
-            let r = match m.len() {
-                1 => m.remove(0),
-                0 => return Err(Error::Invalid(format!("no clear with id {id:?}"))),
-                _ => return Err(Error::Invalid(format!("clear id {id:?} is ambiguous"))),
-            };
-            match root {
-                Some(root) if !same_root(&r.root, root) => Err(Error::Invalid(format!(
-                    "clear {} was of {}, not of the config's root {root}; refusing to put its files into another tree",
-                    r.id, r.root
-                ))),
-                _ => Ok(r),
-            }
-        }
-    }
-}
-
-/// What undo or warm did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PutBackSummary {
-    /// The clear.
-    pub clear_id: String,
-    /// The snapshot restored from.
-    pub snapshot: String,
-    /// Files restored (verified).
-    pub restored: Vec<String>,
-    /// Files already as before the clear.
-    pub already: Vec<String>,
-    /// Files changed since the clear (refused without --force).
-    pub conflicts: Vec<String>,
-    /// Restore errors.
-    pub errors: Vec<String>,
-    /// Files the snapshot no longer holds (it was repaired after losing their data).
-    pub lost: Vec<String>,
-}
-
-/// How a planned file stands now, compared with the clear and the snapshot.
-fn standing(root: &Path, f: &RecordedFile, snap_hash: Option<BlobId>) -> Result<&'static str> {
-    let abs = root.join(&f.path);
-    let current = match fsutil::open_noatime(&abs) {
-        Ok(file) => {
-            let mut h = blake3::Hasher::new();
-            h.update_reader(file).map_err(Error::io(&abs))?;
-            Some(BlobId::from(h.finalize()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(&abs)(e)),
-    };
-    Ok(match (current, f.action.as_str()) {
-        (Some(h), _) if Some(h) == snap_hash => "already",
-        (None, "delete") => "restore",
-        (Some(h), "rewrite") if Some(h) == f.rewritten_hash => "restore",
-        _ => "conflict",
-    })
-}
-
-/// Puts back what a clear removed or rewrote (all of it, or `only` those paths), verified,
-/// with metadata. Refuses files changed since the clear unless `force`. The caller holds the
-/// exclusive lock.
-///
-/// # Errors
-/// Conflicts without `force` (nothing restored), unreadable snapshot.
-pub fn put_back(
-    repo: &Repository,
-    cfg: &Config,
-    record: &ClearRecord,
-    only: Option<&[String]>,
-    force: bool,
-    progress: &dyn Progress,
-) -> Result<PutBackSummary> {
-    let index = BlobIndex::load(repo)?;
-    let m: Manifest = snapshot::load_with(repo, &index, &record.snapshot)?;
-    let hashes: BTreeMap<String, Option<BlobId>> = m
-        .entries
-        .iter()
-        .map(|e| (e.path.display(), e.hash))
-        .collect();
-    let done: HashSet<&String> = record.done.iter().flatten().collect();
-    let mut s = PutBackSummary {
-        clear_id: record.id.clone(),
-        snapshot: record.snapshot.to_hex(),
-        ..Default::default()
-    };
-    let mut wanted = Vec::new();
-    for f in &record.planned {
-        // A clear interrupted before it finished may have done part of its plan.
-        if record.done.is_some() && !done.contains(&f.path) {
-            continue;
-        }
-        if only.is_some_and(|o| !o.contains(&f.path)) {
-            continue;
-        }
-        if !hashes.contains_key(&f.path) {
-            s.lost.push(f.path.clone());
-            continue;
-        }
-        match standing(&cfg.root, f, hashes.get(&f.path).copied().flatten())? {
-            "already" => s.already.push(f.path.clone()),
-            "restore" => wanted.push(f.path.clone()),
-            _ => {
-                s.conflicts.push(f.path.clone());
-                if force {
-                    wanted.push(f.path.clone());
-                }
-            }
-        }
-    }
-    if !s.conflicts.is_empty() && !force {
-        return Err(Error::Invalid(format!(
-            "{} file(s) changed since clear {}; nothing restored (use --force to overwrite them): {}",
-            s.conflicts.len(),
-            record.id,
-            s.conflicts.join(", ")
-        )));
-    }
-    if wanted.is_empty() {
-        return Ok(s);
-    }
-    let r = restore::restore(
-        repo,
-        &m,
-        &cfg.root,
-        &RestoreOptions {
-            paths: wanted.iter().map(|p| RelPath::from(p.as_str())).collect(),
-            dry_run: false,
-        },
-        progress,
-    )?;
-    s.errors = r.errors;
-    let failed: HashSet<String> = s
-        .errors
-        .iter()
-        .filter_map(|e| e.split(": ").next().map(str::to_string))
-        .collect();
-    s.restored = wanted.into_iter().filter(|p| !failed.contains(p)).collect();
-    Ok(s)
-}
-
-/// The `top` files of a clear to warm first: the config's priority paths, then the most
-/// recently used (by access time before the clear).
-pub fn warm_selection(cfg: &Config, record: &ClearRecord, top: usize) -> Vec<String> {
-    let priority = &cfg.raw.cache.strategies.clearing.warm_priority;
-    let rank = |path: &str| {
-        priority
-            .iter()
-            .position(|p| path == p || path.starts_with(&format!("{}/", p.trim_end_matches('/'))))
-            .unwrap_or(usize::MAX)
-    };
-    let done: HashSet<&String> = record.done.iter().flatten().collect();
-    let mut files: Vec<&RecordedFile> = record
-        .planned
-        .iter()
-        .filter(|f| record.done.is_none() || done.contains(&f.path))
-        .collect();
-    files.sort_by(|a, b| {
-        rank(&a.path)
-            .cmp(&rank(&b.path))
-            .then(b.atime_ns.cmp(&a.atime_ns))
-            .then(a.path.cmp(&b.path))
-    });
-    files
-        .into_iter()
-        .take(top)
-        .map(|f| f.path.clone())
-        .collect()
 }

@@ -381,11 +381,19 @@ pub struct ClearArgs {
 /// `undo`.
 #[derive(Debug, Args)]
 pub struct UndoArgs {
-    /// The clear to undo (id or unique prefix; default: the last one).
+    /// The operation to undo (id or unique prefix; default: the last undoable operation of
+    /// the config's root: a clear, repair, restore --in-place or undo --force).
     pub clear_id: Option<String>,
-    /// Overwrite files changed since the clear.
+    /// Also overwrite or remove files changed since the operation (what they hold now goes
+    /// into a pre-restore safety snapshot first, so this undo can be undone in turn).
     #[arg(long)]
     pub force: bool,
+    /// List each file undo would overwrite, create or remove; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// List the operations of this root that can be undone.
+    #[arg(long, conflicts_with_all = ["clear_id", "force", "dry_run"])]
+    pub list: bool,
 }
 
 /// `warm`.

@@ -129,6 +129,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> Result<Outcome> {
                 deleted.0.as_os_str().as_bytes().to_vec(),
             )],
             dry_run: false,
+            guard: None,
         },
         &NoProgress,
     )?;

@@ -69,6 +69,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
     let opts = RestoreOptions {
         paths,
         dry_run: a.dry_run,
+        guard: None,
     };
     let bars = ctx.progress();
     let s = restore::restore(&repo, &m, &target, &opts, &bars)
