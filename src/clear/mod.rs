@@ -99,6 +99,8 @@ pub struct ClearSummary {
     pub types: Vec<String>,
     /// The pre-clear snapshot.
     pub snapshot: Option<BlobId>,
+    /// Compressed bytes the pre-clear snapshot added to the repository.
+    pub snapshot_bytes_added: u64,
     /// The plan (on a dry run, what would happen).
     pub plan: ClearPlan,
     /// Paths removed or rewritten.
@@ -254,6 +256,7 @@ pub fn run(
         strategy: opts.strategy,
         types: types.clone(),
         snapshot: None,
+        snapshot_bytes_added: 0,
         plan: ClearPlan::default(),
         done: Vec::new(),
         skipped: Vec::new(),
@@ -356,6 +359,7 @@ pub fn run(
         )));
     }
     summary.snapshot = Some(snap_id);
+    summary.snapshot_bytes_added = snap.manifest.summary.bytes_added;
     let receipt = verify_receipt(repo, snap_id, &summary.plan)?;
 
     let clear_id = format!(

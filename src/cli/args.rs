@@ -455,4 +455,7 @@ pub struct RunDueArgs {
     /// Only report what is due.
     #[arg(long)]
     pub dry_run: bool,
+    /// performance_aware clears: use this 1-minute load average instead of /proc/loadavg.
+    #[arg(long, value_name = "LOAD")]
+    pub load_average: Option<f64>,
 }

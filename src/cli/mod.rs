@@ -176,17 +176,24 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
                 .map(str::to_string)
         }),
     };
+    // The time the command acted for, when `--now` said (simulated days, retention tests).
+    let now_flag = match &ctx.cli.command {
+        Command::RunDue(a) => a.now.as_deref(),
+        Command::Clear(a) => a.now.as_deref(),
+        Command::Forget(a) => a.now.as_deref(),
+        _ => None,
+    };
     let entry = cachevault::journal::JournalEntry {
         root,
         time,
+        now: now_flag.and_then(|t| parse_time("--now", t).ok()),
+        run_id: details
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
         operation: operation.into(),
         seconds,
-        result: match code {
-            exit::OK => "ok",
-            exit::PARTIAL => "partial",
-            _ => "failed",
-        }
-        .into(),
+        result: result_name(code).into(),
         exit_code: code,
         bytes,
         error,
@@ -194,6 +201,17 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
     };
     if let Err(e) = cachevault::journal::record(&repo, &entry) {
         ctx.note(&format!("warning: could not write the journal: {e}"));
+    }
+}
+
+/// The journal's `result` for an exit code.
+pub fn result_name(code: u8) -> &'static str {
+    match code {
+        exit::OK => "ok",
+        exit::PARTIAL => "partial",
+        // Nothing changed, by design: the machine was busy.
+        exit::DEFERRED => "deferred",
+        _ => "failed",
     }
 }
 
