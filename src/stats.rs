@@ -455,15 +455,36 @@ fn newest(
 /// With `root`, the figures drawn from snapshots (counts, bytes before dedup, growth, last
 /// snapshots) are of that root's snapshots only; stored bytes are the whole repository's.
 pub fn gather_repo(repo: &Repository, now: DateTime<Utc>, root: Option<&str>) -> Result<RepoStats> {
-    let mut snapshots = crate::snapshot::list(repo)?;
+    let snapshots = crate::snapshot::list(repo)?;
+    gather_repo_with(repo, &snapshots, now, root)
+}
+
+/// [`gather_repo`] with the snapshot headers already read (every snapshot of the
+/// repository, oldest first), for callers that need them too.
+///
+/// # Errors
+/// I/O errors and corruption of indexes.
+pub fn gather_repo_with(
+    repo: &Repository,
+    snapshots: &[(BlobId, Manifest)],
+    now: DateTime<Utc>,
+    root: Option<&str>,
+) -> Result<RepoStats> {
     let index = BlobIndex::load(repo)?;
     // Entry-list blobs are told apart by every snapshot's tree, whatever the scope.
-    let blobs = blob_bytes(&index, &snapshots);
-    if let Some(root) = root {
-        snapshots.retain(|(_, m)| m.root == root);
-    }
+    let blobs = blob_bytes(&index, snapshots);
     let usage = repo_usage(repo)?;
-    Ok(repo_stats(&snapshots, usage, blobs, now))
+    Ok(match root {
+        Some(root) => {
+            let scoped: Vec<(BlobId, Manifest)> = snapshots
+                .iter()
+                .filter(|(_, m)| m.root == root)
+                .cloned()
+                .collect();
+            repo_stats(&scoped, usage, blobs, now)
+        }
+        None => repo_stats(snapshots, usage, blobs, now),
+    })
 }
 
 /// Everything `stats` reports.
