@@ -416,6 +416,7 @@ fn config_check(ctx: &Ctx) -> Result<Outcome> {
         "root": cfg.root,
         "repository": cfg.repository,
         "quarantine": cfg.quarantine,
+        "report_html": cfg.report_html,
         "config": raw,
     });
     let human = format!(
