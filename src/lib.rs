@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod progress;
 pub mod prune;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod scan;

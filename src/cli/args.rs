@@ -81,6 +81,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Exit 0 when healthy, 1 on a warning, 2 when critical, with the reasons.
     Health(HealthArgs),
+    /// One self-contained HTML page (or JSON): health, cache size over time, snapshots and
+    /// retention, repository growth, the last scheduled runs.
+    Report(ReportArgs),
     /// What changed between two snapshots.
     Diff(DiffArgs),
     /// Every version of one file across snapshots, newest first.
@@ -389,6 +392,20 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Judge ages as if it were TIME.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the report to FILE as one self-contained HTML page (atomically, mode 0644).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Days the charts cover, back from now.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub days: u32,
+    /// Report as if it were TIME.
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
 }

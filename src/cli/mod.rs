@@ -12,6 +12,7 @@ mod health;
 mod history;
 mod progress;
 mod repair;
+mod report;
 mod restore;
 mod run_due;
 mod schedule;
@@ -269,6 +270,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Demo(a) => demo::demo(ctx, a),
         Command::Stats(a) => stats::stats(ctx, a),
         Command::Health(a) => health::health(ctx, a),
+        Command::Report(a) => report::report(ctx, a),
         Command::Diff(a) => diff::diff(ctx, a),
         Command::Find(a) => find::find(ctx, a),
         Command::History(a) => history::history(ctx, a),

@@ -1,7 +1,8 @@
 //! `run-due`: runs each scheduled job of the config that is due, at most once per period,
 //! recording the last run in the repository (idempotent: a second call at the same time
 //! does nothing). Each job that runs is journaled on an entry of its own (`run-due:<job>`,
-//! linked to the run's entry by `run_id`).
+//! linked to the run's entry by `run_id`); with `cache.outputs.report_html` the HTML report
+//! is written after the run.
 
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -107,8 +108,24 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
         }
         jobs.push(doc);
     }
-    let code = if failed > 0 { exit::PARTIAL } else { exit::OK };
-    let doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings});
+    let mut code = if failed > 0 { exit::PARTIAL } else { exit::OK };
+    let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings});
+    if let (Some(path), false) = (&cfg.report_html, a.dry_run) {
+        let days = cfg.raw.cache.outputs.report_days;
+        match super::report::write_html(ctx, &repo, now.with_timezone(&Utc), days, path) {
+            Ok(_) => {
+                doc["report"] = json!(path);
+                human.push_str(&format!("report written to {}\n", path.display()));
+            }
+            Err(e) => {
+                // Not a job: the jobs' work stands, but a stale report must not go unnoticed.
+                ctx.note(&format!("warning: {e:#}"));
+                doc["report_error"] = json!(format!("{e:#}"));
+                human.push_str(&format!("report NOT written: {e:#}\n"));
+                code = exit::PARTIAL;
+            }
+        }
+    }
     Ok(Outcome::new(doc, human, code))
 }
 
