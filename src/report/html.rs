@@ -1053,7 +1053,7 @@ fn runs(out: &mut String, s: &RunSection, days: u32) {
                 details.push(format!("undo: <code>{}</code>", esc(u)));
             }
             out.push_str(&format!(
-                "<tr data-run=\"{}\" data-job=\"{}\"><td class=\"nw\">{}</td><td>{}</td><td><span class=\"badge\" style=\"background:{}\">{}</span></td><td class=\"num\">{:.2} s</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+                "<tr data-run=\"{}\" data-job=\"{}\"><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td><span class=\"badge\" style=\"background:{}\">{}</span></td><td class=\"num\">{:.2} s</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
                 esc(&run.run_id),
                 esc(&j.job),
                 esc(&when(&run_time(run))),
