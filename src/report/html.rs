@@ -1081,7 +1081,7 @@ fn clears(out: &mut String, list: &[ClearRow]) {
     );
     for c in list.iter().rev() {
         out.push_str(&format!(
-            "<tr class=\"clear\" data-result=\"{}\" data-bytes-freed=\"{}\"{}><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td>{}</td><td><span class=\"badge\" style=\"background:{}\">{}</span></td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            "<tr class=\"clear\" data-result=\"{}\" data-bytes-freed=\"{}\"{}><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td><span class=\"badge\" style=\"background:{}\">{}</span></td><td class=\"num\">{}</td><td>{}</td></tr>\n",
             esc(&c.result),
             c.bytes_freed,
             c.clear_id
