@@ -278,7 +278,8 @@ fn a_month_of_runs_rendered_and_opened_in_chromium() {
         .expect("the deferred clear is journaled as deferred");
     assert!(direct["now"].is_string());
 
-    let Some(chromium) = chromium::find_or_skip("report_in_chromium") else {
+    let Some(chromium) = chromium::find_or_skip("a_month_of_runs_rendered_and_opened_in_chromium")
+    else {
         return;
     };
     let clock = Instant::now();
