@@ -110,6 +110,7 @@ pub fn gather(ctx: &Ctx, repo: &Repository, now: DateTime<Utc>, days: u32) -> Re
         now,
         days,
         config: ctx.config.as_ref(),
+        root: ctx.config.as_ref().map(|c| c.root_text()),
         repository: ctx
             .repo_path()
             .map(|p| p.display().to_string())

@@ -51,8 +51,10 @@ pub struct ReportInput<'a> {
     pub now: DateTime<Utc>,
     /// Days the charts cover, back from `now`.
     pub days: u32,
-    /// The config, when there is one (cache types, their limits, the root).
+    /// The config, when there is one (which cache types are backed up).
     pub config: Option<&'a Config>,
+    /// The config's cache root as snapshots record it ([`Config::root_text`]).
+    pub root: Option<String>,
     /// The repository's path, as the reader knows it.
     pub repository: String,
     /// What `stats` reports at `now` (with the repository figures of the whole repository).
@@ -417,7 +419,7 @@ pub fn build(input: &ReportInput) -> Report {
         now: input.now,
         days: input.days,
         since,
-        root: input.config.map(|c| c.root_text()),
+        root: input.root.clone(),
         repository: input.repository.clone(),
         health: health_section(input.health),
         cache: cache_section(input, since),
@@ -495,13 +497,13 @@ fn capitalised(s: &str) -> String {
 }
 
 fn cache_section(input: &ReportInput, since: DateTime<Utc>) -> CacheSection {
-    let root = input.config.map(|c| c.root_text());
+    let root = input.root.as_ref();
     let backups: Vec<&(BlobId, Manifest)> = input
         .snapshots
         .iter()
         .filter(|(_, m)| {
             m.kind() == SnapshotKind::Backup
-                && Some(&m.root) == root.as_ref()
+                && Some(&m.root) == root
                 && in_window(m.time, since, input.now)
         })
         .collect();
@@ -1276,6 +1278,7 @@ mod tests {
             now,
             days: 30,
             config: None,
+            root: None,
             repository: "/repo".into(),
             stats: &stats,
             health: &verdict,
