@@ -8,11 +8,10 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
 
-use cachevault::journal::{self, JournalEntry};
-
 use cachevault::clear::{self, ClearOptions, Strategy};
 use cachevault::config::Config;
 use cachevault::forget::{self, ForgetRules, GroupBy};
+use cachevault::journal::{self, JournalEntry};
 use cachevault::manifest::SnapshotKind;
 use cachevault::prune::{self, PruneOptions};
 use cachevault::schedule::{self, Job};
