@@ -42,6 +42,9 @@ pub struct CacheConfig {
     /// `repair`: the guard against mass repairs.
     #[serde(default)]
     pub repair: RepairSettings,
+    /// `outputs`: files run-due writes for people and other programs after each run.
+    #[serde(default)]
+    pub outputs: Outputs,
 }
 
 /// `repair`.
@@ -60,6 +63,35 @@ impl Default for RepairSettings {
         }
     }
 }
+
+/// `cache.outputs`: what run-due writes after each run. Room is kept here for further
+/// outputs (a Prometheus textfile, say) beside the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outputs {
+    /// The HTML report, relative to the config file's folder; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_html: Option<PathBuf>,
+    /// Days the report's charts cover.
+    #[serde(default = "default_report_days")]
+    pub report_days: u32,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs {
+            report_html: None,
+            report_days: default_report_days(),
+        }
+    }
+}
+
+fn default_report_days() -> u32 {
+    30
+}
+
+/// Longest span a report covers: ten years.
+pub const MAX_REPORT_DAYS: u32 = 3660;
 
 fn yes() -> bool {
     true
@@ -284,6 +316,8 @@ pub struct Config {
     pub quarantine: PathBuf,
     /// Absolute folder of the config file; relative paths in it start here.
     pub base: PathBuf,
+    /// Absolute path of `cache.outputs.report_html`, when set.
+    pub report_html: Option<PathBuf>,
 }
 
 impl Config {
@@ -313,6 +347,12 @@ impl Config {
             root: lexical_join(&base, &raw.cache.root),
             repository: lexical_join(&base, &raw.cache.repository),
             quarantine: lexical_join(&base, &raw.cache.quarantine),
+            report_html: raw
+                .cache
+                .outputs
+                .report_html
+                .as_ref()
+                .map(|p| lexical_join(&base, p)),
             base: base.clone(),
             raw,
         };
@@ -509,11 +549,67 @@ impl Config {
         if self.root.parent().is_none() {
             return bad("cache.root", "a cache folder, not the file system root");
         }
+        self.check_outputs()?;
         if self.repository == self.root || self.root.starts_with(&self.repository) {
             return bad(
                 "cache.repository",
                 "a folder that neither is nor contains the cache root",
             );
+        }
+        Ok(())
+    }
+
+    fn check_outputs(&self) -> Result<()> {
+        let bad = |key: &str, expected: String| {
+            Err(Error::Invalid(format!(
+                "config {}: cache.outputs.{key}: expected {expected}",
+                self.file.display()
+            )))
+        };
+        let o = &self.raw.cache.outputs;
+        if !(1..=MAX_REPORT_DAYS).contains(&o.report_days) {
+            return bad(
+                "report_days",
+                format!(
+                    "a number of days from 1 to {MAX_REPORT_DAYS}, not {}",
+                    o.report_days
+                ),
+            );
+        }
+        if let (Some(raw), Some(path)) = (&o.report_html, &self.report_html) {
+            if raw.as_os_str().is_empty()
+                || path.file_name().is_none()
+                || raw.as_os_str().as_encoded_bytes().ends_with(b"/")
+            {
+                return bad("report_html", format!("a file name, not {raw:?}"));
+            }
+            // The report is not cache data: inside a cache folder it would be backed up,
+            // cleared and undone with it; inside the repository, prune's business.
+            let inside = |dir: &Path| path.starts_with(dir);
+            if inside(&self.repository) {
+                return bad(
+                    "report_html",
+                    format!(
+                        "a file outside the repository {}",
+                        self.repository.display()
+                    ),
+                );
+            }
+            if let Some((name, t)) = self
+                .raw
+                .cache
+                .cache_types
+                .iter()
+                .find(|(_, t)| inside(&self.type_dir(t)))
+            {
+                return bad(
+                    "report_html",
+                    format!(
+                        "a file outside every cache folder (it lies inside {name}'s {})",
+                        self.type_dir(t).display()
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -463,7 +463,13 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
     }
 
     checks.push("journal".into());
-    let mut journal: Vec<&JournalEntry> = input.journal.iter().collect();
+    // A deferred clear (the machine was busy) changed nothing by design: neither a failure
+    // nor a success of its kind.
+    let mut journal: Vec<&JournalEntry> = input
+        .journal
+        .iter()
+        .filter(|e| e.result != "deferred")
+        .collect();
     journal.sort_by_key(|e| e.time);
     let mut kinds: Vec<&str> = journal.iter().map(|e| e.operation.as_str()).collect();
     kinds.sort_unstable();
@@ -672,6 +678,8 @@ mod tests {
     fn entry(op: &str, hour: u32, result: &str, code: u8) -> JournalEntry {
         JournalEntry {
             root: None,
+            now: None,
+            run_id: None,
             time: DateTime::parse_from_rfc3339(&format!("2026-11-20T{hour:02}:00:00Z")).unwrap(),
             operation: op.into(),
             seconds: 1.0,
@@ -709,6 +717,22 @@ mod tests {
         i.journal.push(entry("snapshot", 7, "ok", 0));
         i.journal.push(entry("check", 8, "ok", 0));
         assert_eq!(evaluate(&i, &Thresholds::default()).status, Level::Ok);
+    }
+
+    #[test]
+    fn a_deferred_clear_is_neither_a_failure_nor_a_success() {
+        let mut i = input();
+        i.journal = vec![
+            entry("clear", 1, "ok", 0),
+            entry("run-due:clearing", 2, "deferred", 0),
+            entry("clear", 3, "deferred", 5),
+        ];
+        assert_eq!(evaluate(&i, &Thresholds::default()).status, Level::Ok);
+        // A failure before a deferral is still reported.
+        i.journal.insert(1, entry("clear", 2, "failed", 2));
+        let r = evaluate(&i, &Thresholds::default());
+        assert_eq!(r.status, Level::Warning);
+        assert!(r.reasons[0].message.starts_with("clear failed"), "{r:?}");
     }
 
     #[test]

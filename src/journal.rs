@@ -1,6 +1,7 @@
 //! The operation journal: one JSON line per operation (what, when, how long, result, bytes)
 //! appended to `journal/<YYYY-MM>.jsonl`. Appends are single `write`s with O_APPEND, so
-//! concurrent writers never interleave inside a line.
+//! concurrent writers never interleave inside a line. `run-due` journals each job it runs on
+//! an entry of its own (`run-due:<job>`), linked to the run's entry by `run_id`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -13,11 +14,28 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::repo::Repository;
 
+/// Operation name of the entry run-due writes for one job: `run-due:backup`,
+/// `run-due:clearing`, `run-due:validation`, `run-due:optimization`.
+pub fn job_operation(job: &str) -> String {
+    format!("{RUN_DUE_JOB_PREFIX}{job}")
+}
+
+/// Prefix of the operation names of run-due's per-job entries.
+pub const RUN_DUE_JOB_PREFIX: &str = "run-due:";
+
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
-    /// When the operation started.
+    /// When the operation started, by the wall clock (never `--now`).
     pub time: DateTime<FixedOffset>,
+    /// The time the operation acted as if it were (`--now`), when one was given; added in
+    /// cachevault 0.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<DateTime<FixedOffset>>,
+    /// Links run-due's per-job entries to the entry of their run (same value on both);
+    /// added in cachevault 0.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// Operation name (`snapshot`, `forget`, `prune`, `clear`, ...).
     pub operation: String,
     /// The cache root the operation acted on; absent for repository-wide operations (check,
@@ -26,7 +44,8 @@ pub struct JournalEntry {
     pub root: Option<String>,
     /// Wall time in seconds.
     pub seconds: f64,
-    /// `ok`, `partial` or `failed`.
+    /// `ok`, `partial`, `failed`, or `deferred` (a `performance_aware` clear that found the
+    /// machine busy and changed nothing).
     pub result: String,
     /// Exit code the command returned.
     pub exit_code: u8,
@@ -39,6 +58,13 @@ pub struct JournalEntry {
     /// Operation-specific details (ids, counts).
     #[serde(default)]
     pub details: serde_json::Value,
+}
+
+impl JournalEntry {
+    /// The time the operation acted for: `now` when `--now` was given, else `time`.
+    pub fn effective_time(&self) -> DateTime<FixedOffset> {
+        self.now.unwrap_or(self.time)
+    }
 }
 
 /// Appends one entry durably.

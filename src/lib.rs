@@ -31,6 +31,7 @@ pub mod progress;
 pub mod prune;
 pub mod recover;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod scan;

@@ -41,6 +41,8 @@ pub struct Receipt {
     pub snapshot: BlobId,
     /// Its root (canonical).
     pub root: String,
+    /// Compressed bytes the safety snapshot added to the repository.
+    pub bytes_added: u64,
     /// Each file it holds, by path relative to the root.
     held: BTreeMap<String, Held>,
 }
@@ -144,7 +146,9 @@ pub fn protect(
         )));
     }
     crate::fault::point("net.before_verify");
-    verify(repo, id, paths, opts)
+    let mut receipt = verify(repo, id, paths, opts)?;
+    receipt.bytes_added = snap.manifest.summary.bytes_added;
+    Ok(receipt)
 }
 
 /// Re-reads and re-hashes every blob of every file of `paths` from the snapshot `id`.
@@ -200,6 +204,7 @@ fn verify(
     Ok(Receipt {
         snapshot: id,
         root: m.root,
+        bytes_added: 0,
         held,
     })
 }

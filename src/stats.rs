@@ -462,16 +462,38 @@ fn newest(
 /// snapshots) are of that root's snapshots only; stored bytes are the whole repository's.
 pub fn gather_repo(repo: &Repository, now: DateTime<Utc>, root: Option<&str>) -> Result<RepoStats> {
     let listing = crate::snapshot::list(repo)?;
-    let mut snapshots = listing.snapshots;
+    let mut stats = gather_repo_with(repo, &listing.snapshots, now, root)?;
+    stats.damaged.splice(0..0, listing.damaged);
+    Ok(stats)
+}
+
+/// [`gather_repo`] with the snapshot headers already read (every readable snapshot of the
+/// repository, oldest first), for callers that need them too. Damaged manifests are the
+/// caller's to add to [`RepoStats::damaged`].
+///
+/// # Errors
+/// I/O errors.
+pub fn gather_repo_with(
+    repo: &Repository,
+    snapshots: &[(BlobId, Manifest)],
+    now: DateTime<Utc>,
+    root: Option<&str>,
+) -> Result<RepoStats> {
     let index = BlobIndex::load(repo)?;
     // Entry-list blobs are told apart by every snapshot's tree, whatever the scope.
-    let blobs = blob_bytes(&index, &snapshots);
-    if let Some(root) = root {
-        snapshots.retain(|(_, m)| m.root == root);
-    }
+    let blobs = blob_bytes(&index, snapshots);
     let usage = repo_usage(repo)?;
-    let mut stats = repo_stats(&snapshots, usage, blobs, now);
-    stats.damaged = listing.damaged;
+    let mut stats = match root {
+        Some(root) => {
+            let scoped: Vec<(BlobId, Manifest)> = snapshots
+                .iter()
+                .filter(|(_, m)| m.root == root)
+                .cloned()
+                .collect();
+            repo_stats(&scoped, usage, blobs, now)
+        }
+        None => repo_stats(snapshots, usage, blobs, now),
+    };
     stats.damaged.extend(index.damaged.iter().cloned());
     stats.missing_archives = index.missing_archives.iter().map(|a| a.to_hex()).collect();
     Ok(stats)

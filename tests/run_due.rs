@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn ran(doc: &Value) -> BTreeMap<String, bool> {
     doc["jobs"]
@@ -130,13 +130,128 @@ fn jobs_run_once_per_period_across_simulated_days() {
         .any(|j| j["due"] == true));
     assert_eq!(ran(&dry), jobs(&[]));
     let history = json_cfg(&cfg, &["history"], 0);
+    let ops = history["operations"].as_array().unwrap();
+    assert!(ops.iter().filter(|o| o["operation"] == "run-due").count() >= 5);
+    // Each job on an entry of its own, linked to its run by run_id; the wall clock in `time`,
+    // the simulated time in `now`.
+    let run_of = |doc: &Value| -> Vec<&Value> {
+        ops.iter()
+            .filter(|o| o["run_id"] == doc["run_id"])
+            .collect()
+    };
+    let names = |entries: &[&Value]| -> Vec<String> {
+        entries
+            .iter()
+            .map(|o| o["operation"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let d1_entries = run_of(&d1);
+    assert_eq!(
+        names(&d1_entries),
+        // By start time: the run, then its jobs (the validation job's `validate` entry,
+        // for health, inside it).
+        [
+            "run-due",
+            "run-due:backup",
+            "run-due:clearing",
+            "run-due:validation",
+            "validate",
+            "run-due:optimization"
+        ]
+    );
+    for e in &d1_entries {
+        assert!(
+            e["now"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-20T02:30:00"),
+            "{e}"
+        );
+        assert_ne!(e["time"], e["now"], "{e}");
+    }
+    let backup = d1_entries[1];
+    assert_eq!(backup["result"], "ok");
+    assert!(backup["bytes"].as_i64().unwrap() > 0);
+    assert_eq!(backup["bytes"], backup["details"]["bytes_added"]);
+    let failed = run_of(&d2)
+        .into_iter()
+        .find(|o| o["operation"] == "run-due:validation")
+        .unwrap();
+    assert_eq!(
+        (&failed["result"], &failed["exit_code"]),
+        (&json!("failed"), &json!(2))
+    );
+    assert!(failed["error"]
+        .as_str()
+        .unwrap()
+        .contains("amazon_B0NEWDAY02.json"));
+    // Nothing due: no job entries, only the run's.
+    assert_eq!(names(&run_of(&again)), ["run-due"]);
+}
+
+/// A performance_aware clear put off under load is journaled `deferred`, not as a failure,
+/// and health does not count it against the clearing job.
+#[test]
+fn a_deferred_clear_is_journaled_as_deferred() {
+    let t = TestDir::new();
+    let cfg = config_tree(&t, 1_793_000_000);
+    json_cfg(&cfg, &["init"], 0);
+    let now = "2026-11-20T02:30:00+00:00";
+    let doc = json_cfg(&cfg, &["run-due", "--now", now, "--load-average", "999"], 0);
+    let clearing = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "clearing")
+        .unwrap();
+    assert_eq!(
+        (&clearing["ran"], &clearing["ok"]),
+        (&json!(false), &json!(true))
+    );
+    json_cfg(
+        &cfg,
+        &[
+            "clear",
+            "--strategy",
+            "performance_aware",
+            "--load-average",
+            "999",
+            "--now",
+            now,
+        ],
+        5,
+    );
+    let history = json_cfg(&cfg, &["history"], 0);
+    let ops = history["operations"].as_array().unwrap();
+    let job = ops
+        .iter()
+        .find(|o| o["operation"] == "run-due:clearing")
+        .unwrap();
+    assert_eq!(
+        (&job["result"], &job["exit_code"]),
+        (&json!("deferred"), &json!(5))
+    );
+    assert!(job["details"]["deferred_reason"]
+        .as_str()
+        .unwrap()
+        .contains("load average"));
+    let clear = ops.iter().find(|o| o["operation"] == "clear").unwrap();
+    assert_eq!(clear["result"], "deferred");
+    let health = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+        "health",
+        "--now",
+        "2026-11-20T02:31:00+00:00",
+    ]);
+    let h: Value = serde_json::from_slice(&health.stdout).unwrap();
     assert!(
-        history["operations"]
+        !h["reasons"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|o| o["operation"] == "run-due")
-            .count()
-            >= 5
+            .any(|r| r["check"] == "journal"),
+        "{h}"
     );
 }

@@ -57,6 +57,8 @@ pub struct ClearSummary {
     pub types: Vec<String>,
     /// The pre-clear snapshot.
     pub snapshot: Option<BlobId>,
+    /// Compressed bytes the pre-clear snapshot added to the repository.
+    pub snapshot_bytes_added: u64,
     /// The plan (on a dry run, what would happen).
     pub plan: ClearPlan,
     /// Paths removed or rewritten.
@@ -212,6 +214,7 @@ pub fn run(
         strategy: opts.strategy,
         types: types.clone(),
         snapshot: None,
+        snapshot_bytes_added: 0,
         plan: ClearPlan::default(),
         done: Vec::new(),
         skipped: Vec::new(),
@@ -307,6 +310,7 @@ pub fn run(
         progress,
     )?;
     summary.snapshot = Some(receipt.snapshot);
+    summary.snapshot_bytes_added = receipt.bytes_added;
 
     let planned: Vec<RecordedFile> = summary
         .plan

@@ -87,6 +87,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Exit 0 when healthy, 1 on a warning, 2 when critical, with the reasons.
     Health(HealthArgs),
+    /// One self-contained HTML page (or JSON): health, cache size over time, snapshots and
+    /// retention, repository growth, the last scheduled runs.
+    Report(ReportArgs),
     /// What changed between two snapshots.
     Diff(DiffArgs),
     /// Every version of one file across snapshots, newest first.
@@ -435,6 +438,20 @@ pub struct HealthArgs {
     pub now: Option<String>,
 }
 
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the report to FILE as one self-contained HTML page (atomically, mode 0644).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Days the charts cover, back from now.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub days: u32,
+    /// Report as if it were TIME.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
 /// `diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -497,4 +514,7 @@ pub struct RunDueArgs {
     /// Only report what is due.
     #[arg(long)]
     pub dry_run: bool,
+    /// performance_aware clears: use this 1-minute load average instead of /proc/loadavg.
+    #[arg(long, value_name = "LOAD")]
+    pub load_average: Option<f64>,
 }

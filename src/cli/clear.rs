@@ -88,6 +88,7 @@ pub fn clear(ctx: &Ctx, a: &ClearArgs) -> Result<Outcome> {
         "strategy": strategy.name(),
         "types": s.types,
         "snapshot": s.snapshot.map(|i| i.to_hex()),
+        "snapshot_bytes_added": s.snapshot_bytes_added,
         "dry_run": s.dry_run,
         "deferred": s.deferred,
         "deferred_reason": s.deferred_reason,

@@ -1,20 +1,69 @@
 //! `health`: gathers the measurements (free space, cache sizes, journal, snapshot headers)
-//! and renders the library's verdict; the exit code is the status.
+//! and renders the library's verdict; the exit code is the status. `report` gathers its
+//! health section through the same functions.
+
+use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
+use chrono::{DateTime, Utc};
 
 use cachevault::health::{self, BackupInput, Disk, Frequency, Input, SizeUsage, Thresholds};
-use cachevault::{fsutil, journal, snapshot, stats};
+use cachevault::journal::JournalEntry;
+use cachevault::manifest::Manifest;
+use cachevault::stats::{TotalStats, TypeStats};
+use cachevault::{fsutil, journal, snapshot, stats, BlobId};
 
 use super::args::HealthArgs;
 use super::stats::now_or;
 use super::{table, Ctx, Outcome};
 
+/// What `health` and `report` read from the cache tree and the repository, read once.
+pub struct Gathered {
+    /// Per cache type and all together (with a config).
+    pub cache: Option<(BTreeMap<String, TypeStats>, TotalStats)>,
+    /// Snapshot headers, oldest first (empty when the repository could not be read).
+    pub snapshots: Vec<(BlobId, Manifest)>,
+    /// The journal, oldest first.
+    pub journal: Vec<JournalEntry>,
+    /// Why the repository could not be opened or read, if it could not.
+    pub repository_error: Option<String>,
+    /// Damaged or missing repository files, with their level and what to run.
+    pub damage: Vec<(health::Level, String)>,
+}
+
+/// Walks the cache types (metadata only) and reads the snapshot headers and the journal.
+pub fn gather(ctx: &Ctx, now: DateTime<Utc>) -> Gathered {
+    let cache = ctx.config.as_ref().map(|cfg| stats::cache_stats(cfg, now));
+    let mut damage = Vec::new();
+    let (snapshots, journal, repository_error) = match ctx.open_repo() {
+        Ok(repo) => {
+            let listing = snapshot::list(&repo);
+            let entries = journal::read(&repo);
+            let index = cachevault::store::BlobIndex::load(&repo);
+            match (listing, entries, index) {
+                (Ok(l), Ok(j), Ok(index)) => {
+                    damage = health::damage_findings(&l.damaged, &index);
+                    (l.snapshots, j, None)
+                }
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    (Vec::new(), Vec::new(), Some(e.to_string()))
+                }
+            }
+        }
+        Err(e) => (Vec::new(), Vec::new(), Some(format!("{e:#}"))),
+    };
+    Gathered {
+        cache,
+        snapshots,
+        journal,
+        repository_error,
+        damage,
+    }
+}
+
 /// Number of invalid cache files found by the last full validation (`validate` or run-due's
 /// validation job, from the journal): health does not re-read every cache file itself.
-fn invalid_cache_files(ctx: &Ctx) -> Option<usize> {
-    let repo = ctx.open_repo().ok()?;
-    let journal = cachevault::journal::read(&repo).ok()?;
+fn invalid_cache_files(journal: &[JournalEntry]) -> Option<usize> {
     journal
         .iter()
         .rev()
@@ -23,8 +72,8 @@ fn invalid_cache_files(ctx: &Ctx) -> Option<usize> {
         .map(|n| n as usize)
 }
 
-pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
-    let now = now_or(&a.now)?;
+/// Everything health's checks judge, at `now`: free space measured here, the rest from `g`.
+pub fn input(ctx: &Ctx, now: DateTime<Utc>, g: &Gathered) -> Result<Input> {
     let cfg = ctx.config.as_ref();
     let repo_path = ctx.repo_path().map_err(|_| {
         anyhow!("health needs a repository or a config: pass --repo DIR or --config FILE")
@@ -45,11 +94,10 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
     });
 
     let mut sizes = Vec::new();
-    if let Some(cfg) = cfg {
-        let (types, total) = stats::cache_stats(cfg, now);
+    if let Some((types, total)) = &g.cache {
         for (name, t) in types {
             sizes.push(SizeUsage {
-                name,
+                name: name.clone(),
                 bytes: t.bytes,
                 limit_bytes: t.limit_bytes,
             });
@@ -61,25 +109,6 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
         });
     }
 
-    let mut damage = Vec::new();
-    let (snapshots, entries, repository_error) = match ctx.open_repo() {
-        Ok(repo) => {
-            let listing = snapshot::list(&repo);
-            let entries = journal::read(&repo);
-            let index = cachevault::store::BlobIndex::load(&repo);
-            match (listing, entries, index) {
-                (Ok(l), Ok(j), Ok(index)) => {
-                    damage = health::damage_findings(&l.damaged, &index);
-                    (l.snapshots, j, None)
-                }
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                    (Vec::new(), Vec::new(), Some(e.to_string()))
-                }
-            }
-        }
-        Err(e) => (Vec::new(), Vec::new(), Some(format!("{e:#}"))),
-    };
-
     let backup = cfg
         .filter(|c| c.raw.cache.strategies.backup.enabled)
         .and_then(|c| {
@@ -88,21 +117,27 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
             let root = c.root_text();
             Some(BackupInput {
                 frequency,
-                last_success: health::last_backup(&snapshots, &entries, Some(&root), now),
+                last_success: health::last_backup(&g.snapshots, &g.journal, Some(&root), now),
             })
         });
 
-    let input = Input {
+    Ok(Input {
         now,
         disks,
         sizes,
-        invalid_files: invalid_cache_files(ctx),
+        invalid_files: invalid_cache_files(&g.journal),
         backup,
-        future_snapshots: health::future_snapshots(&snapshots, now),
-        damage,
-        journal: entries,
-        repository_error,
-    };
+        future_snapshots: health::future_snapshots(&g.snapshots, now),
+        damage: g.damage.clone(),
+        journal: g.journal.clone(),
+        repository_error: g.repository_error.clone(),
+    })
+}
+
+pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
+    let now = now_or(&a.now)?;
+    let gathered = gather(ctx, now);
+    let input = input(ctx, now, &gathered)?;
     let report = health::evaluate(&input, &Thresholds::default());
     let doc = serde_json::to_value(&report)?;
     let mut human = format!(

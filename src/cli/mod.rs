@@ -13,6 +13,7 @@ mod history;
 mod progress;
 mod recover;
 mod repair;
+mod report;
 mod restore;
 mod run_due;
 mod schedule;
@@ -197,17 +198,24 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
                 .map(str::to_string)
         }),
     };
+    // The time the command acted for, when `--now` said (simulated days, retention tests).
+    let now_flag = match &ctx.cli.command {
+        Command::RunDue(a) => a.now.as_deref(),
+        Command::Clear(a) => a.now.as_deref(),
+        Command::Forget(a) => a.now.as_deref(),
+        _ => None,
+    };
     let entry = cachevault::journal::JournalEntry {
         root,
         time,
+        now: now_flag.and_then(|t| parse_time("--now", t).ok()),
+        run_id: details
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
         operation: operation.into(),
         seconds,
-        result: match code {
-            exit::OK => "ok",
-            exit::PARTIAL => "partial",
-            _ => "failed",
-        }
-        .into(),
+        result: result_name(code).into(),
         exit_code: code,
         bytes,
         error,
@@ -215,6 +223,17 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
     };
     if let Err(e) = cachevault::journal::record(&repo, &entry) {
         ctx.note(&format!("warning: could not write the journal: {e}"));
+    }
+}
+
+/// The journal's `result` for an exit code.
+pub fn result_name(code: u8) -> &'static str {
+    match code {
+        exit::OK => "ok",
+        exit::PARTIAL => "partial",
+        // Nothing changed, by design: the machine was busy.
+        exit::DEFERRED => "deferred",
+        _ => "failed",
     }
 }
 
@@ -390,6 +409,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Demo(a) => demo::demo(ctx, a),
         Command::Stats(a) => stats::stats(ctx, a),
         Command::Health(a) => health::health(ctx, a),
+        Command::Report(a) => report::report(ctx, a),
         Command::Diff(a) => diff::diff(ctx, a),
         Command::Find(a) => find::find(ctx, a),
         Command::History(a) => history::history(ctx, a),
@@ -537,6 +557,7 @@ fn config_check(ctx: &Ctx) -> Result<Outcome> {
         "root": cfg.root,
         "repository": cfg.repository,
         "quarantine": cfg.quarantine,
+        "report_html": cfg.report_html,
         "config": raw,
     });
     let human = format!(

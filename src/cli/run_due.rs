@@ -1,6 +1,8 @@
 //! `run-due`: runs each scheduled job of the config that is due, at most once per period,
 //! recording the last run in the repository (idempotent: a second call at the same time
-//! does nothing).
+//! does nothing). Each job that runs is journaled on an entry of its own (`run-due:<job>`,
+//! linked to the run's entry by `run_id`); with `cache.outputs.report_html` the HTML report
+//! is written after the run.
 
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -9,6 +11,7 @@ use serde_json::{json, Value};
 use cachevault::clear::{self, ClearOptions, Strategy};
 use cachevault::config::Config;
 use cachevault::forget::{self, ForgetRules, GroupBy};
+use cachevault::journal::{self, JournalEntry};
 use cachevault::manifest::SnapshotKind;
 use cachevault::prune::{self, PruneOptions};
 use cachevault::schedule::{self, Job};
@@ -35,6 +38,12 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
         LockKind::Exclusive
     };
     let _lock = ctx.lock(&repo, kind, "run-due")?;
+    let run = Run {
+        id: run_id(),
+        now,
+        now_given: a.now.is_some(),
+        load_average: a.load_average,
+    };
     let (mut state, state_warning) = schedule::load_state(&repo)?;
     let decisions = schedule::due(&cfg, &state, now)?;
     let mut jobs = Vec::new();
@@ -59,7 +68,18 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
             jobs.push(doc);
             continue;
         }
-        let result = run_job(ctx, &repo, &cfg, d.job, now);
+        let started = super::now();
+        let clock = std::time::Instant::now();
+        let result = run_job(&repo, &cfg, d.job, &run);
+        let seconds = clock.elapsed().as_secs_f64();
+        doc["seconds"] = json!(seconds);
+        let entry = job_entry(&cfg, &run, d.job, started, seconds, &result);
+        if let Err(e) = journal::record(&repo, &entry) {
+            ctx.note(&format!(
+                "warning: could not journal the {} job: {e}",
+                d.job.name()
+            ));
+        }
         match result {
             Ok((ran, summary)) => {
                 doc["ran"] = json!(ran);
@@ -87,22 +107,97 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
         }
         jobs.push(doc);
     }
-    let code = if failed > 0 { exit::PARTIAL } else { exit::OK };
-    Ok(Outcome::new(
-        json!({"now": now.to_rfc3339(), "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings}),
-        human,
-        code,
-    ))
+    let mut code = if failed > 0 { exit::PARTIAL } else { exit::OK };
+    let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings});
+    if let (Some(path), false) = (&cfg.report_html, a.dry_run) {
+        let days = cfg.raw.cache.outputs.report_days;
+        match super::report::write_html(ctx, &repo, now.with_timezone(&Utc), days, path) {
+            Ok(_) => {
+                doc["report"] = json!(path);
+                human.push_str(&format!("report written to {}\n", path.display()));
+            }
+            Err(e) => {
+                // Not a job: the jobs' work stands, but a stale report must not go unnoticed.
+                ctx.note(&format!("warning: {e:#}"));
+                doc["report_error"] = json!(format!("{e:#}"));
+                human.push_str(&format!("report NOT written: {e:#}\n"));
+                code = exit::PARTIAL;
+            }
+        }
+    }
+    Ok(Outcome::new(doc, human, code))
+}
+
+/// What every job of one run shares.
+struct Run {
+    /// Links the jobs' journal entries to the run's.
+    id: String,
+    /// The time the jobs run for (`--now` or the clock).
+    now: DateTime<FixedOffset>,
+    /// Whether `now` came from `--now` (then journaled beside the wall clock).
+    now_given: bool,
+    /// `--load-average`.
+    load_average: Option<f64>,
+}
+
+/// A run id: short, and unique enough across the runs of one repository (wall clock in
+/// nanoseconds, process id, host).
+fn run_id() -> String {
+    let t = super::now();
+    let seed = format!(
+        "{}-{}-{}",
+        t.timestamp_nanos_opt().unwrap_or_default(),
+        std::process::id(),
+        super::hostname()
+    );
+    cachevault::BlobId::of(seed.as_bytes()).to_hex()[..16].to_string()
+}
+
+/// The journal entry of one job: wall-clock start, `now` when `--now` was given, its result
+/// (`ok`, `failed`, or `deferred` for a clear put off under load), bytes and scalar details.
+fn job_entry(
+    cfg: &Config,
+    run: &Run,
+    job: Job,
+    started: DateTime<FixedOffset>,
+    seconds: f64,
+    result: &Result<(bool, Value)>,
+) -> JournalEntry {
+    let (code, error, details) = match result {
+        Ok((true, summary)) => (exit::OK, None, summary.clone()),
+        Ok((false, summary)) => (exit::DEFERRED, None, summary.clone()),
+        Err(e) => (exit::FAILED, Some(format!("{e:#}")), Value::Null),
+    };
+    let neg = |v: Option<&Value>| -v.and_then(Value::as_i64).unwrap_or(0);
+    let bytes = match job {
+        Job::Backup => details
+            .get("bytes_added")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        Job::Clearing => neg(details.get("bytes_freed")),
+        Job::Validation => 0,
+        // Repository bytes, as `forget --prune` journals them; the size-limit clear's cache
+        // bytes are in the details.
+        Job::Optimization => neg(details.get("prune_bytes_freed")),
+    };
+    JournalEntry {
+        time: started,
+        now: run.now_given.then_some(run.now),
+        run_id: Some(run.id.clone()),
+        operation: journal::job_operation(job.name()),
+        root: Some(cfg.root_text()),
+        seconds,
+        result: super::result_name(code).into(),
+        exit_code: code,
+        bytes,
+        error,
+        details: super::summarize(&details),
+    }
 }
 
 /// Runs one job; Ok((false, _)) when it chose not to run (a clear deferred under load).
-fn run_job(
-    ctx: &Ctx,
-    repo: &Repository,
-    cfg: &Config,
-    job: Job,
-    now: DateTime<FixedOffset>,
-) -> Result<(bool, Value)> {
+fn run_job(repo: &Repository, cfg: &Config, job: Job, run: &Run) -> Result<(bool, Value)> {
+    let now = run.now;
     let utc: DateTime<Utc> = now.with_timezone(&Utc);
     match job {
         Job::Backup => {
@@ -139,10 +234,10 @@ fn run_job(
                 .schedule
                 .strategy
                 .parse()?;
-            let s = clear_with(ctx, repo, cfg, strategy, now)?;
+            let s = clear_with(repo, cfg, strategy, run)?;
             Ok((!s.deferred, clear_summary(&s)))
         }
-        Job::Validation => validation_job(repo, cfg, now),
+        Job::Validation => validation_job(repo, cfg, run),
         Job::Optimization => {
             // Only this config's root: another root's snapshots follow its own config.
             let root = cfg.root_text();
@@ -195,31 +290,38 @@ fn run_job(
                 })?;
                 Ok((r.removed.len(), pruned))
             })();
-            let sized = clear_with(ctx, repo, cfg, Strategy::SizeBased, now)?;
+            let sized = clear_with(repo, cfg, Strategy::SizeBased, run)?;
             let (removed, pruned) = retention
                 .with_context(|| format!("retention (size limits: {})", clear_summary(&sized)))?;
+            // The journal keeps scalars only: the figures its readers need are repeated flat.
             Ok((
                 true,
-                json!({"forgotten": removed, "prune": pruned, "size_limits": clear_summary(&sized)}),
+                json!({"forgotten": removed, "prune": pruned, "size_limits": clear_summary(&sized),
+                       "prune_bytes_freed": pruned.bytes_freed,
+                       "size_limits_clear_id": sized.clear_id,
+                       "size_limits_bytes_freed": sized.bytes_freed,
+                       "size_limits_snapshot": sized.snapshot.map(|i| i.to_hex()),
+                       "size_limits_snapshot_bytes_added": sized.snapshot_bytes_added}),
             ))
         }
     }
 }
 
 fn clear_with(
-    ctx: &Ctx,
     repo: &Repository,
     cfg: &Config,
     strategy: Strategy,
-    now: DateTime<FixedOffset>,
+    run: &Run,
 ) -> Result<clear::ClearSummary> {
+    let now = run.now;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()));
-    let _ = ctx;
+    let load = run.load_average.or_else(|| {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()))
+    });
     Ok(clear::run(
         repo,
         cfg,
@@ -239,6 +341,8 @@ fn clear_summary(s: &clear::ClearSummary) -> Value {
     json!({
         "strategy": s.strategy.name(),
         "clear_id": s.clear_id,
+        "snapshot": s.snapshot.map(|i| i.to_hex()),
+        "snapshot_bytes_added": s.snapshot_bytes_added,
         "deferred": s.deferred,
         "deferred_reason": s.deferred_reason,
         "done": s.done.len(),
@@ -249,18 +353,17 @@ fn clear_summary(s: &clear::ClearSummary) -> Value {
 
 /// Validates every cache file and journals the result as a `validate` operation (health reads
 /// it). Invalid files fail the job, so the next run-due tries again.
-fn validation_job(
-    repo: &Repository,
-    cfg: &Config,
-    now: DateTime<FixedOffset>,
-) -> Result<(bool, Value)> {
+fn validation_job(repo: &Repository, cfg: &Config, run: &Run) -> Result<(bool, Value)> {
     use cachevault::cache::validate::{self, ValidateOptions};
+    let wall = super::now();
     let started = std::time::Instant::now();
     let r = validate::validate(cfg, &ValidateOptions::default(), &NoProgress)?;
     let summary = json!({"checked": r.checked, "invalid_count": r.invalid.len(), "ok": r.ok()});
-    let entry = cachevault::journal::JournalEntry {
+    let entry = JournalEntry {
         root: Some(cfg.root_text()),
-        time: now,
+        time: wall,
+        now: run.now_given.then_some(run.now),
+        run_id: Some(run.id.clone()),
         operation: "validate".into(),
         seconds: started.elapsed().as_secs_f64(),
         result: if r.ok() { "ok" } else { "partial" }.into(),

@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: temp trees, the CLI binary, awkward cases.
 #![allow(dead_code)]
 
+pub mod chromium;
+
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
