@@ -386,7 +386,10 @@ fn two_roots_in_one_repository_never_cross() {
     let clear_id = clear_a["clear_id"].as_str().unwrap();
     let out = json_cfg(&cfg_b, &["undo"], 2);
     assert!(
-        out["error"].as_str().unwrap().contains("no undoable operation of"),
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("no undoable operation of"),
         "{out}"
     );
     let out = json_cfg(&cfg_b, &["undo", clear_id], 2);

@@ -22,7 +22,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BlobId;
-use crate::manifest::{Entry, EntryKind, Manifest, RelPath};
+use crate::manifest::{Entry, EntryKind, Manifest, RelPath, SnapshotKind};
+use crate::net::{self, Receipt, SafetyOptions};
+use crate::operation::{self, OperationRecord, RecordedFile};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::restore::{safe_mode, time_of};
@@ -31,12 +33,19 @@ use crate::snapshot;
 use crate::store::{BlobIndex, BlobReader};
 
 /// What to repair.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RepairOptions {
     /// Only these cache types, as for validation; empty = every validated type.
     pub types: Vec<String>,
     /// Find the versions and report what would be done; change nothing.
     pub dry_run: bool,
+    /// Repair even what looks like a schema or version change (see
+    /// [`validate::TypeSummary::mass_change`]).
+    pub force: bool,
+    /// Time of the pre-repair safety snapshot and the operation record.
+    pub now: DateTime<FixedOffset>,
+    /// Host name recorded in the safety snapshot.
+    pub hostname: String,
 }
 
 /// A file replaced by a snapshot version.
@@ -107,6 +116,15 @@ pub struct RepairSummary {
     pub errors: Vec<String>,
     /// Snapshots that could not be read and were passed over.
     pub warnings: Vec<String>,
+    /// Types whose invalid files look like a schema or version change (repaired anyway
+    /// only with `force`).
+    pub suspected_changes: Vec<String>,
+    /// The verified pre-repair snapshot of every file replaced or moved.
+    pub safety_snapshot: Option<BlobId>,
+    /// The operation's id: `cachevault undo ID` puts everything back.
+    pub operation_id: Option<String>,
+    /// Files left alone because they changed after the safety snapshot.
+    pub skipped: Vec<String>,
 }
 
 impl RepairSummary {
@@ -135,10 +153,18 @@ pub fn repair(
         },
     )?;
     let report = validate::validate_with(&rules, progress)?;
+    let suspected = report.mass_changes(cfg.raw.cache.repair.max_invalid_share);
+    if !suspected.is_empty() && !opts.force {
+        return Err(Error::Invalid(format!(
+            "repair refused, nothing was changed: {}",
+            suspected.join("; ")
+        )));
+    }
     let mut summary = RepairSummary {
         checked: report.checked,
         dry_run: opts.dry_run,
         errors: report.errors,
+        suspected_changes: suspected,
         ..Default::default()
     };
     if report.invalid.is_empty() {
@@ -189,7 +215,8 @@ pub fn repair(
         let attempts: Vec<(usize, Attempt)> = found
             .par_iter()
             .map(|&(i, e)| {
-                let attempt = try_version(repo, &index, &rules, &pending[i], e, opts.dry_run);
+                // Planning only: nothing is written before the safety snapshot exists.
+                let attempt = try_version(repo, &index, &rules, &pending[i], e);
                 (i, attempt)
             })
             .collect();
@@ -197,9 +224,20 @@ pub fn repair(
             let p = &mut pending[i];
             match attempt {
                 Attempt::Repaired => {
-                    p.state = State::Repaired {
-                        snapshot: *id,
-                        time: manifest.time,
+                    let entry = manifest
+                        .entries
+                        .iter()
+                        .find(|e| root.join(e.path.to_path()) == p.abs)
+                        .cloned();
+                    p.state = match entry {
+                        Some(entry) => State::Repaired {
+                            snapshot: *id,
+                            time: manifest.time,
+                            entry: Box::new(entry),
+                        },
+                        None => {
+                            State::Failed("the version found vanished from its snapshot".into())
+                        }
                     }
                 }
                 Attempt::Refused(why, hash) => {
@@ -211,55 +249,224 @@ pub fn repair(
                     p.refused_hashes.extend(hash);
                 }
                 Attempt::SameAsRefused => {}
-                Attempt::Failed(e) => p.state = State::Failed(e),
             }
         }
     }
 
-    for p in pending {
-        let Pending {
-            file,
-            abs,
-            refused,
-            state,
-            ..
-        } = p;
-        match state {
-            State::Repaired { snapshot, time } => summary.repaired.push(Repaired {
-                path: file.path,
-                cache_type: file.cache_type,
-                reason: file.reason,
-                detail: file.detail,
-                from_snapshot: snapshot,
-                snapshot_time: time,
-                refused,
-            }),
-            State::Failed(error) => summary.failed.push(failure(file, error)),
+    // The plan: what is replaced (with which version) and what moves to quarantine.
+    let mut overwrite: Vec<(Pending, BlobId, DateTime<FixedOffset>, Box<Entry>)> = Vec::new();
+    let mut moves: Vec<(Pending, PathBuf)> = Vec::new();
+    for mut p in pending {
+        match std::mem::replace(&mut p.state, State::Open) {
             State::Open => {
-                let base = cfg.quarantine.join(file.path.to_path());
-                let moved = if opts.dry_run {
-                    Ok(free_name(&base))
-                } else {
-                    quarantine(&abs, &file.stat, &base)
-                };
-                match moved {
-                    Ok(quarantine_path) => summary.quarantined.push(Quarantined {
-                        path: file.path,
-                        cache_type: file.cache_type,
-                        reason: file.reason,
-                        detail: file.detail,
-                        quarantine_path,
-                        refused,
-                    }),
-                    Err(e) => summary.failed.push(failure(
-                        file,
-                        format!("no good version in any snapshot, and moving it to quarantine failed: {e}"),
-                    )),
-                }
+                let base = cfg.quarantine.join(p.file.path.to_path());
+                let dest = free_name(&base);
+                moves.push((p, dest));
+            }
+            State::Repaired {
+                snapshot,
+                time,
+                entry,
+            } => overwrite.push((p, snapshot, time, entry)),
+            State::Failed(error) => summary.failed.push(failure(p.file, error)),
+        }
+    }
+    if !opts.dry_run && (!overwrite.is_empty() || !moves.is_empty()) {
+        apply(
+            repo,
+            cfg,
+            opts,
+            &root,
+            &mut overwrite,
+            &mut moves,
+            &mut summary,
+            progress,
+        )?;
+    }
+    for (p, snapshot, time, _) in overwrite {
+        if summary.skipped.contains(&p.file.path.display()) {
+            continue;
+        }
+        summary.repaired.push(Repaired {
+            path: p.file.path,
+            cache_type: p.file.cache_type,
+            reason: p.file.reason,
+            detail: p.file.detail,
+            from_snapshot: snapshot,
+            snapshot_time: time,
+            refused: p.refused,
+        });
+    }
+    for (p, dest) in moves {
+        if summary.skipped.contains(&p.file.path.display()) {
+            continue;
+        }
+        summary.quarantined.push(Quarantined {
+            path: p.file.path,
+            cache_type: p.file.cache_type,
+            reason: p.file.reason,
+            detail: p.file.detail,
+            quarantine_path: dest,
+            refused: p.refused,
+        });
+    }
+    Ok(summary)
+}
+
+/// Carries out a repair plan under the safety net: a verified `pre-repair` snapshot of every
+/// file about to be replaced or moved, the operation recorded, then each change made only
+/// while the file is still the one the snapshot holds. Files that changed are left alone
+/// (listed in `skipped`); a file whose change fails is listed in `failed`.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    repo: &Repository,
+    cfg: &Config,
+    opts: &RepairOptions,
+    root: &Path,
+    overwrite: &mut [(Pending, BlobId, DateTime<FixedOffset>, Box<Entry>)],
+    moves: &mut [(Pending, PathBuf)],
+    summary: &mut RepairSummary,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let paths: Vec<String> = overwrite
+        .iter()
+        .map(|(p, ..)| p.file.path.display())
+        .chain(moves.iter().map(|(p, _)| p.file.path.display()))
+        .collect();
+    let receipt = net::protect(
+        repo,
+        &paths,
+        &SafetyOptions {
+            root: root.to_path_buf(),
+            kind: SnapshotKind::PreRepair,
+            tags: vec!["repair".into()],
+            time: opts.now,
+            hostname: opts.hostname.clone(),
+            types: cfg.type_folders(),
+            what: "nothing was repaired",
+        },
+        progress,
+    )?;
+    summary.safety_snapshot = Some(receipt.snapshot);
+    let planned: Vec<RecordedFile> = overwrite
+        .iter()
+        .map(|(p, _, _, e)| RecordedFile {
+            path: p.file.path.display(),
+            cache_type: p.file.cache_type.clone().unwrap_or_default(),
+            action: "overwrite".into(),
+            size: p.file.stat.size,
+            atime_ns: 0,
+            reason: format!("{}: {}", p.file.reason, p.file.detail),
+            rewritten_hash: None,
+            after_hash: e.hash,
+            moved_to: None,
+        })
+        .chain(moves.iter().map(|(p, dest)| RecordedFile {
+            path: p.file.path.display(),
+            cache_type: p.file.cache_type.clone().unwrap_or_default(),
+            action: "move".into(),
+            size: p.file.stat.size,
+            atime_ns: 0,
+            reason: format!(
+                "{}: {}; no valid version in any snapshot",
+                p.file.reason, p.file.detail
+            ),
+            rewritten_hash: None,
+            after_hash: None,
+            moved_to: Some(dest.display().to_string()),
+        }))
+        .collect();
+    let mut record = OperationRecord::new(
+        "repair",
+        "repair",
+        opts.now,
+        &receipt.root,
+        Some(receipt.snapshot),
+        planned,
+    );
+    operation::write_record(repo, &record)?;
+    summary.operation_id = Some(record.id.clone());
+    let mut done = Vec::new();
+    let index = BlobIndex::load(repo)?;
+    let mut reader = BlobReader::new(repo, &index);
+    let mut failed_paths = Vec::new();
+    for (p, _, _, e) in overwrite.iter() {
+        crate::cancel::check().map_err(|err| {
+            err.after(format!(
+                "repair {} had replaced {} file(s) (undo puts them back)",
+                record.id,
+                done.len()
+            ))
+        })?;
+        let path = p.file.path.display();
+        if !receipt.still_matches(&path, &p.abs)? {
+            summary.skipped.push(path);
+            continue;
+        }
+        let written = read_version(&mut reader, e)
+            .and_then(|data| replace(&p.abs, &receipt, &path, &data, e));
+        match written {
+            Ok(()) => done.push(path),
+            Err(err) => {
+                failed_paths.push((path, format!("writing the good version failed: {err}")))
             }
         }
     }
-    Ok(summary)
+    for (p, dest) in moves.iter_mut() {
+        let path = p.file.path.display();
+        if !receipt.still_matches(&path, &p.abs)? {
+            summary.skipped.push(path);
+            continue;
+        }
+        match quarantine(&p.abs, &receipt, &path, dest) {
+            Ok(actual) => {
+                *dest = actual;
+                done.push(path);
+            }
+            Err(err) => failed_paths.push((
+                path,
+                format!(
+                    "no good version in any snapshot, and moving it to quarantine failed: {err}"
+                ),
+            )),
+        }
+    }
+    // The record's moves name where each file really went.
+    for f in &mut record.planned {
+        if let Some((_, dest)) = moves.iter().find(|(p, _)| p.file.path.display() == f.path) {
+            f.moved_to = Some(dest.display().to_string());
+        }
+    }
+    record.done = Some(done);
+    record.skipped = summary.skipped.clone();
+    operation::write_record(repo, &record)?;
+    for (path, error) in failed_paths {
+        summary.skipped.push(path.clone());
+        if let Some((p, ..)) = overwrite
+            .iter()
+            .find(|(p, ..)| p.file.path.display() == path)
+        {
+            summary.failed.push(failure(p.file.clone(), error));
+        } else if let Some((p, _)) = moves.iter().find(|(p, _)| p.file.path.display() == path) {
+            summary.failed.push(failure(p.file.clone(), error));
+        }
+    }
+    Ok(())
+}
+
+/// Reads and verifies one snapshot version.
+fn read_version(reader: &mut BlobReader<'_>, e: &Entry) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(e.size as usize);
+    for b in &e.blobs {
+        data.extend_from_slice(&reader.read(b)?);
+    }
+    if data.len() as u64 != e.size || Some(BlobId::of(&data)) != e.hash {
+        return Err(Error::corrupt(format!(
+            "{}: the version read back does not match its snapshot",
+            e.path.display()
+        )));
+    }
+    Ok(data)
 }
 
 struct Pending {
@@ -277,6 +484,7 @@ enum State {
     Repaired {
         snapshot: BlobId,
         time: DateTime<FixedOffset>,
+        entry: Box<Entry>,
     },
     Failed(String),
 }
@@ -285,7 +493,6 @@ enum Attempt {
     Repaired,
     Refused(String, Option<BlobId>),
     SameAsRefused,
-    Failed(String),
 }
 
 fn failure(file: InvalidFile, error: String) -> RepairFailure {
@@ -333,15 +540,14 @@ fn candidates_in(header: &Manifest, pending: &[Pending]) -> HashMap<Vec<u8>, usi
         .collect()
 }
 
-/// Reads one snapshot version of a pending file, verifies and validates it, and (unless a
-/// dry run) writes it in place.
+/// Reads one snapshot version of a pending file, verifies and validates it. Nothing is
+/// written here: the plan is carried out under the safety net by [`apply`].
 fn try_version(
     repo: &Repository,
     index: &BlobIndex,
     rules: &Rules<'_>,
     p: &Pending,
     e: &Entry,
-    dry_run: bool,
 ) -> Attempt {
     if e.kind != EntryKind::File {
         let what = if e.kind == EntryKind::Dir {
@@ -380,27 +586,16 @@ fn try_version(
     if let Err(f) = rules.check(kind, &data) {
         return Attempt::Refused(format!("that version is invalid too ({f})"), Some(actual));
     }
-    if dry_run {
-        return Attempt::Repaired;
-    }
-    match replace(&p.abs, &p.file.stat, &data, e) {
-        Ok(()) => Attempt::Repaired,
-        Err(err) => Attempt::Failed(format!("writing the good version failed: {err}")),
-    }
+    Attempt::Repaired
 }
 
-/// Refuses to act on a file that is no longer the one validation judged (the application
-/// that writes the cache may have rewritten it since).
-fn still_the_same(abs: &Path, expected: &Stat) -> Result<()> {
-    let m = fs::symlink_metadata(abs).map_err(Error::io(abs))?;
-    let now = Stat::of(&m);
-    if !m.is_file()
-        || now.ino != expected.ino
-        || now.size != expected.size
-        || now.mtime_ns != expected.mtime_ns
-    {
+/// Refuses to act on a file that is no longer the one the safety snapshot holds (the
+/// application that writes the cache may have rewritten it since): size, mtime, ctime and
+/// inode, checked right before the change.
+fn still_the_same(abs: &Path, receipt: &Receipt, path: &str) -> Result<()> {
+    if !receipt.still_matches(path, abs)? {
         return Err(Error::Invalid(format!(
-            "{} changed since it was validated; left alone (run repair again)",
+            "{} changed since its pre-repair snapshot; left alone (run repair again)",
             abs.display()
         )));
     }
@@ -409,8 +604,7 @@ fn still_the_same(abs: &Path, expected: &Stat) -> Result<()> {
 
 /// Writes `data` over `abs` atomically: temp file in the same folder, mode and mtime of the
 /// snapshot entry, fsync, rename, fsync of the folder.
-fn replace(abs: &Path, expected: &Stat, data: &[u8], e: &Entry) -> Result<()> {
-    still_the_same(abs, expected)?;
+fn replace(abs: &Path, receipt: &Receipt, path: &str, data: &[u8], e: &Entry) -> Result<()> {
     let tmp = fsutil::temp_path_for(abs);
     let result = (|| {
         let mut f = fsutil::create_new_private(&tmp)?;
@@ -421,6 +615,8 @@ fn replace(abs: &Path, expected: &Stat, data: &[u8], e: &Entry) -> Result<()> {
             .map_err(Error::io(&tmp))?;
         f.sync_all().map_err(Error::io(&tmp))?;
         drop(f);
+        // The last moment before the file is replaced.
+        still_the_same(abs, receipt, path)?;
         fsutil::persist(&tmp, abs)
     })();
     if result.is_err() {
@@ -450,8 +646,9 @@ fn free_name(base: &Path) -> PathBuf {
 /// Moves `abs` to the first free [`numbered`] name of `base`, never overwriting: a hard link
 /// (fails if the name exists) then unlink, or, across file systems, a durable copy then
 /// unlink. The cache name goes only once the quarantined copy is durable.
-fn quarantine(abs: &Path, expected: &Stat, base: &Path) -> Result<PathBuf> {
-    still_the_same(abs, expected)?;
+fn quarantine(abs: &Path, receipt: &Receipt, path: &str, base: &Path) -> Result<PathBuf> {
+    still_the_same(abs, receipt, path)?;
+    let expected_ino = receipt.held(path).map(|h| h.ino).unwrap_or_default();
     let dir = base.parent().unwrap_or(Path::new("."));
     fsutil::create_private_dir(dir)?;
     for n in 0.. {
@@ -461,7 +658,7 @@ fn quarantine(abs: &Path, expected: &Stat, base: &Path) -> Result<PathBuf> {
                 // The link names whatever `abs` named at that instant: make sure it is the
                 // file that was judged before the cache name goes.
                 let linked = fs::symlink_metadata(&dest).map_err(Error::io(&dest))?;
-                if Stat::of(&linked).ino != expected.ino {
+                if Stat::of(&linked).ino != expected_ino {
                     let _ = fs::remove_file(&dest);
                     return Err(Error::Invalid(format!(
                         "{} changed while being quarantined; left alone (run repair again)",

@@ -350,6 +350,11 @@ pub struct RepairArgs {
     /// Find the versions and report what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Repair even when the invalid files look like a schema or version change (more than
+    /// `repair.max_invalid_share` of a type invalid, or most failing the schema or
+    /// cache_version). What is replaced is kept in a pre-repair snapshot either way.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `demo`.

@@ -26,6 +26,9 @@ pub fn repair(ctx: &Ctx, a: &RepairArgs) -> Result<Outcome> {
     let opts = RepairOptions {
         types: a.types.clone(),
         dry_run: a.dry_run,
+        force: a.force,
+        now: super::now(),
+        hostname: super::hostname(),
     };
     let bars = ctx.progress();
     let s = repair::repair(&repo, cfg, &opts, &bars)
@@ -102,5 +105,25 @@ pub fn repair(ctx: &Ctx, a: &RepairArgs) -> Result<Outcome> {
             )
         }
     ));
+    for w in &s.suspected_changes {
+        human.push_str(&format!("warning (repaired anyway, --force): {w}\n"));
+    }
+    if !s.skipped.is_empty() {
+        human.push_str(&format!(
+            "{} file(s) changed after the pre-repair snapshot and were left alone\n",
+            s.skipped.len()
+        ));
+    }
+    if let (Some(id), Some(snap)) = (&s.operation_id, &s.safety_snapshot) {
+        human.push_str(&format!(
+            "what repair replaced or moved is in pre-repair snapshot {}: `cachevault undo {id}` puts it back\n",
+            snap.short()
+        ));
+    }
+    let code = if s.ok() && s.skipped.is_empty() {
+        code
+    } else {
+        exit::PARTIAL
+    };
     Ok(Outcome::new(doc, human, code))
 }
