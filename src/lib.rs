@@ -23,6 +23,7 @@ pub mod forget;
 pub mod fsutil;
 pub mod health;
 pub mod id;
+pub mod inplace;
 pub mod journal;
 pub mod manifest;
 pub mod net;

@@ -606,6 +606,7 @@ pub fn undo(
             m,
             root,
             &RestoreOptions {
+                exact: false,
                 paths: write
                     .iter()
                     .map(|(p, _)| RelPath::from(p.as_str()))

@@ -30,6 +30,8 @@ pub type Guard = std::sync::Arc<dyn Fn(&RelPath, &Path) -> Result<bool> + Send +
 pub struct RestoreOptions {
     /// Only these paths (and what lies below them); empty = everything.
     pub paths: Vec<RelPath>,
+    /// `paths` name exactly the entries to restore, not what lies below them.
+    pub exact: bool,
     /// Plan only.
     pub dry_run: bool,
     /// Checked right before each file replaces its destination.
@@ -40,6 +42,7 @@ impl std::fmt::Debug for RestoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestoreOptions")
             .field("paths", &self.paths)
+            .field("exact", &self.exact)
             .field("dry_run", &self.dry_run)
             .field("guard", &self.guard.is_some())
             .finish()
@@ -94,9 +97,10 @@ pub fn restore(
         .iter()
         .filter(|e| {
             named.is_empty()
-                || named.contains(&b""[..])
                 || named.contains(e.path.as_bytes())
-                || e.path
+                || (!opts.exact && named.contains(&b""[..]))
+                || !opts.exact
+                    && e.path
                     .as_bytes()
                     .iter()
                     .enumerate()

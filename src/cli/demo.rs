@@ -125,6 +125,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> Result<Outcome> {
         &s1.manifest,
         &r3,
         &RestoreOptions {
+            exact: false,
             paths: vec![cachevault::RelPath(
                 deleted.0.as_os_str().as_bytes().to_vec(),
             )],

@@ -5,15 +5,22 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use cachevault::inplace::{self, InPlaceOptions};
 use cachevault::restore::{self, RestoreOptions};
 use cachevault::{select, snapshot, LockKind, RelPath};
 
 use super::args::RestoreArgs;
-use super::{bytes, exit, parse_time, Ctx, Outcome};
+use super::{bytes, exit, parse_time, table, Ctx, Outcome};
 
 pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let _lock = ctx.lock(&repo, LockKind::Shared, "restore")?;
+    // In place, files of the cache tree are overwritten: no snapshot may interleave.
+    let kind = if a.in_place && !a.dry_run {
+        LockKind::Exclusive
+    } else {
+        LockKind::Shared
+    };
+    let _lock = ctx.lock(&repo, kind, "restore")?;
     let filter = ctx.filter_of(&a.tags, &a.kinds, &a.snapshot_paths, &a.hosts, true)?;
     let sel = match (&a.snapshot, &a.at) {
         (Some(s), _) => select::resolve(&repo, s, &filter, super::now())?,
@@ -66,12 +73,16 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
                 .with_context(|| format!("--path {p:?}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let bars = ctx.progress();
+    if a.in_place {
+        return in_place(ctx, a, &repo, &m, id, paths);
+    }
     let opts = RestoreOptions {
         paths,
+        exact: false,
         dry_run: a.dry_run,
         guard: None,
     };
-    let bars = ctx.progress();
     let s = restore::restore(&repo, &m, &target, &opts, &bars)
         .with_context(|| format!("restoring {} into {}", id.short(), target.display()))?;
     for e in &s.errors {
@@ -118,5 +129,100 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
             format!(", {} FAILED", s.errors.len())
         }
     );
+    Ok(Outcome::new(doc, human, code))
+}
+
+/// `restore --in-place`: under the safety net, with a preview on `--dry-run`.
+fn in_place(
+    ctx: &Ctx,
+    a: &RestoreArgs,
+    repo: &cachevault::Repository,
+    m: &cachevault::Manifest,
+    id: cachevault::BlobId,
+    paths: Vec<RelPath>,
+) -> Result<Outcome> {
+    let bars = ctx.progress();
+    let (p, s) = inplace::restore_in_place(
+        repo,
+        m,
+        &InPlaceOptions {
+            paths,
+            dry_run: a.dry_run,
+            now: super::now(),
+            hostname: super::hostname(),
+            types: ctx
+                .config
+                .as_ref()
+                .map(|c| c.type_folders())
+                .unwrap_or_default(),
+        },
+        &bars,
+    )
+    .with_context(|| format!("restoring {} in place into {}", id.short(), m.root))?;
+    for e in &s.errors {
+        ctx.note(&format!("failed: {e}"));
+    }
+    let code = if !s.errors.is_empty() {
+        if s.corruption {
+            exit::CORRUPT
+        } else {
+            exit::FAILED
+        }
+    } else if !p.conflicts.is_empty() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
+    let mut doc = serde_json::to_value(&p)?;
+    doc["snapshot"] = json!(id.to_hex());
+    doc["snapshot_time"] = json!(m.time.to_rfc3339());
+    doc["snapshot_kind"] = json!(m.kind());
+    doc["snapshot_root"] = json!(m.root);
+    doc["target"] = json!(m.root);
+    doc["files"] = json!(s.files);
+    doc["bytes"] = json!(s.bytes);
+    doc["errors"] = json!(s.errors);
+    let mut human = String::new();
+    let shown = if ctx.cli.verbose > 0 || a.dry_run {
+        usize::MAX
+    } else {
+        20
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (what, list) in [("overwrite", &p.overwrite), ("create", &p.create)] {
+        rows.extend(
+            list.iter()
+                .take(shown)
+                .map(|x| vec![what.to_string(), x.clone()]),
+        );
+    }
+    if !rows.is_empty() {
+        human.push_str(&table(
+            &[if a.dry_run { "Would" } else { "Did" }, "Path"],
+            &rows,
+        ));
+    }
+    for c in &p.conflicts {
+        human.push_str(&format!("left alone: {} ({})\n", c.path, c.reason));
+    }
+    human.push_str(&format!(
+        "{} snapshot {} ({}, {}) in place into {}: {} overwritten, {} created, {} already as in the snapshot{}\n",
+        if a.dry_run { "would restore" } else { "restored" },
+        id.short(),
+        m.kind(),
+        m.time.format("%Y-%m-%d %H:%M:%S %:z"),
+        m.root,
+        p.overwrite.len(),
+        p.create.len(),
+        p.unchanged,
+        match (&p.operation_id, &p.safety_snapshot) {
+            (Some(op), Some(snap)) => format!(
+                "; what it overwrote is in pre-restore snapshot {}: `cachevault undo {op}` puts it back",
+                &snap[..8]
+            ),
+            (Some(op), None) => format!("; `cachevault undo {op}` removes what it created"),
+            _ => String::new(),
+        }
+    ));
     Ok(Outcome::new(doc, human, code))
 }
