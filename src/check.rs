@@ -263,6 +263,7 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         .par_iter()
         .map(|idx| read_archive(repo, idx))
         .collect();
+    crate::cancel::check()?;
     let mut bad_by_archive: IdMap<(Vec<String>, IdSet)> = IdMap::default();
     for ((bytes, errs, bad, damaged), idx) in results.into_iter().zip(&selected) {
         report.bytes_read += bytes;
@@ -367,6 +368,9 @@ fn check_entries(
 /// Returns (bytes read, errors, damaged blobs, archive damaged).
 fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec<BlobId>, bool) {
     let path = repo.archive_path(&idx.archive);
+    if crate::cancel::requested().is_some() {
+        return (0, Vec::new(), Vec::new(), false);
+    }
     let mut errors = Vec::new();
     let mut bad = Vec::new();
     let bytes = match fsutil::read(&path) {

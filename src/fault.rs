@@ -1,6 +1,8 @@
-//! Deterministic crash points for tests: when the environment variable `CACHEVAULT_FAULT`
-//! names a point, the process aborts there, exactly as a power cut or `kill -9` would stop
-//! it between two writes. Unset (always, in production) it costs one cached lookup.
+//! Deterministic crash and pause points for tests: when the environment variable
+//! `CACHEVAULT_FAULT` names a point, the process aborts there, exactly as a power cut or
+//! `kill -9` would stop it between two writes; `CACHEVAULT_PAUSE` stops it there instead,
+//! for a test to act and resume it. Unset (always, in production) each costs one cached
+//! lookup.
 
 use std::sync::OnceLock;
 
@@ -11,6 +13,21 @@ pub fn point(name: &str) {
     if wanted.as_deref() == Some(name) {
         eprintln!("cachevault: injected fault at {name}");
         std::process::abort();
+    }
+}
+
+/// Stops the process (SIGSTOP, as `kill -STOP` would) if `CACHEVAULT_PAUSE` equals `name`,
+/// so that a test can change the world at exactly that moment and then let it go on with
+/// SIGCONT. Unset (always, in production) it costs one cached lookup.
+pub fn pause(name: &str) {
+    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+    let wanted = WANTED.get_or_init(|| std::env::var("CACHEVAULT_PAUSE").ok());
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    // Once per process: a point inside a loop stops the first time only.
+    if wanted.as_deref() == Some(name) && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("cachevault: pausing at {name}");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
     }
 }
 

@@ -146,6 +146,7 @@ pub fn protect(
         )));
     }
     crate::fault::point("net.before_verify");
+    crate::fault::pause("net.before_verify");
     let mut receipt = verify(repo, id, paths, opts)?;
     receipt.bytes_added = snap.manifest.summary.bytes_added;
     Ok(receipt)

@@ -267,7 +267,8 @@ pub fn prune(
         }
     }
     leftovers.extend(stale_indexes.iter().map(|id| repo.index_path(id)));
-    summary.leftovers_removed = leftovers.len();
+    let holders = crate::repo::lock::stale_holders(&repo.locks_dir());
+    summary.leftovers_removed = leftovers.len() + holders.len();
 
     if opts.dry_run {
         let live_repack: u64 = to_repack
@@ -293,6 +294,8 @@ pub fn prune(
         }
     }
 
+    // The last safe point before anything is written.
+    crate::cancel::check()?;
     // From here on, a failure has changed something: say what.
     let changes = |e: Error, what: String| e.after(format!("prune had {what}"));
 
@@ -308,6 +311,7 @@ pub fn prune(
         let mut reader = BlobReader::new(repo, &index);
         let result = (|| -> Result<()> {
             for (idx, keep) in &to_repack {
+                crate::cancel::check()?;
                 for &k in keep {
                     let b = &idx.blobs[k];
                     let data = reader.read(&b.id)?;
@@ -327,7 +331,9 @@ pub fn prune(
         progress.finish();
         if let Err(e) = result {
             pack.abandon();
-            return Err(e);
+            return Err(e.after(
+                "prune had written replacement archives (unused; the next prune removes them)",
+            ));
         }
         // Finished archives of a failed repack are unreferenced data for the next prune.
         let new = pack.finish()?;
@@ -335,6 +341,11 @@ pub fn prune(
         summary.archives_written = new.len();
         new_ids.extend(new.iter().map(|i| i.archive));
         crate::fault::point("prune.after_repack");
+        crate::fault::pause("prune.after_repack");
+        // A safe point still: nothing is deleted yet, the new archives are complete.
+        crate::cancel::check().map_err(|e| {
+            e.after("prune had written replacement archives (unused; the next prune removes them)")
+        })?;
     }
     // 2. Old indexes go first, then their archives (a crash in between leaves an unindexed
     //    archive, whose index the next prune rebuilds before it deletes the archive).
@@ -384,6 +395,9 @@ pub fn prune(
                 return Err(Error::io(p)(e));
             }
         }
+    }
+    for h in &holders {
+        let _ = std::fs::remove_file(h);
     }
     fsutil::sync_dir(&repo.archives_dir())?;
     fsutil::sync_dir(&repo.index_dir())?;

@@ -128,6 +128,7 @@ pub fn rebuild_index(
     let mut sorted = archives.clone();
     sorted.sort();
     for (id, size) in sorted {
+        crate::cancel::check()?;
         let reason = match current.get(&id) {
             None => Some("missing"),
             Some(Err(_)) => Some("damaged"),

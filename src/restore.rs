@@ -101,10 +101,10 @@ pub fn restore(
                 || (!opts.exact && named.contains(&b""[..]))
                 || !opts.exact
                     && e.path
-                    .as_bytes()
-                    .iter()
-                    .enumerate()
-                    .any(|(i, &b)| b == b'/' && named.contains(&e.path.as_bytes()[..i]))
+                        .as_bytes()
+                        .iter()
+                        .enumerate()
+                        .any(|(i, &b)| b == b'/' && named.contains(&e.path.as_bytes()[..i]))
         })
         .collect();
     if !opts.paths.is_empty() && selected.is_empty() {
@@ -218,6 +218,7 @@ pub fn restore(
                     }
                 }
                 progress.inc(e.size);
+                crate::fault::pause("restore.writing");
             }
             (bytes, errs, skipped)
         })

@@ -243,7 +243,7 @@ pub fn create(
             Ok(r) => r,
             Err(e) => {
                 // The writer's own error (a full disk, say) is the one worth reporting.
-                return Err(sink.finish().err().unwrap_or(e));
+                return Err(sink.fail(e));
             }
         };
         for (read_no, outcome) in results.into_iter().flatten() {
@@ -299,7 +299,7 @@ pub fn create(
                 Ok(tree) => tree,
                 // The writer may have failed after taking the last file frame: its error (a
                 // full disk, say) is the one worth reporting, not "writer stopped".
-                Err(e) => return Err(sink.finish().err().unwrap_or(e)),
+                Err(e) => return Err(sink.fail(e)),
             }
         }
     };
@@ -328,6 +328,8 @@ pub fn create(
     let id = if opts.dry_run {
         None
     } else {
+        // The last safe point: a signal now leaves stored blobs for prune, no manifest.
+        crate::cancel::check()?;
         crate::fault::point("snapshot.before_manifest");
         Some(write_manifest(repo, &manifest)?)
     };
@@ -395,9 +397,12 @@ pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<Blob
         false,
     );
     // The writer's own error (a full disk, say) comes first, as in `create`.
-    match (stored, sink.finish()) {
-        (Ok(tree), Ok(_)) => manifest.tree = tree,
-        (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
+    match stored {
+        Ok(tree) => {
+            sink.finish()?;
+            manifest.tree = tree;
+        }
+        Err(e) => return Err(sink.fail(e)),
     }
     write_manifest(repo, manifest)
 }
@@ -442,12 +447,16 @@ fn store_tree(
 struct Sink {
     tx: SyncSender<CompressedFrame>,
     handle: Option<std::thread::JoinHandle<Result<(u64, u64)>>>,
+    /// Set when the snapshot failed: the unfinished archive is dropped, not finished.
+    abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sink {
     fn start(repo: &Repository, dry_run: bool) -> Sink {
         let (tx, rx) = sync_channel::<CompressedFrame>(4);
         let repo = repo.clone();
+        let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let aborted = abort.clone();
         let handle = std::thread::spawn(move || -> Result<(u64, u64)> {
             let mut pack = PackWriter::new(&repo);
             let mut blobs = 0u64;
@@ -462,6 +471,10 @@ impl Sink {
                     return Err(e);
                 }
             }
+            if aborted.load(std::sync::atomic::Ordering::SeqCst) {
+                pack.abandon();
+                return Ok((0, 0));
+            }
             let written = pack.bytes_written;
             pack.finish()?;
             Ok((written, blobs))
@@ -469,7 +482,15 @@ impl Sink {
         Sink {
             tx,
             handle: Some(handle),
+            abort,
         }
+    }
+
+    /// The snapshot failed with `e`: the unfinished archive is dropped (its temp file
+    /// removed); returns the writer's own error if it had one (a full disk, say), else `e`.
+    fn fail(&mut self, e: Error) -> Error {
+        self.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.finish().err().unwrap_or(e)
     }
 
     fn send(&self, frame: CompressedFrame) -> Result<()> {
@@ -534,8 +555,10 @@ fn read_batch(
         })
     };
     for &(idx, se) in batch {
+        crate::cancel::check()?;
         let outcome = read_file(shared, se, &mut builder, &send)?;
         out.push((idx, outcome));
+        crate::fault::pause("snapshot.reading");
     }
     if !builder.is_empty() {
         send(&mut builder)?;

@@ -268,6 +268,21 @@ pub fn run(
     let now_utc = opts.now.with_timezone(&Utc);
     let mut p = plan::plan(cfg, opts.strategy, &types, &files, smart.as_ref(), now_utc)?;
     p.warnings.extend(warnings);
+    // A file that cannot be read cannot be held in a snapshot, so it is never deleted: it
+    // leaves the plan, with a warning, and the clear goes on with the rest.
+    p.actions.retain(|a| {
+        let path = &a.file().path;
+        match fsutil::open_noatime(&cfg.root.join(path)) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                p.warnings.push(format!(
+                    "{path}: cannot be read ({e}); left out of the clear, since it cannot be held in a snapshot"
+                ));
+                false
+            }
+        }
+    });
     summary.bytes_freed = p.actions.iter().map(|a| a.bytes_freed()).sum();
     summary.plan = p;
     if opts.dry_run || summary.plan.actions.is_empty() {
@@ -348,6 +363,7 @@ pub fn run(
     let clear_id = record.id.clone();
     write_record(repo, &record)?;
     crate::fault::point("clear.before_delete");
+    crate::fault::pause("clear.before_delete");
 
     // Delete / rewrite, in throttled batches for performance_aware.
     let batch = if opts.strategy == Strategy::PerformanceAware {

@@ -72,7 +72,29 @@ impl Outcome {
     }
 }
 
+/// SIGINT and SIGTERM ask the running operation to stop at its next safe point (temp files
+/// removed, lock and holder file released, the operation journaled as interrupted, exit code
+/// 128 + the signal); a second one stops the process at once.
+fn install_signal_handlers() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if cachevault::cancel::requested().is_some() {
+                std::process::exit(128 + signal);
+            }
+            cachevault::cancel::request(signal);
+            eprintln!(
+                "cachevault: signal {signal}: stopping at the next safe point (send it again to stop at once)"
+            );
+        }
+    });
+}
+
 pub fn main() -> ExitCode {
+    install_signal_handlers();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -233,6 +255,8 @@ pub fn result_name(code: u8) -> &'static str {
         exit::PARTIAL => "partial",
         // Nothing changed, by design: the machine was busy.
         exit::DEFERRED => "deferred",
+        // Stopped by a signal at a safe point.
+        c if c > 128 => "interrupted",
         _ => "failed",
     }
 }
@@ -303,6 +327,8 @@ pub mod kind {
     /// The command failed after it had changed something (exit code 1; the error says
     /// what changed).
     pub const PARTIAL: &str = "partial";
+    /// A signal stopped the command at a safe point (exit code 130 or 143).
+    pub const INTERRUPTED: &str = "interrupted";
 }
 
 /// Marks an error from loading or checking the config file, whatever lies beneath (a
@@ -318,6 +344,11 @@ struct ConfigError(Error);
 fn kind_for(e: &anyhow::Error) -> &'static str {
     if e.chain().any(|c| c.is::<ConfigError>()) {
         return kind::CONFIG;
+    }
+    if e.chain()
+        .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Interrupted { .. })))
+    {
+        return kind::INTERRUPTED;
     }
     let library: Vec<&Error> = e
         .chain()
@@ -367,6 +398,12 @@ fn library_kind(err: &Error) -> &'static str {
 }
 
 fn code_for(e: &anyhow::Error) -> u8 {
+    // Stopped by a signal: 130 for SIGINT, 143 for SIGTERM, as shells report it.
+    for cause in e.chain() {
+        if let Some(Error::Interrupted { signal }) = cause.downcast_ref::<Error>() {
+            return (128 + signal).clamp(0, 255) as u8;
+        }
+    }
     let changed = e.downcast_ref::<ChangedBefore>().is_some()
         || e.chain()
             .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::AfterChanges { .. })));

@@ -113,6 +113,29 @@ impl RepoLock {
     }
 }
 
+/// Holder files of processes that are gone (killed before they could remove theirs): what
+/// prune removes. Files that do not parse count as gone too.
+pub fn stale_holders(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "holder") {
+                continue;
+            }
+            let alive = fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<HolderInfo>(&b).ok())
+                .is_some_and(|h| Path::new(&format!("/proc/{}", h.pid)).exists());
+            if !alive {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn describe_holders(dir: &Path) -> String {
     let mut parts = Vec::new();
     if let Ok(rd) = fs::read_dir(dir) {
