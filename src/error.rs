@@ -78,13 +78,13 @@ pub enum Error {
     },
     /// An operation failed after it had already changed something; `changed` says exactly
     /// what (the exit code is then never the one that promises "nothing changed").
-    #[error("{changed}; then: {source}")]
+    // The failure is part of the message, not a `source`: printed once, not twice.
+    #[error("{changed}; then: {cause}")]
     AfterChanges {
         /// What had been changed before the failure.
         changed: String,
         /// The failure.
-        #[source]
-        source: Box<Error>,
+        cause: Box<Error>,
     },
 }
 
@@ -100,8 +100,17 @@ impl Error {
     /// Whether this error means stored data is damaged (as opposed to I/O or usage).
     pub fn is_corruption(&self) -> bool {
         match self {
-            Error::AfterChanges { source, .. } => source.is_corruption(),
+            Error::AfterChanges { cause, .. } => cause.is_corruption(),
             e => matches!(e, Error::CorruptBlob { .. } | Error::Corrupt { .. }),
+        }
+    }
+
+    /// The signal that stopped the operation, if this error is (or wraps) an interruption.
+    pub fn interrupted(&self) -> Option<i32> {
+        match self {
+            Error::Interrupted { signal } => Some(*signal),
+            Error::AfterChanges { cause, .. } => cause.interrupted(),
+            _ => None,
         }
     }
 
@@ -109,7 +118,7 @@ impl Error {
     pub fn after(self, changed: impl Into<String>) -> Error {
         Error::AfterChanges {
             changed: changed.into(),
-            source: Box::new(self),
+            cause: Box::new(self),
         }
     }
 

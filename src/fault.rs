@@ -28,6 +28,9 @@ pub fn pause(name: &str) {
         eprintln!("cachevault: pausing at {name}");
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        // Resumed: signals sent while stopped are delivered now, possibly to another
+        // thread; give them a moment so that the test sees their effect at this very point.
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

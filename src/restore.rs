@@ -206,9 +206,9 @@ pub fn restore(
             let mut errs = Vec::new();
             let mut skipped = Vec::new();
             for e in unit {
-                if let Err(err) = crate::cancel::check() {
-                    errs.push((format!("{}: {err}", e.path.display()), false));
-                    continue;
+                // A signal: stop between files; the caller reports the interruption.
+                if crate::cancel::requested().is_some() {
+                    break;
                 }
                 match restore_file(&mut reader, &target, e, opts.guard.as_ref()) {
                     Ok(true) => bytes += e.size,
@@ -224,6 +224,8 @@ pub fn restore(
         })
         .collect();
     progress.finish();
+    // Every file written so far is complete and verified; no temp file is left.
+    crate::cancel::check()?;
     let mut failed_files = 0;
     for (bytes, errs, skipped) in results {
         summary.bytes += bytes;

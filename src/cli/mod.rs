@@ -77,20 +77,16 @@ impl Outcome {
 /// 128 + the signal); a second one stops the process at once.
 fn install_signal_handlers() {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
-        return;
-    };
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            if cachevault::cancel::requested().is_some() {
-                std::process::exit(128 + signal);
-            }
-            cachevault::cancel::request(signal);
-            eprintln!(
-                "cachevault: signal {signal}: stopping at the next safe point (send it again to stop at once)"
-            );
-        }
-    });
+    use signal_hook::flag;
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // In the handler itself, in order: a second signal exits at once, the first one
+        // only records which signal asked (an atomic store, all a handler may do).
+        let exit_code = 128 + sig;
+        let _ = flag::register_conditional_shutdown(sig, exit_code, asked.clone());
+        let _ = flag::register(sig, asked.clone());
+        let _ = flag::register_usize(sig, cachevault::cancel::flag(), sig as usize);
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -147,6 +143,12 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             let code = code_for(&e);
+            if code > 128 {
+                eprintln!(
+                    "cachevault: signal {}: stopped at a safe point (a second signal stops at once)",
+                    code - 128
+                );
+            }
             eprintln!("cachevault: error: {e:#}");
             if json {
                 print_error_json(&format!("{e:#}"), code, kind_for(&e));
@@ -345,9 +347,11 @@ fn kind_for(e: &anyhow::Error) -> &'static str {
     if e.chain().any(|c| c.is::<ConfigError>()) {
         return kind::CONFIG;
     }
-    if e.chain()
-        .any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Interrupted { .. })))
-    {
+    if e.chain().any(|c| {
+        c.downcast_ref::<Error>()
+            .and_then(Error::interrupted)
+            .is_some()
+    }) {
         return kind::INTERRUPTED;
     }
     let library: Vec<&Error> = e
@@ -400,7 +404,7 @@ fn library_kind(err: &Error) -> &'static str {
 fn code_for(e: &anyhow::Error) -> u8 {
     // Stopped by a signal: 130 for SIGINT, 143 for SIGTERM, as shells report it.
     for cause in e.chain() {
-        if let Some(Error::Interrupted { signal }) = cause.downcast_ref::<Error>() {
+        if let Some(signal) = cause.downcast_ref::<Error>().and_then(Error::interrupted) {
             return (128 + signal).clamp(0, 255) as u8;
         }
     }
