@@ -177,6 +177,7 @@ pub fn create(
             hash: None,
             blobs: Vec::new(),
             target: se.target.clone(),
+            link: None,
         };
         match se.kind {
             EntryKind::Dir => stats.dirs += 1,
