@@ -1,11 +1,11 @@
 //! Verified restore: plan the entries, create folders beneath the target without following
 //! symlinks, write each file to a temp name while hashing it, compare with the manifest,
-//! and only then rename into place; folder metadata last.
+//! and only then rename into place; folder metadata last. Aligned blocks of zeros are never
+//! written, so sparse files stay sparse.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +49,11 @@ pub struct RestoreSummary {
 
 /// Files per parallel work unit: neighbours share frames, so a unit decompresses each frame once.
 const FILES_PER_UNIT: usize = 64;
+/// Restore leaves a hole wherever a block of this size, aligned to it in the file, is all
+/// zeros: the block size of the usual file systems (ext4, xfs, tmpfs pages), the smallest
+/// hole they keep. A zero run that covers no such block is written, unless it touches the
+/// edge of a blob (see [`SparseWriter::write`]).
+const HOLE_BLOCK: usize = 4096;
 
 /// Restores `manifest` into `target`.
 ///
@@ -297,7 +302,7 @@ fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result
     }
     let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
-    let (mut f, named_tmp) = match create_unnamed(&dir) {
+    let (f, named_tmp) = match create_unnamed(&dir) {
         Some(f) => (f, None),
         None => {
             let tmp = temp_in(&dir, &name);
@@ -313,14 +318,16 @@ fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result
     };
     let shown = named_tmp.clone().unwrap_or_else(|| dir.clone());
     let result = (|| {
+        // Every byte is hashed, zeros included: skipping a block on disk never skips it
+        // from verification.
         let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
+        let mut out = SparseWriter::new(&f);
         for b in &e.blobs {
             let data = reader.read(b)?;
             hasher.update(&data);
-            written += data.len() as u64;
-            f.write_all(&data).map_err(Error::io(&shown))?;
+            out.write(&data).map_err(Error::io(&shown))?;
         }
+        let written = out.finish().map_err(Error::io(&shown))?;
         let actual = BlobId::from(hasher.finalize());
         if written != e.size || Some(actual) != e.hash {
             return Err(Error::corrupt(format!(
@@ -379,6 +386,105 @@ fn publish(f: &File, dir: &Path, name: &[u8], dest: &Path) -> Result<()> {
     }
 }
 
+/// Writes a new, empty file's content front to back, leaving a hole wherever an aligned
+/// [`HOLE_BLOCK`] is all zeros. The file starts empty, so bytes never written read back as
+/// zeros: skipping zeros is always correct, and doing so per aligned block keeps every hole
+/// the file system can keep. Non-zero blocks in a row go out in one positional write.
+struct SparseWriter<W: BlockSink> {
+    out: W,
+    /// Bytes received so far: the logical length.
+    len: u64,
+    /// End of the last write: when it falls short of `len`, the length is set at the end.
+    end: u64,
+}
+
+/// Where [`SparseWriter`] writes: a file, or a recorder in tests.
+trait BlockSink {
+    fn write_all_at(&mut self, data: &[u8], offset: u64) -> std::io::Result<()>;
+    fn set_len(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl BlockSink for &File {
+    fn write_all_at(&mut self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        FileExt::write_all_at(*self, data, offset)
+    }
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+impl<W: BlockSink> SparseWriter<W> {
+    fn new(out: W) -> Self {
+        SparseWriter {
+            out,
+            len: 0,
+            end: 0,
+        }
+    }
+
+    /// Appends `data`.
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let base = self.len;
+        // Cells: the part up to the next block boundary, whole blocks, the rest. A cell at
+        // either edge of `data` may be a partial block; skipping it when zero is still
+        // correct (never-written bytes read as zeros) and keeps a hole across blob edges.
+        let first = (HOLE_BLOCK - (base % HOLE_BLOCK as u64) as usize).min(data.len());
+        let mut run: Option<usize> = None;
+        let mut at = 0;
+        while at < data.len() {
+            let cell_end = if at == 0 {
+                first
+            } else {
+                (at + HOLE_BLOCK).min(data.len())
+            };
+            if is_zero_block(&data[at..cell_end]) {
+                if let Some(start) = run.take() {
+                    self.put(&data[start..at], base + start as u64)?;
+                }
+            } else if run.is_none() {
+                run = Some(at);
+            }
+            at = cell_end;
+        }
+        if let Some(start) = run {
+            self.put(&data[start..], base + start as u64)?;
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn put(&mut self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        self.out.write_all_at(data, offset)?;
+        self.end = offset + data.len() as u64;
+        Ok(())
+    }
+
+    /// Sets the length when the content ends in zeros that were not written; returns it.
+    fn finish(mut self) -> std::io::Result<u64> {
+        if self.end < self.len {
+            self.out.set_len(self.len)?;
+        }
+        Ok(self.len)
+    }
+}
+
+/// Whether `block` is all zeros. Real data answers at its first eight bytes (a JSON file
+/// never starts a block with eight NULs); only a block that could be zero is scanned, 64
+/// bytes at a time as eight words ORed together, which the compiler vectorises.
+fn is_zero_block(block: &[u8]) -> bool {
+    let head = &block[..block.len().min(8)];
+    if head.iter().any(|&b| b != 0) {
+        return false;
+    }
+    let mut wide = block.chunks_exact(64);
+    let zero = wide.by_ref().all(|c| {
+        c.chunks_exact(8).fold(0u64, |acc, w| {
+            acc | u64::from_ne_bytes(w.try_into().expect("chunks of 8 bytes"))
+        }) == 0
+    });
+    zero && wide.remainder().iter().all(|&b| b == 0)
+}
+
 fn refuse_folder(dest: &Path) -> Result<()> {
     match fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => Err(Error::Invalid(format!(
@@ -422,5 +528,142 @@ pub(crate) fn time_of(ns: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
         UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A file in memory that records each positional write.
+    #[derive(Default)]
+    struct Recorder {
+        content: Vec<u8>,
+        writes: Vec<(u64, usize)>,
+        set_len: Option<u64>,
+    }
+
+    impl BlockSink for &mut Recorder {
+        fn write_all_at(&mut self, data: &[u8], offset: u64) -> std::io::Result<()> {
+            let end = offset as usize + data.len();
+            if self.content.len() < end {
+                self.content.resize(end, 0);
+            }
+            self.content[offset as usize..end].copy_from_slice(data);
+            self.writes.push((offset, data.len()));
+            Ok(())
+        }
+        fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+            self.content.resize(len as usize, 0);
+            self.set_len = Some(len);
+            Ok(())
+        }
+    }
+
+    /// Writes `data` cut at `cuts` (blob edges) and returns what the file holds.
+    fn write_in_pieces(data: &[u8], cuts: &[usize]) -> Recorder {
+        let mut rec = Recorder::default();
+        let mut w = SparseWriter::new(&mut rec);
+        let mut at = 0;
+        for &cut in cuts.iter().chain([data.len()].iter()) {
+            let cut = cut.clamp(at, data.len());
+            w.write(&data[at..cut]).unwrap();
+            at = cut;
+        }
+        assert_eq!(w.finish().unwrap(), data.len() as u64);
+        rec
+    }
+
+    #[test]
+    fn zero_blocks_are_recognised_at_any_position() {
+        assert!(is_zero_block(&[]));
+        assert!(is_zero_block(&[0; 4096]));
+        assert!(is_zero_block(&[0; 100]));
+        for at in [0, 7, 8, 63, 64, 4000, 4031, 4095] {
+            let mut b = [0u8; 4096];
+            b[at] = 1;
+            assert!(!is_zero_block(&b), "a 1 at {at} was missed");
+        }
+        let mut short = [0u8; 77];
+        short[76] = 9;
+        assert!(!is_zero_block(&short), "the tail after the last 64 bytes");
+        assert!(!is_zero_block(b"{\"a\": 1}"));
+    }
+
+    #[test]
+    fn ordinary_data_is_one_write() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let rec = write_in_pieces(&data, &[]);
+        assert_eq!(rec.writes, vec![(0, 10_000)]);
+        assert_eq!(rec.set_len, None);
+        assert_eq!(rec.content, data);
+    }
+
+    #[test]
+    fn aligned_zero_blocks_are_skipped_and_short_runs_written() {
+        let mut data = vec![7u8; 5 * HOLE_BLOCK + 100];
+        // Block 1 all zeros: skipped. 4096 zeros straddling blocks 3 and 4: written.
+        data[HOLE_BLOCK..2 * HOLE_BLOCK].fill(0);
+        data[3 * HOLE_BLOCK + 10..4 * HOLE_BLOCK + 10].fill(0);
+        let rec = write_in_pieces(&data, &[]);
+        assert_eq!(
+            rec.writes,
+            vec![
+                (0, HOLE_BLOCK),
+                (2 * HOLE_BLOCK as u64, 3 * HOLE_BLOCK + 100)
+            ]
+        );
+        assert_eq!(rec.content, data);
+    }
+
+    #[test]
+    fn trailing_zeros_set_the_length() {
+        let mut data = vec![0u8; 3 * HOLE_BLOCK + 5];
+        data[..10].fill(1);
+        let rec = write_in_pieces(&data, &[]);
+        assert_eq!(rec.writes, vec![(0, HOLE_BLOCK)]);
+        assert_eq!(rec.set_len, Some(data.len() as u64));
+        assert_eq!(rec.content, data);
+        let zeros = write_in_pieces(&[0u8; 10_000], &[]);
+        assert!(zeros.writes.is_empty());
+        assert_eq!(zeros.content, vec![0u8; 10_000]);
+    }
+
+    #[test]
+    fn a_hole_survives_blob_edges_inside_it() {
+        let mut data = vec![3u8; 4 * HOLE_BLOCK];
+        data[HOLE_BLOCK..3 * HOLE_BLOCK].fill(0);
+        let rec = write_in_pieces(&data, &[HOLE_BLOCK + 1000, 2 * HOLE_BLOCK + 17]);
+        assert_eq!(rec.content, data);
+        let written: usize = rec.writes.iter().map(|w| w.1).sum();
+        assert_eq!(written, 2 * HOLE_BLOCK, "{:?}", rec.writes);
+    }
+
+    proptest! {
+        #[test]
+        fn sparse_writes_reproduce_the_content(
+            runs in proptest::collection::vec((any::<bool>(), 1usize..3 * HOLE_BLOCK), 0..12),
+            cuts in proptest::collection::vec(0usize..40_000, 0..6),
+        ) {
+            let mut data = Vec::new();
+            for (i, (zero, len)) in runs.iter().enumerate() {
+                let byte = if *zero { 0 } else { 1 + i as u8 };
+                data.extend(std::iter::repeat_n(byte, *len));
+            }
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let rec = write_in_pieces(&data, &cuts);
+            prop_assert_eq!(&rec.content, &data);
+            // No write covers a whole aligned block of zeros.
+            for &(offset, len) in &rec.writes {
+                let (start, end) = (offset as usize, offset as usize + len);
+                let first_block = start.div_ceil(HOLE_BLOCK);
+                for b in first_block..end / HOLE_BLOCK {
+                    let block = &data[b * HOLE_BLOCK..(b + 1) * HOLE_BLOCK];
+                    prop_assert!(block.iter().any(|&x| x != 0), "block {} written", b);
+                }
+            }
+        }
     }
 }
