@@ -1,11 +1,12 @@
 //! Verified restore: plan the entries, create folders beneath the target without following
 //! symlinks, write each file to a temp name while hashing it, compare with the manifest,
-//! and only then rename into place; folder metadata last. Aligned blocks of zeros are never
-//! written, so sparse files stay sparse.
+//! and only then rename into place; hard links of a file restored in the same run are
+//! linked to it; folder metadata last. Aligned blocks of zeros are never written, so sparse
+//! files stay sparse.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +38,9 @@ pub struct RestoreSummary {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// Files restored as hard links to a file restored in the same run (counted in `files`
+    /// too; their bytes are not written again).
+    pub links: u64,
     /// Bytes written.
     pub bytes: u64,
     /// Per-entry failures (corrupt blobs, unsafe destinations); exit code != 0.
@@ -55,19 +59,26 @@ const FILES_PER_UNIT: usize = 64;
 /// edge of a blob (see [`SparseWriter::write`]).
 const HOLE_BLOCK: usize = 4096;
 
+/// (device, inode) of a restored file, so that its hard links can check what they link to.
+type FileId = (u64, u64);
+
+/// Outcome of one work unit: bytes written, per-file failures (message, corruption), and
+/// the identity of the files whose hard links follow.
+type UnitResult<'a> = (u64, Vec<(String, bool)>, Vec<(&'a RelPath, FileId)>);
+
 /// Restores `manifest` into `target`.
 ///
 /// # Errors
 /// Errors that stop the whole restore (target unusable, index unreadable); per-entry failures
 /// are reported in the summary.
-pub fn restore(
+pub fn restore<'m>(
     repo: &Repository,
-    manifest: &Manifest,
+    manifest: &'m Manifest,
     target: &Path,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let selected: Vec<&Entry> = manifest
+    let selected: Vec<&'m Entry> = manifest
         .entries
         .iter()
         .filter(|e| opts.paths.is_empty() || opts.paths.iter().any(|p| e.path.starts_with(p)))
@@ -87,11 +98,16 @@ pub fn restore(
         ..Default::default()
     };
     if opts.dry_run {
+        let (linked, _) = split_links(&selected);
+        summary.links = linked.len() as u64;
+        let linked: HashSet<&RelPath> = linked.iter().map(|e| &e.path).collect();
         for e in &selected {
             match e.kind {
                 EntryKind::File => {
                     summary.files += 1;
-                    summary.bytes += e.size;
+                    if !linked.contains(&e.path) {
+                        summary.bytes += e.size;
+                    }
                 }
                 EntryKind::Dir => summary.dirs += 1,
                 EntryKind::Symlink => summary.symlinks += 1,
@@ -149,11 +165,12 @@ pub fn restore(
     }
 
     let index = BlobIndex::load(repo)?;
-    let mut files: Vec<&Entry> = selected
+    let all_files: Vec<&Entry> = selected
         .iter()
         .copied()
         .filter(|e| e.kind == EntryKind::File && !unsafe_parent.contains(&e.path))
         .collect();
+    let (linked, mut files) = split_links(&all_files);
     // Read in storage order so each work unit walks its frames front to back.
     files.sort_by_key(|e| {
         e.blobs
@@ -162,36 +179,69 @@ pub fn restore(
             .map(|l| (l.archive, l.frame.offset, l.offset))
             .unwrap_or((0, 0, 0))
     });
-    progress.start("restore", files.iter().map(|e| e.size).sum());
-    let results: Vec<(u64, Vec<(String, bool)>)> = files
-        .par_chunks(FILES_PER_UNIT)
-        .map(|unit| {
-            let mut reader = BlobReader::new(repo, &index);
-            let mut bytes = 0;
-            let mut errs = Vec::new();
-            for e in unit {
-                match restore_file(&mut reader, &target, e) {
-                    Ok(()) => bytes += e.size,
-                    Err(err) => {
-                        errs.push((format!("{}: {err}", e.path.display()), err.is_corruption()))
+    // The files whose hard links follow: their identity is kept to check each link.
+    let link_targets: HashSet<&RelPath> = linked.iter().filter_map(|e| e.link.as_deref()).collect();
+    let write_all = |files: &[&'m Entry]| -> Vec<UnitResult<'m>> {
+        files
+            .par_chunks(FILES_PER_UNIT)
+            .map(|unit| {
+                let mut reader = BlobReader::new(repo, &index);
+                let mut bytes = 0;
+                let mut errs = Vec::new();
+                let mut ids = Vec::new();
+                for e in unit {
+                    let keep_id = !link_targets.is_empty() && link_targets.contains(&e.path);
+                    match restore_file(&mut reader, &target, e, keep_id) {
+                        Ok(id) => {
+                            bytes += e.size;
+                            ids.extend(id.map(|id| (&e.path, id)));
+                        }
+                        Err(err) => {
+                            errs.push((format!("{}: {err}", e.path.display()), err.is_corruption()))
+                        }
                     }
+                    progress.inc(e.size);
                 }
-                progress.inc(e.size);
-            }
-            (bytes, errs)
-        })
-        .collect();
-    progress.finish();
-    let mut failed_files = 0;
-    for (bytes, errs) in results {
-        summary.bytes += bytes;
-        failed_files += errs.len() as u64;
-        for (msg, corrupt) in errs {
-            summary.corruption |= corrupt;
-            summary.errors.push(msg);
+                (bytes, errs, ids)
+            })
+            .collect()
+    };
+    progress.start("restore", all_files.iter().map(|e| e.size).sum());
+    let mut restored_ids: HashMap<&RelPath, FileId> = HashMap::new();
+    tally(
+        &mut summary,
+        &mut restored_ids,
+        write_all(&files),
+        files.len(),
+    );
+    // Hard links of a file written and verified above become links to it; any other (its
+    // first file failed, or linking failed) is written as a copy, as any file.
+    let mut copies = Vec::new();
+    for e in linked {
+        let first = e
+            .link
+            .as_deref()
+            .expect("split_links keeps entries with a link");
+        let done = restored_ids
+            .get(first)
+            .is_some_and(|id| link_file(&target, e, first, *id).is_ok());
+        if done {
+            summary.files += 1;
+            summary.links += 1;
+            progress.inc(e.size);
+        } else {
+            copies.push(e);
         }
     }
-    summary.files = files.len() as u64 - failed_files;
+    if !copies.is_empty() {
+        tally(
+            &mut summary,
+            &mut restored_ids,
+            write_all(&copies),
+            copies.len(),
+        );
+    }
+    progress.finish();
 
     for e in selected
         .iter()
@@ -210,6 +260,43 @@ pub fn restore(
         }
     }
     Ok(summary)
+}
+
+/// Adds the outcome of writing `count` files to the summary.
+fn tally<'m>(
+    summary: &mut RestoreSummary,
+    restored_ids: &mut HashMap<&'m RelPath, FileId>,
+    results: Vec<UnitResult<'m>>,
+    count: usize,
+) {
+    let mut failed_files = 0;
+    for (bytes, errs, ids) in results {
+        summary.bytes += bytes;
+        failed_files += errs.len() as u64;
+        for (msg, corrupt) in errs {
+            summary.corruption |= corrupt;
+            summary.errors.push(msg);
+        }
+        restored_ids.extend(ids);
+    }
+    summary.files += count as u64 - failed_files;
+}
+
+/// Splits `files` into the hard links whose first file is among them (restored as links to
+/// it) and the files to write.
+fn split_links<'m>(files: &[&'m Entry]) -> (Vec<&'m Entry>, Vec<&'m Entry>) {
+    if files.iter().all(|e| e.link.is_none()) {
+        return (Vec::new(), files.to_vec());
+    }
+    // Decoding checked that a link names an earlier file entry without a link of its own.
+    let present: HashSet<&RelPath> = files
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && e.link.is_none())
+        .map(|e| &e.path)
+        .collect();
+    files
+        .iter()
+        .partition(|e| e.link.as_deref().is_some_and(|l| present.contains(l)))
 }
 
 /// Creates the folders of `rel` beneath `target`, refusing any existing component that is a
@@ -284,7 +371,14 @@ fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
 /// (one directory update instead of create + rename); where O_TMPFILE is unsupported, into a
 /// temp file created with O_EXCL|O_NOFOLLOW and renamed. Renaming onto an existing symlink
 /// replaces the link itself, and onto a folder fails, so no write is ever redirected.
-fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result<()> {
+///
+/// With `keep_id`, returns the restored file's (device, inode) for its hard links.
+fn restore_file(
+    reader: &mut BlobReader<'_>,
+    target: &Path,
+    e: &Entry,
+    keep_id: bool,
+) -> Result<Option<FileId>> {
     // A size that disagrees with the blobs is refused before anything is written.
     let mut stored = 0u64;
     for b in &e.blobs {
@@ -341,10 +435,17 @@ fn restore_file(reader: &mut BlobReader<'_>, target: &Path, e: &Entry) -> Result
             .map_err(Error::io(&shown))?;
         f.set_modified(time_of(e.mtime_ns))
             .map_err(Error::io(&shown))?;
+        let id = if keep_id {
+            let m = f.metadata().map_err(Error::io(&shown))?;
+            Some((m.dev(), m.ino()))
+        } else {
+            None
+        };
         match &named_tmp {
-            Some(tmp) => fs::rename(tmp, &dest).map_err(Error::io(&dest)),
-            None => publish(&f, &dir, &name, &dest),
+            Some(tmp) => fs::rename(tmp, &dest).map_err(Error::io(&dest))?,
+            None => publish(&f, &dir, &name, &dest)?,
         }
+        Ok(id)
     })();
     if let (Err(_), Some(tmp)) = (&result, &named_tmp) {
         let _ = fs::remove_file(tmp);
@@ -384,6 +485,34 @@ fn publish(f: &File, dir: &Path, name: &[u8], dest: &Path) -> Result<()> {
         }
         Err(e) => Err(Error::io(dest)(e.into())),
     }
+}
+
+/// Restores hard link `e` as a link to `first`, restored and verified in this run as the
+/// file `id`: linked under a temp name (never following a symlink), checked to be that very
+/// file, then renamed into place. Mode and mtime belong to the file and were set on it.
+fn link_file(target: &Path, e: &Entry, first: &RelPath, id: FileId) -> Result<()> {
+    use rustix::fs::{linkat, AtFlags, CWD};
+    let (dir, name) = split(target, &e.path);
+    let dest = dir.join(RelPath(name.clone()).to_path());
+    let src = target.join(first.to_path());
+    let tmp = temp_in(&dir, &name);
+    linkat(CWD, &src, CWD, &tmp, AtFlags::empty()).map_err(|err| Error::io(&tmp)(err.into()))?;
+    let result = (|| {
+        let m = fs::symlink_metadata(&tmp).map_err(Error::io(&tmp))?;
+        if !m.is_file() || (m.dev(), m.ino()) != id {
+            return Err(Error::Invalid(format!(
+                "{} changed since it was restored; not linking to it",
+                src.display()
+            )));
+        }
+        // Over an existing file, the rename replaces it atomically; onto a folder it fails.
+        // (`dest` cannot already be this file: paths are unique and the file is new.)
+        fs::rename(&tmp, &dest).map_err(Error::io(&dest))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Writes a new, empty file's content front to back, leaving a hole wherever an aligned
