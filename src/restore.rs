@@ -98,7 +98,7 @@ pub fn restore<'m>(
         ..Default::default()
     };
     if opts.dry_run {
-        let (linked, _) = split_links(&selected);
+        let (linked, _) = split_links(selected.clone());
         summary.links = linked.len() as u64;
         let linked: HashSet<&RelPath> = linked.iter().map(|e| &e.path).collect();
         for e in &selected {
@@ -170,7 +170,8 @@ pub fn restore<'m>(
         .copied()
         .filter(|e| e.kind == EntryKind::File && !unsafe_parent.contains(&e.path))
         .collect();
-    let (linked, mut files) = split_links(&all_files);
+    let total = all_files.iter().map(|e| e.size).sum();
+    let (linked, mut files) = split_links(all_files);
     // Read in storage order so each work unit walks its frames front to back.
     files.sort_by_key(|e| {
         e.blobs
@@ -206,7 +207,7 @@ pub fn restore<'m>(
             })
             .collect()
     };
-    progress.start("restore", all_files.iter().map(|e| e.size).sum());
+    progress.start("restore", total);
     let mut restored_ids: HashMap<&RelPath, FileId> = HashMap::new();
     tally(
         &mut summary,
@@ -284,9 +285,9 @@ fn tally<'m>(
 
 /// Splits `files` into the hard links whose first file is among them (restored as links to
 /// it) and the files to write.
-fn split_links<'m>(files: &[&'m Entry]) -> (Vec<&'m Entry>, Vec<&'m Entry>) {
+fn split_links(files: Vec<&Entry>) -> (Vec<&Entry>, Vec<&Entry>) {
     if files.iter().all(|e| e.link.is_none()) {
-        return (Vec::new(), files.to_vec());
+        return (Vec::new(), files);
     }
     // Decoding checked that a link names an earlier file entry without a link of its own.
     let present: HashSet<&RelPath> = files
@@ -294,9 +295,10 @@ fn split_links<'m>(files: &[&'m Entry]) -> (Vec<&'m Entry>, Vec<&'m Entry>) {
         .filter(|e| e.kind == EntryKind::File && e.link.is_none())
         .map(|e| &e.path)
         .collect();
-    files
+    let (linked, rest) = files
         .iter()
-        .partition(|e| e.link.as_deref().is_some_and(|l| present.contains(l)))
+        .partition(|e| e.link.as_deref().is_some_and(|l| present.contains(l)));
+    (linked, rest)
 }
 
 /// Creates the folders of `rel` beneath `target`, refusing any existing component that is a
