@@ -217,6 +217,7 @@ mod tests {
             hash: Some(BlobId::of(content.as_bytes())),
             blobs: vec![BlobId::of(content.as_bytes())],
             target: None,
+            link: None,
         }
     }
 
@@ -232,6 +233,7 @@ mod tests {
             hash: None,
             blobs: vec![],
             target: None,
+            link: None,
         }
     }
 

@@ -112,6 +112,7 @@ mod tests {
                 hash: Some(BlobId::of(c.as_bytes())),
                 blobs: vec![BlobId::of(c.as_bytes())],
                 target: None,
+                link: None,
             })
             .into_iter()
             .collect();

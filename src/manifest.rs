@@ -306,6 +306,12 @@ pub struct Entry {
     /// Link target (symlinks), exact bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RelPath>,
+    /// Hard link (files; added in manifest version 2, optional): the path of the first entry
+    /// of this file's group of hard links. The entry still carries its own size, hash and
+    /// blobs, the same as that entry's, so a reader that ignores `link` restores a copy.
+    /// Boxed: one pointer in every entry, since few files have hard links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Box<RelPath>>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -519,7 +525,7 @@ impl Manifest {
     }
 
     /// Entry-level invariants: safe unique paths, nothing below a file or symlink, file
-    /// sizes matching blob counts, symlinks with targets.
+    /// sizes matching blob counts, symlinks with targets, hard links naming an earlier file.
     fn check_entries(&self) -> std::result::Result<(), String> {
         let mut seen = HashSet::with_capacity(self.entries.len());
         let mut not_folders: HashSet<&[u8]> = HashSet::new();
@@ -554,6 +560,55 @@ impl Manifest {
                     return Err(format!("symlink {:?} has no target", e.path));
                 }
                 _ => {}
+            }
+        }
+        self.check_links()
+    }
+
+    /// Every `link` names an earlier file entry that is not itself a link, with the same
+    /// size and hash: restore then only ever hard-links a file it wrote and verified itself,
+    /// inside the target, never a folder, a symlink or something outside.
+    fn check_links(&self) -> std::result::Result<(), String> {
+        if self.entries.iter().all(|e| e.link.is_none()) {
+            return Ok(());
+        }
+        let position: std::collections::HashMap<&RelPath, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (&e.path, i))
+            .collect();
+        for (i, e) in self.entries.iter().enumerate() {
+            let Some(link) = e.link.as_deref() else {
+                continue;
+            };
+            if e.kind != EntryKind::File {
+                return Err(format!("{:?} has a hard link but is not a file", e.path));
+            }
+            let first = position
+                .get(link)
+                .filter(|&&j| j < i)
+                .map(|&j| &self.entries[j]);
+            match first {
+                None => {
+                    return Err(format!(
+                        "hard link {:?} names {:?}, which is not an earlier entry",
+                        e.path, link
+                    ))
+                }
+                Some(f) if f.kind != EntryKind::File || f.link.is_some() => {
+                    return Err(format!(
+                        "hard link {:?} names {:?}, which is not the first file of its group",
+                        e.path, link
+                    ))
+                }
+                Some(f) if f.size != e.size || f.hash != e.hash => {
+                    return Err(format!(
+                        "hard link {:?} differs in size or hash from {:?}",
+                        e.path, link
+                    ))
+                }
+                Some(_) => {}
             }
         }
         Ok(())

@@ -20,6 +20,9 @@ pub struct ScannedEntry {
     pub stat: Stat,
     /// Symlink target.
     pub target: Option<RelPath>,
+    /// (device, inode) of a regular file with more than one link: paths of a snapshot that
+    /// share it are hard links of one file.
+    pub link_key: Option<(u64, u64)>,
 }
 
 /// The metadata fields snapshots record and compare.
@@ -91,6 +94,7 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
                         kind: EntryKind::Dir,
                         stat: Stat::of(&m),
                         target: None,
+                        link_key: None,
                     });
                 }
             }
@@ -191,11 +195,13 @@ fn stat_entry(
             format!("{}: not a file, folder or symlink", de.path().display()),
         ));
     };
+    let link_key = (kind == EntryKind::File && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
     Ok(ScannedEntry {
         path: rel,
         abs: de.path().to_path_buf(),
         kind,
         stat: Stat::of(&meta),
         target,
+        link_key,
     })
 }

@@ -1,5 +1,6 @@
 //! Taking a snapshot: scan -> reuse unchanged files from the parent -> read, chunk, hash and
-//! compress the rest in parallel (bounded memory) -> archives -> indexes -> manifest.
+//! compress the rest in parallel (bounded memory) -> hard links take the content of their
+//! group's first path -> archives -> indexes -> manifest.
 //! Also lists and resolves existing snapshots.
 
 use std::collections::HashMap;
@@ -164,6 +165,10 @@ pub fn create(
     let mut stats = SnapshotStats::default();
     let mut entries: Vec<Option<Entry>> = Vec::with_capacity(scanned.entries.len());
     let mut to_read: Vec<(usize, &ScannedEntry, bool)> = Vec::new();
+    // Hard links: the first path of each (device, inode) in path order, and the later ones,
+    // which take its content instead of reading the file again.
+    let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut followers: Vec<Follower<'_>> = Vec::new();
     let mut healed = 0u64;
     for se in &scanned.entries {
         let mut entry = Entry {
@@ -177,11 +182,26 @@ pub fn create(
             hash: None,
             blobs: Vec::new(),
             target: se.target.clone(),
+            link: None,
         };
-        match se.kind {
-            EntryKind::Dir => stats.dirs += 1,
-            EntryKind::Symlink => stats.symlinks += 1,
-            EntryKind::File => {
+        // Set for regular files with more than one link only.
+        let first = se.link_key.and_then(|key| match first_of.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(entries.len());
+                None
+            }
+        });
+        match (se.kind, first) {
+            (EntryKind::Dir, _) => stats.dirs += 1,
+            (EntryKind::Symlink, _) => stats.symlinks += 1,
+            (EntryKind::File, Some(first)) => followers.push(Follower {
+                idx: entries.len(),
+                first,
+                se,
+                prev: parent_files.get(&se.path).copied(),
+            }),
+            (EntryKind::File, None) => {
                 let prev = parent_files.get(&se.path);
                 let unchanged = prev.filter(|p| {
                     !opts.rehash
@@ -221,65 +241,24 @@ pub fn create(
     }
     warnings.extend(scanned.ignored.iter().cloned());
     let mut sink: Option<Sink> = None;
-    if !to_read.is_empty() {
-        let index = &known;
-        let sink = sink.insert(Sink::start(repo, opts.dry_run));
-        let shared = Shared {
-            repo,
-            known: index,
-            pending: Mutex::new(IdSet::default()),
-            dry_run: opts.dry_run,
-            progress,
-        };
-        let total: u64 = to_read.iter().map(|(_, se, _)| se.stat.size).sum();
-        progress.start("snapshot", total);
-        let batches = batches(&to_read);
-        let results: Result<Vec<Vec<(usize, FileOutcome)>>> = batches
-            .par_iter()
-            .map(|batch| read_batch(&shared, batch, sink.tx.clone()))
-            .collect();
-        progress.finish();
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                // The writer's own error (a full disk, say) is the one worth reporting.
-                return Err(sink.fail(e));
-            }
-        };
-        for (read_no, outcome) in results.into_iter().flatten() {
-            let (idx, se, had_prev) = to_read[read_no];
-            match outcome {
-                FileOutcome::Stored { stat, hash, blobs } => {
-                    let e = entries[idx].as_mut().expect("entry exists");
-                    e.mode = stat.mode;
-                    e.mtime_ns = stat.mtime_ns;
-                    e.size = stat.size;
-                    e.ino = stat.ino;
-                    e.ctime_ns = stat.ctime_ns;
-                    e.hash = Some(hash);
-                    e.blobs = blobs;
-                    stats.bytes_total += stat.size;
-                    stats.bytes_read += stat.size;
-                    if had_prev {
-                        stats.files_changed += 1;
-                    } else {
-                        stats.files_new += 1;
-                    }
-                }
-                FileOutcome::Vanished => {
-                    warnings.push(format!(
-                        "{}: vanished during the snapshot",
-                        se.abs.display()
-                    ));
-                    entries[idx] = None;
-                }
-                FileOutcome::Failed(msg) => {
-                    skipped.push(msg);
-                    entries[idx] = None;
-                }
-            }
-        }
-    }
+    // One set of blobs pending for both rounds of reading, so neither stores one twice.
+    let shared = Shared {
+        repo,
+        known: &known,
+        pending: Mutex::new(IdSet::default()),
+        dry_run: opts.dry_run,
+        progress,
+    };
+    let mut outcomes = Outcomes {
+        entries: &mut entries,
+        stats: &mut stats,
+        warnings: &mut warnings,
+        skipped: &mut skipped,
+    };
+    read_round(&shared, &mut sink, &to_read, &mut outcomes)?;
+    // A hard link whose first path vanished or could not be read is read on its own.
+    let orphans = link_followers(&followers, opts.rehash, &mut outcomes);
+    read_round(&shared, &mut sink, &orphans, &mut outcomes)?;
     let entries: Vec<Entry> = entries.into_iter().flatten().collect();
     stats.types = type_totals(&entries, &opts.types);
 
@@ -340,6 +319,135 @@ pub fn create(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A later path of a group of hard links, and the index of the group's first path.
+struct Follower<'a> {
+    idx: usize,
+    first: usize,
+    se: &'a ScannedEntry,
+    /// Its entry in the parent.
+    prev: Option<&'a Entry>,
+}
+
+/// What reading files changes in a snapshot being built.
+struct Outcomes<'a> {
+    entries: &'a mut Vec<Option<Entry>>,
+    stats: &'a mut SnapshotStats,
+    warnings: &'a mut Vec<String>,
+    skipped: &'a mut Vec<String>,
+}
+
+/// Reads, chunks, hashes and stores `to_read` (entry index, scanned file, whether the parent
+/// has it) in parallel batches, and records each outcome.
+fn read_round(
+    shared: &Shared<'_>,
+    sink: &mut Option<Sink>,
+    to_read: &[(usize, &ScannedEntry, bool)],
+    out: &mut Outcomes<'_>,
+) -> Result<()> {
+    if to_read.is_empty() {
+        return Ok(());
+    }
+    let sink = match sink {
+        Some(s) => s,
+        None => sink.insert(Sink::start(shared.repo, shared.dry_run)),
+    };
+    let progress = shared.progress;
+    let total: u64 = to_read.iter().map(|(_, se, _)| se.stat.size).sum();
+    progress.start("snapshot", total);
+    let batches = batches(to_read);
+    let results: Result<Vec<Vec<(usize, FileOutcome)>>> = batches
+        .par_iter()
+        .map(|batch| read_batch(shared, batch, sink.tx.clone()))
+        .collect();
+    progress.finish();
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            // The writer's own error (a full disk, say) is the one worth reporting; the
+            // unfinished archive is dropped.
+            return Err(sink.fail(e));
+        }
+    };
+    for (read_no, outcome) in results.into_iter().flatten() {
+        let (idx, se, had_prev) = to_read[read_no];
+        match outcome {
+            FileOutcome::Stored { stat, hash, blobs } => {
+                let e = out.entries[idx].as_mut().expect("entry exists");
+                e.mode = stat.mode;
+                e.mtime_ns = stat.mtime_ns;
+                e.size = stat.size;
+                e.ino = stat.ino;
+                e.ctime_ns = stat.ctime_ns;
+                e.hash = Some(hash);
+                e.blobs = blobs;
+                out.stats.bytes_total += stat.size;
+                out.stats.bytes_read += stat.size;
+                if had_prev {
+                    out.stats.files_changed += 1;
+                } else {
+                    out.stats.files_new += 1;
+                }
+            }
+            FileOutcome::Vanished => {
+                out.warnings.push(format!(
+                    "{}: vanished during the snapshot",
+                    se.abs.display()
+                ));
+                out.entries[idx] = None;
+            }
+            FileOutcome::Failed(msg) => {
+                out.skipped.push(msg);
+                out.entries[idx] = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives each later path of a group of hard links the content and metadata of the group's
+/// first path (one inode: read once) and a `link` to it. Returns the files to read on their
+/// own instead: those whose first path vanished or could not be read.
+fn link_followers<'a>(
+    followers: &[Follower<'a>],
+    rehash: bool,
+    out: &mut Outcomes<'_>,
+) -> Vec<(usize, &'a ScannedEntry, bool)> {
+    let mut orphans = Vec::new();
+    for f in followers {
+        let Some(first) = out.entries[f.first].clone() else {
+            orphans.push((f.idx, f.se, f.prev.is_some()));
+            continue;
+        };
+        let e = out.entries[f.idx].as_mut().expect("entry exists");
+        e.mode = first.mode;
+        e.mtime_ns = first.mtime_ns;
+        e.size = first.size;
+        e.ino = first.ino;
+        e.ctime_ns = first.ctime_ns;
+        e.hash = first.hash;
+        e.blobs = first.blobs;
+        e.link = Some(Box::new(first.path));
+        let e = &*e;
+        let unchanged = f.prev.is_some_and(|p| {
+            !rehash
+                && p.size == e.size
+                && p.mtime_ns == e.mtime_ns
+                && p.ctime_ns == e.ctime_ns
+                && p.ino == e.ino
+                && p.hash == e.hash
+        });
+        out.stats.bytes_total += e.size;
+        if unchanged {
+            out.stats.files_unchanged += 1;
+        } else if f.prev.is_some() {
+            out.stats.files_changed += 1;
+        } else {
+            out.stats.files_new += 1;
+        }
+    }
+    orphans
 }
 
 /// Files and bytes per cache type: a file belongs to the type with the most specific folder

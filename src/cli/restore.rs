@@ -105,11 +105,12 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         "files": s.files,
         "dirs": s.dirs,
         "symlinks": s.symlinks,
+        "links": s.links,
         "bytes": s.bytes,
         "errors": s.errors,
     });
     let human = format!(
-        "{} snapshot {} ({}, {}) into {}: {} files ({}), {} folders, {} symlinks{}\n",
+        "{} snapshot {} ({}, {}) into {}: {} files ({}{}), {} folders, {} symlinks{}\n",
         if a.dry_run {
             "would restore"
         } else {
@@ -121,6 +122,11 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         target.display(),
         s.files,
         bytes(s.bytes),
+        if s.links > 0 {
+            format!(", {} as hard links", s.links)
+        } else {
+            String::new()
+        },
         s.dirs,
         s.symlinks,
         if s.errors.is_empty() {

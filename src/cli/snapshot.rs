@@ -214,6 +214,7 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
             "mtime_ns": e.mtime_ns,
             "hash": e.hash.map(|h| h.to_hex()),
             "target": e.target,
+            "link": e.link.as_deref(),
         }));
         human.push_str(&format!(
             "{:<7} {:>5o} {:>10}  {}{}\n",
@@ -224,6 +225,10 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
             e.target
                 .as_ref()
                 .map(|t| format!(" -> {}", t.display()))
+                .or_else(|| e
+                    .link
+                    .as_deref()
+                    .map(|l| format!(" (hard link to {})", l.display())))
                 .unwrap_or_default()
         ));
     }
