@@ -1,15 +1,16 @@
 //! Pack archives: a standard tar stream whose entries (one per blob, named by blob id) are
 //! compressed as independent zstd frames closed on entry boundaries, plus the index that
-//! says where each frame and blob lies. Knows nothing about snapshots or the repository tree.
+//! says where each frame and blob lies. Knows nothing about snapshots; writes and reads
+//! through a storage backend.
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, ObjectKind, ObjectRead, Staged};
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::BlobId;
 
 /// Index format version; frozen, because every repository's index files carry it.
@@ -199,11 +200,11 @@ fn tar_header(name: &str, size: u64) -> [u8; BLOCK] {
     *h.as_bytes()
 }
 
-/// Writes one archive: frames appended to a temp file, hashed as written; `finish` closes
-/// the tar stream, fsyncs and renames the file to its content hash.
+/// Writes one archive: frames appended to a staged object (a spool file), hashed as written;
+/// `finish` closes the tar stream and publishes it under its content hash.
 pub struct ArchiveWriter {
-    dir: PathBuf,
-    tmp: PathBuf,
+    backend: std::sync::Arc<dyn Backend + 'static>,
+    staged: Option<Staged>,
     file: std::io::BufWriter<File>,
     hasher: blake3::Hasher,
     size: u64,
@@ -212,19 +213,29 @@ pub struct ArchiveWriter {
 }
 
 impl ArchiveWriter {
-    /// Starts a new archive in `dir`.
-    pub fn create(dir: &Path) -> Result<ArchiveWriter> {
-        let tmp = fsutil::temp_path_for(&dir.join("archive"));
-        let file = fsutil::create_new_private(&tmp)?;
+    /// Starts a new archive in `backend`.
+    ///
+    /// # Errors
+    /// I/O errors creating the spool file.
+    pub fn create(backend: std::sync::Arc<dyn Backend + 'static>) -> Result<ArchiveWriter> {
+        let mut staged = backend.stage(ObjectKind::Archive)?;
+        let file = staged.file().try_clone().map_err(Error::io(&staged.path))?;
         Ok(ArchiveWriter {
-            dir: dir.to_path_buf(),
-            tmp,
+            backend,
+            staged: Some(staged),
             file: std::io::BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
             size: 0,
             frames: Vec::new(),
             blobs: Vec::new(),
         })
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.staged
+            .as_ref()
+            .map(|s| s.path.clone())
+            .unwrap_or_default()
     }
 
     /// Bytes written so far.
@@ -238,10 +249,13 @@ impl ArchiveWriter {
     }
 
     /// Appends a compressed frame.
+    ///
+    /// # Errors
+    /// I/O errors (a full disk included).
     pub fn add(&mut self, frame: CompressedFrame) -> Result<()> {
         self.file
             .write_all(&frame.data)
-            .map_err(Error::io(&self.tmp))?;
+            .map_err(|e| Error::io(&self.spool())(e))?;
         self.hasher.update(&frame.data);
         let index = self.frames.len() as u32;
         self.frames.push(FrameEntry {
@@ -264,82 +278,71 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Writes the tar end-of-archive frame, fsyncs, renames to `<hash>.tar.zst` and fsyncs
-    /// the directory. Returns the index, which the caller must then persist.
-    /// On failure (a full disk, say) the temp file is removed.
+    /// Writes the tar end-of-archive frame and publishes the archive as `<hash>.tar.zst`,
+    /// durably. Returns the index, which the caller must then persist. On failure (a full
+    /// disk, say) the spool file is removed.
+    ///
+    /// # Errors
+    /// I/O and service errors.
     pub fn finish(mut self, level: i32) -> Result<ArchiveIndex> {
-        let tmp = self.tmp.clone();
-        let result = (|| {
-            let end = compress_frame(&[0u8; 2 * BLOCK], level)?;
-            self.add(CompressedFrame {
-                data: end,
-                raw_length: (2 * BLOCK) as u64,
-                blobs: Vec::new(),
-            })?;
-            let file = self
-                .file
-                .into_inner()
-                .map_err(|e| Error::io(&self.tmp)(e.into_error()))?;
-            file.sync_all().map_err(Error::io(&self.tmp))?;
-            drop(file);
-            let id = BlobId::from(self.hasher.finalize());
-            let path = archive_path(&self.dir, &id);
-            crate::fault::point("archive.before_rename");
-            fsutil::persist(&self.tmp, &path)?;
-            Ok(ArchiveIndex {
-                version: INDEX_VERSION,
-                archive: id,
-                size: self.size,
-                frames: self.frames,
-                blobs: self.blobs,
-            })
-        })();
-        if result.is_err() {
-            // A leftover temp file would keep holding the space whose lack made us fail.
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        let end = compress_frame(&[0u8; 2 * BLOCK], level)?;
+        self.add(CompressedFrame {
+            data: end,
+            raw_length: (2 * BLOCK) as u64,
+            blobs: Vec::new(),
+        })?;
+        let spool = self.spool();
+        self.file.flush().map_err(Error::io(&spool))?;
+        let id = BlobId::from(self.hasher.finalize());
+        crate::fault::point("archive.before_rename");
+        let staged = self
+            .staged
+            .take()
+            .expect("an unfinished writer holds its spool");
+        // Dropped on failure, which removes the spool file: a leftover would keep holding
+        // the space whose lack made us fail.
+        self.backend
+            .publish(staged, &crate::repo::layout::archive(&id))?;
+        Ok(ArchiveIndex {
+            version: INDEX_VERSION,
+            archive: id,
+            size: self.size,
+            frames: std::mem::take(&mut self.frames),
+            blobs: std::mem::take(&mut self.blobs),
+        })
     }
 
-    /// Removes the unfinished temp file.
+    /// Removes the unfinished spool file.
     pub fn abandon(self) {
-        let tmp = self.tmp.clone();
         drop(self);
-        let _ = fs::remove_file(tmp);
     }
 }
 
-/// The file name of an archive in the archives directory.
-pub fn archive_path(dir: &Path, id: &BlobId) -> PathBuf {
-    dir.join(format!("{}.tar.zst", id.to_hex()))
-}
-
-/// Reads and decompresses one frame. The output is capped at the size the index declares
-/// and the window at 128 MiB, so a hostile frame ends in an error, not an OOM.
-pub fn read_frame(file: &mut File, path: &Path, frame: &FrameEntry) -> Result<Vec<u8>> {
-    // The index was checked against the size it declares, not against the file: a frame
+/// Reads and decompresses one frame of an archive opened with `open` (`what` names it).
+/// The output is capped at the size the index declares and the window at 128 MiB, so a
+/// hostile frame ends in an error, not an OOM.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a frame beyond the end of the archive or one that does not
+/// decompress; I/O errors.
+pub fn read_frame(obj: &mut dyn ObjectRead, what: &str, frame: &FrameEntry) -> Result<Vec<u8>> {
+    // The index was checked against the size it declares, not against the object: a frame
     // beyond the end must not turn into a huge allocation or a plain I/O error.
-    let file_len = file.metadata().map_err(Error::io(path))?.len();
+    let len = obj.len();
     if frame
         .offset
         .checked_add(frame.length)
-        .is_none_or(|end| end > file_len)
+        .is_none_or(|end| end > len)
     {
         return Err(Error::corrupt(format!(
-            "archive {}: frame at offset {} (length {}) lies beyond the end of the file ({file_len} bytes)",
-            path.display(),
-            frame.offset,
-            frame.length
+            "archive {what}: frame at offset {} (length {}) lies beyond the end of the file ({len} bytes)",
+            frame.offset, frame.length
         )));
     }
-    file.seek(SeekFrom::Start(frame.offset))
-        .map_err(Error::io(path))?;
-    let mut compressed = vec![0u8; frame.length as usize];
-    file.read_exact(&mut compressed).map_err(Error::io(path))?;
+    let compressed = obj.read_at(frame.offset, frame.length)?;
     decompress_frame(&compressed, frame.raw_length).map_err(|e| {
         Error::corrupt(format!(
-            "archive {} frame at offset {} does not decompress: {e}",
-            path.display(),
+            "archive {what} frame at offset {} does not decompress: {e}",
             frame.offset
         ))
     })
@@ -371,15 +374,14 @@ pub fn decompress_frame(compressed: &[u8], raw_length: u64) -> std::io::Result<V
 ///
 /// # Errors
 /// I/O errors; [`Error::Corrupt`] at the first damaged frame, header or blob.
-pub fn scan_archive(path: &Path) -> Result<ArchiveIndex> {
-    let bytes = fsutil::read(path)?;
-    let scan = salvage_archive(&bytes, &path.display().to_string());
+pub fn scan_archive(bytes: &[u8], what: &str) -> Result<ArchiveIndex> {
+    let scan = salvage_archive(bytes, what);
     if let Some(problem) = scan.problems.first() {
         return Err(Error::corrupt(problem.clone()));
     }
     Ok(ArchiveIndex {
         version: INDEX_VERSION,
-        archive: BlobId::of(&bytes),
+        archive: BlobId::of(bytes),
         size: bytes.len() as u64,
         frames: scan.frames,
         blobs: scan.blobs,

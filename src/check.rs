@@ -10,10 +10,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::archive::{self, ArchiveIndex};
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::{BlobId, IdMap, IdSet};
 use crate::manifest::{EntryKind, Manifest};
+use crate::repo::layout;
 use crate::repo::Repository;
 use crate::store::{self, BlobIndex};
 
@@ -271,7 +272,7 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         if damaged {
             report
                 .damaged_archives
-                .push(repo.archive_path(&idx.archive).display().to_string());
+                .push(repo.describe(ObjectKind::Archive, &layout::archive(&idx.archive)));
             bad_by_archive.insert(idx.archive, (errs, bad.into_iter().collect()));
         }
     }
@@ -367,13 +368,13 @@ fn check_entries(
 /// Reads one archive whole: file hash, every frame, every blob.
 /// Returns (bytes read, errors, damaged blobs, archive damaged).
 fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec<BlobId>, bool) {
-    let path = repo.archive_path(&idx.archive);
+    let path = repo.describe(ObjectKind::Archive, &layout::archive(&idx.archive));
     if crate::cancel::requested().is_some() {
         return (0, Vec::new(), Vec::new(), false);
     }
     let mut errors = Vec::new();
     let mut bad = Vec::new();
-    let bytes = match fsutil::read(&path) {
+    let bytes = match repo.read_archive(&idx.archive) {
         Ok(b) => b,
         Err(e) => {
             errors.push(e.to_string());
@@ -385,8 +386,7 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
     if actual != idx.archive {
         damaged = true;
         errors.push(format!(
-            "archive {} content hashes to {} (damaged)",
-            path.display(),
+            "archive {path} content hashes to {} (damaged)",
             actual.short()
         ));
     }
@@ -398,8 +398,7 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
             Some(Ok(raw)) => Some(raw),
             Some(Err(e)) => {
                 errors.push(format!(
-                    "archive {}: frame at offset {} is damaged: {e}",
-                    path.display(),
+                    "archive {path}: frame at offset {} is damaged: {e}",
                     f.offset
                 ));
                 None

@@ -122,6 +122,11 @@ impl Error {
         }
     }
 
+    /// Whether this error says an object or file is not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// Whether this error is "no space left on device".
     pub fn is_disk_full(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))

@@ -222,18 +222,16 @@ pub struct Removal {
 pub fn remove(repo: &Repository, ids: &[BlobId]) -> Removal {
     let mut out = Removal::default();
     for id in ids {
-        let path = repo.snapshot_path(id);
-        match std::fs::remove_file(&path) {
+        match repo.remove_manifest(id) {
             Ok(()) => out.removed.push(*id),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.removed.push(*id),
             Err(e) => {
-                out.error = Some(Error::io(&path)(e));
+                out.error = Some(e);
                 break;
             }
         }
     }
     if !out.removed.is_empty() {
-        if let Err(e) = crate::fsutil::sync_dir(&repo.snapshots_dir()) {
+        if let Err(e) = repo.backend().sync(crate::backend::ObjectKind::Snapshot) {
             out.error.get_or_insert(e);
         }
     }

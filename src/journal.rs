@@ -1,18 +1,14 @@
 //! The operation journal: one JSON line per operation (what, when, how long, result, bytes)
-//! appended to `journal/<YYYY-MM>.jsonl`. Appends are single `write`s with O_APPEND, so
-//! concurrent writers never interleave inside a line. `run-due` journals each job it runs on
+//! appended to the journal object of its month (see `repo::layout`). Appends never
+//! interleave inside a line (the backend's promise). `run-due` journals each job it runs on
 //! an entry of its own (`run-due:<job>`), linked to the run's entry by `run_id`.
-
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::fsutil;
-use crate::repo::Repository;
+use crate::backend::ObjectKind;
+use crate::error::Result;
+use crate::repo::{layout, Repository};
 
 /// Operation name of the entry run-due writes for one job: `run-due:backup`,
 /// `run-due:clearing`, `run-due:validation`, `run-due:optimization`.
@@ -72,19 +68,10 @@ impl JournalEntry {
 /// # Errors
 /// I/O errors.
 pub fn record(repo: &Repository, entry: &JournalEntry) -> Result<()> {
-    let dir = repo.journal_dir();
-    fsutil::create_private_dir(&dir)?;
-    let path = dir.join(format!("{}.jsonl", entry.time.format("%Y-%m")));
     let mut line = serde_json::to_vec(entry).expect("journal entry serialises");
     line.push(b'\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(fsutil::FILE_MODE)
-        .open(&path)
-        .map_err(Error::io(&path))?;
-    f.write_all(&line).map_err(Error::io(&path))?;
-    f.sync_all().map_err(Error::io(&path))
+    repo.backend()
+        .append(ObjectKind::Journal, &layout::journal(&entry.time), &line)
 }
 
 /// Reads every entry, oldest first. A torn last line (a crash mid-append) is skipped.
@@ -92,11 +79,21 @@ pub fn record(repo: &Repository, entry: &JournalEntry) -> Result<()> {
 /// # Errors
 /// I/O errors.
 pub fn read(repo: &Repository) -> Result<Vec<JournalEntry>> {
-    let dir = repo.journal_dir();
     let mut out = Vec::new();
-    for name in fsutil::list_names(&dir, ".jsonl")? {
-        let path = dir.join(name);
-        let text = fsutil::read(&path)?;
+    let mut names: Vec<String> = repo
+        .backend()
+        .list(ObjectKind::Journal)?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| layout::is_journal(n))
+        .collect();
+    names.sort();
+    for name in names {
+        let text = match repo.backend().read(ObjectKind::Journal, &name) {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             if let Ok(e) = serde_json::from_slice::<JournalEntry>(line) {
                 out.push(e);

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod backend;
 pub mod cache;
 pub mod cancel;
 pub mod check;

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::BlobId;
 use crate::manifest::{Manifest, RelPath, SnapshotKind};
 use crate::net::{self, Held, Receipt, SafetyOptions};
 use crate::progress::Progress;
-use crate::repo::{Damaged, Repository};
+use crate::repo::{layout, Damaged, Repository};
 use crate::restore::{self, RestoreOptions};
 use crate::scan::Stat;
 use crate::snapshot;
@@ -146,20 +147,15 @@ impl OperationRecord {
     }
 }
 
-fn records_dir(repo: &Repository) -> PathBuf {
-    repo.root().join("clears")
-}
-
 /// Writes a record atomically (before the first change, again when done, again to point it
 /// at a repaired snapshot or mark it undone).
 ///
 /// # Errors
 /// I/O errors.
 pub fn write_record(repo: &Repository, r: &OperationRecord) -> Result<()> {
-    let dir = records_dir(repo);
-    fsutil::create_private_dir(&dir)?;
     let json = serde_json::to_vec_pretty(r).expect("record serialises");
-    fsutil::write_atomic(&dir.join(format!("{}.json", r.id)), &json)
+    repo.backend()
+        .write(ObjectKind::Record, &layout::record(&r.id), &json)
 }
 
 /// Every readable record, oldest first. A record that does not parse costs only its own
@@ -176,15 +172,21 @@ pub fn records(repo: &Repository) -> Result<Vec<OperationRecord>> {
 /// # Errors
 /// I/O errors.
 pub fn load_records(repo: &Repository) -> Result<(Vec<OperationRecord>, Vec<Damaged>)> {
-    let dir = records_dir(repo);
     let mut out = Vec::new();
     let mut damaged = Vec::new();
-    for name in fsutil::list_names(&dir, ".json")? {
-        let path = dir.join(&name);
-        match serde_json::from_slice::<OperationRecord>(&fsutil::read(&path)?) {
+    for o in repo.backend().list(ObjectKind::Record)? {
+        if !layout::is_record(&o.name) {
+            continue;
+        }
+        let bytes = match repo.backend().read(ObjectKind::Record, &o.name) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        match serde_json::from_slice::<OperationRecord>(&bytes) {
             Ok(r) => out.push(r),
             Err(e) => damaged.push(Damaged {
-                file: format!("clears/{name}"),
+                file: ObjectKind::Record.path_of(&o.name),
                 error: format!("does not parse: {e}"),
             }),
         }

@@ -9,15 +9,14 @@
 //! writing the archive and its index, or a lost index) is never deleted blind: its index is
 //! rebuilt from the archive itself and written first.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 use crate::archive::{ArchiveIndex, FrameBuilder};
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::{BlobId, IdSet};
 use crate::progress::Progress;
+use crate::repo::layout;
 use crate::repo::Repository;
 use crate::store::{self, BlobIndex, BlobReader, PackWriter};
 
@@ -119,8 +118,8 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
     unindexed.sort();
     let mut rebuilt = 0;
     for id in unindexed {
-        let path = repo.archive_path(&id);
-        let idx = crate::archive::scan_archive(&path).map_err(|e| {
+        let what = repo.describe(ObjectKind::Archive, &layout::archive(&id));
+        let idx = crate::archive::scan_archive(&repo.read_archive(&id)?, &what).map_err(|e| {
             refuse(format!(
                 "archive {} has no index and cannot be read whole ({e}); run `cachevault rebuild-index`",
                 id.to_hex()
@@ -252,23 +251,10 @@ pub fn prune(
     let freed_old: u64 = to_delete.iter().map(|i| i.size).sum::<u64>()
         + to_repack.iter().map(|(i, _)| i.size).sum::<u64>();
 
-    // Leftovers: temp files of dead writers (we hold the exclusive lock, so no live writer
-    // exists) and indexes whose archive is gone.
-    let mut leftovers = Vec::new();
-    let mut leftover_bytes = 0u64;
-    for dir in [repo.archives_dir(), repo.index_dir(), repo.snapshots_dir()] {
-        for e in std::fs::read_dir(&dir).map_err(Error::io(&dir))? {
-            let e = e.map_err(Error::io(&dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(fsutil::TMP_SUFFIX) {
-                leftover_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                leftovers.push(e.path());
-            }
-        }
-    }
-    leftovers.extend(stale_indexes.iter().map(|id| repo.index_path(id)));
-    let holders = crate::repo::lock::stale_holders(&repo.locks_dir());
-    summary.leftovers_removed = leftovers.len() + holders.len();
+    // Leftovers: temp files of dead writers and holder files of dead lock holders (we hold
+    // the exclusive lock, so no live writer exists), and indexes whose archive is gone.
+    let (stray, leftover_bytes) = repo.backend().remove_leftovers(true)?;
+    summary.leftovers_removed = stray + stale_indexes.len();
 
     if opts.dry_run {
         let live_repack: u64 = to_repack
@@ -290,7 +276,7 @@ pub fn prune(
     let delete_ids: IdSet = to_delete.iter().map(|i| i.archive).collect();
     for idx in kept.iter().chain(to_repack.iter().map(|(i, _)| i)) {
         if !on_disk.contains(&idx.archive) && !delete_ids.contains(&idx.archive) {
-            store::write_index(repo, idx)?;
+            repo.write_index(idx)?;
         }
     }
 
@@ -361,22 +347,18 @@ pub fn prune(
     let on_disk: IdSet = repo.list_indexes()?.into_iter().collect();
     let mut gone = 0usize;
     for idx in old.iter().filter(|i| on_disk.contains(&i.archive)) {
-        let p = repo.index_path(&idx.archive);
-        std::fs::remove_file(&p)
-            .map_err(Error::io(&p))
-            .map_err(|e| {
-                changes(
-                    e,
-                    format!("removed {gone} index file(s) of unused archives"),
-                )
-            })?;
+        repo.remove_index(&idx.archive).map_err(|e| {
+            changes(
+                e,
+                format!("removed {gone} index file(s) of unused archives"),
+            )
+        })?;
         gone += 1;
     }
-    fsutil::sync_dir(&repo.index_dir())?;
+    repo.backend().sync(ObjectKind::Index)?;
     crate::fault::point("prune.after_index_delete");
     for (deleted, idx) in old.iter().enumerate() {
-        let p = repo.archive_path(&idx.archive);
-        std::fs::remove_file(&p).map_err(Error::io(&p)).map_err(|e| {
+        repo.remove_archive(&idx.archive).map_err(|e| {
             changes(
                 e,
                 format!(
@@ -385,22 +367,13 @@ pub fn prune(
             )
         })?;
     }
-    let fresh: HashSet<std::path::PathBuf> = new_ids.iter().map(|id| repo.index_path(id)).collect();
-    for p in &leftovers {
-        if fresh.contains(p) {
-            continue;
-        }
-        if let Err(e) = std::fs::remove_file(p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io(p)(e));
-            }
-        }
+    // Indexes of archives that are gone, unless a repack just wrote that very archive again.
+    for id in stale_indexes.iter().filter(|id| !new_ids.contains(id)) {
+        repo.remove_index(id)?;
     }
-    for h in &holders {
-        let _ = std::fs::remove_file(h);
-    }
-    fsutil::sync_dir(&repo.archives_dir())?;
-    fsutil::sync_dir(&repo.index_dir())?;
+    repo.backend().remove_leftovers(false)?;
+    repo.backend().sync(ObjectKind::Archive)?;
+    repo.backend().sync(ObjectKind::Index)?;
     summary.bytes_freed = (freed_old + leftover_bytes) as i64 - written as i64;
     Ok(summary)
 }

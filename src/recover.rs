@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::archive::{self, ArchiveIndex, FrameBuilder, INDEX_VERSION};
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::{BlobId, IdSet};
 use crate::manifest::{EntryKind, Manifest, RelPath, MANIFEST_VERSION};
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::store::{self, BlobIndex, PackWriter};
+use crate::repo::{layout, Repository};
+use crate::store::{BlobIndex, PackWriter};
 
 /// How to rebuild indexes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,12 +113,12 @@ pub fn rebuild_index(
     }
     // Indexes of archives that are gone describe nothing: set aside.
     for id in index_ids.iter().filter(|id| !present.contains_key(id)) {
-        let path = repo.index_path(id);
-        let file = format!("index/{}.json", id.to_hex());
+        let name = layout::index(id);
+        let file = repo.describe(ObjectKind::Index, &name);
         let moved = if opts.dry_run {
             "(dry run)".to_string()
         } else {
-            repo.set_aside(&path)?.display().to_string()
+            repo.set_aside(ObjectKind::Index, &name)?
         };
         summary.indexes_set_aside.insert(file, moved);
     }
@@ -140,9 +140,8 @@ pub fn rebuild_index(
                 continue;
             }
         };
-        let path = repo.archive_path(&id);
-        let bytes = fsutil::read(&path)?;
-        let name = format!("archives/{}.tar.zst", id.to_hex());
+        let bytes = repo.read_archive(&id)?;
+        let name = repo.describe(ObjectKind::Archive, &layout::archive(&id));
         let scan = archive::salvage_archive(&bytes, &name);
         let intact = scan.problems.is_empty() && BlobId::of(&bytes) == id;
         let scanned = ArchiveIndex {
@@ -159,9 +158,9 @@ pub fn rebuild_index(
             } else {
                 if !opts.dry_run {
                     if let Some(Err(_)) = current.get(&id) {
-                        repo.set_aside(&repo.index_path(&id))?;
+                        repo.set_aside(ObjectKind::Index, &layout::index(&id))?;
                     }
-                    store::write_index(repo, &scanned)?;
+                    repo.write_index(&scanned)?;
                 }
                 summary.indexes_written.push(IndexWritten {
                     archive: id.to_hex(),
@@ -258,16 +257,12 @@ fn salvage(
     let written = pack.finish()?;
     out.new_archives = written.iter().map(|i| i.archive.to_hex()).collect();
     // Only now that the copies are durable does the damaged archive leave its place.
-    let index_path = repo.index_path(id);
-    if index_path.exists() {
+    if repo.list_indexes()?.contains(id) {
         out.moved_to
-            .push(repo.set_aside(&index_path)?.display().to_string());
+            .push(repo.set_aside(ObjectKind::Index, &layout::index(id))?);
     }
-    out.moved_to.push(
-        repo.set_aside(&repo.archive_path(id))?
-            .display()
-            .to_string(),
-    );
+    out.moved_to
+        .push(repo.set_aside(ObjectKind::Archive, &layout::archive(id))?);
     Ok(out)
 }
 
@@ -422,15 +417,22 @@ pub fn repair_snapshots(
             summary.records_updated.push(rec.id.clone());
         }
     }
+    let present: std::collections::HashSet<String> = repo
+        .backend()
+        .list(ObjectKind::Snapshot)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     for r in &mut summary.repaired {
-        let file = if r.original.starts_with("snapshots/") {
-            r.original.clone()
-        } else {
-            format!("snapshots/{}.json", r.original)
+        let name = match r.original.strip_prefix("snapshots/") {
+            Some(n) => n.to_string(),
+            None => match r.original.parse::<BlobId>() {
+                Ok(id) => layout::manifest(&id),
+                Err(_) => continue,
+            },
         };
-        let path = repo.root().join(&file);
-        if path.exists() {
-            repo.set_aside(&path)?;
+        if present.contains(&name) {
+            repo.set_aside(ObjectKind::Snapshot, &name)?;
         }
         r.forgotten = true;
     }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::ObjectKind;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fsutil;
-use crate::repo::Repository;
+use crate::repo::{layout, Repository};
 
 /// A scheduled job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -207,41 +207,37 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
     Ok(out)
 }
 
-fn state_path(repo: &Repository) -> std::path::PathBuf {
-    repo.root().join("schedule.json")
-}
-
-/// Reads the schedule state (empty when absent). A state file that does not parse is
+/// Reads the schedule state (empty when absent). A state object that does not parse is
 /// treated as absent, with a warning: every job is then due once, which is safe, while
 /// refusing would stop every scheduled job for good.
 ///
 /// # Errors
-/// I/O errors.
+/// I/O and service errors.
 pub fn load_state(repo: &Repository) -> Result<(ScheduleState, Option<String>)> {
-    let p = state_path(repo);
-    match std::fs::read(&p) {
+    match repo.backend().read(ObjectKind::State, layout::SCHEDULE) {
         Ok(b) => Ok(match serde_json::from_slice(&b) {
             Ok(s) => (s, None),
             Err(e) => (
                 ScheduleState::default(),
                 Some(format!(
                     "{} does not parse ({e}); every job counts as never run",
-                    p.display()
+                    repo.describe(ObjectKind::State, layout::SCHEDULE)
                 )),
             ),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((ScheduleState::default(), None)),
-        Err(e) => Err(Error::io(&p)(e)),
+        Err(e) if e.is_not_found() => Ok((ScheduleState::default(), None)),
+        Err(e) => Err(e),
     }
 }
 
 /// Writes the schedule state atomically.
 ///
 /// # Errors
-/// I/O errors.
+/// I/O and service errors.
 pub fn save_state(repo: &Repository, s: &ScheduleState) -> Result<()> {
-    fsutil::write_atomic(
-        &state_path(repo),
+    repo.backend().write(
+        ObjectKind::State,
+        layout::SCHEDULE,
         &serde_json::to_vec_pretty(s).expect("state serialises"),
     )
 }

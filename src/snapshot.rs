@@ -13,6 +13,7 @@ use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 
 use crate::archive::{CompressedFrame, FrameBuilder};
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{BlobId, IdSet};
@@ -20,7 +21,7 @@ use crate::manifest::{
     Entry, EntryKind, Manifest, RelPath, SnapshotKind, SnapshotStats, Tree, MANIFEST_VERSION,
 };
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repo::{layout, Repository};
 use crate::scan::{self, ScannedEntry, Stat};
 use crate::store::{BlobIndex, BlobReader, PackWriter};
 
@@ -111,7 +112,7 @@ pub fn create(
             opts.root.display()
         )));
     }
-    let repo_abs = repo.root().canonicalize().ok();
+    let repo_abs = repo.local_path().and_then(|p| p.canonicalize().ok());
     let root_text = root.to_string_lossy().into_owned();
     let paths: Vec<String> = if opts.includes.is_empty() {
         vec![root_text.clone()]
@@ -483,7 +484,7 @@ pub fn type_totals(
 /// I/O errors.
 pub fn write_manifest(repo: &Repository, manifest: &Manifest) -> Result<BlobId> {
     let (id, json) = manifest.encode_header();
-    fsutil::write_atomic(&repo.snapshot_path(&id), &json)?;
+    repo.write_manifest(&id, &json)?;
     Ok(id)
 }
 
@@ -746,13 +747,10 @@ fn read_file(
 /// # Errors
 /// [`Error::SnapshotNotFound`], I/O errors and [`Error::Corrupt`].
 pub fn load_header(repo: &Repository, id: &BlobId) -> Result<Manifest> {
-    let path = repo.snapshot_path(id);
-    let data = match std::fs::read(&path) {
+    let data = match repo.read_manifest(id) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::SnapshotNotFound(id.to_hex()))
-        }
-        Err(e) => return Err(Error::io(&path)(e)),
+        Err(e) if e.is_not_found() => return Err(Error::SnapshotNotFound(id.to_hex())),
+        Err(e) => return Err(e),
     };
     Manifest::decode_header(id, &data)
 }
@@ -811,11 +809,7 @@ pub fn load(repo: &Repository, id: &BlobId) -> Result<Manifest> {
 /// # Errors
 /// I/O errors.
 pub fn list_ids(repo: &Repository) -> Result<Vec<BlobId>> {
-    let suffix = crate::manifest::MANIFEST_SUFFIX;
-    Ok(fsutil::list_names(&repo.snapshots_dir(), suffix)?
-        .into_iter()
-        .filter_map(|n| n.trim_end_matches(suffix).parse::<BlobId>().ok())
-        .collect())
+    Ok(repo.list_manifests()?.0)
 }
 
 /// Every snapshot header, and every manifest that could not be read.
@@ -833,18 +827,15 @@ pub struct Listing {
 /// # Errors
 /// I/O errors on the folder or a file; damage is not an error here.
 pub fn list(repo: &Repository) -> Result<Listing> {
-    let suffix = crate::manifest::MANIFEST_SUFFIX;
-    let names = fsutil::list_names(&repo.snapshots_dir(), suffix)?;
-    let results: Vec<(String, Option<BlobId>, Result<Manifest>)> = names
+    let (ids, odd) = repo.list_manifests()?;
+    let mut results: Vec<(String, Option<BlobId>, Result<Manifest>)> = ids
         .par_iter()
-        .map(|n| match n.trim_end_matches(suffix).parse::<BlobId>() {
-            Ok(id) => (n.clone(), Some(id), load_header(repo, &id)),
-            Err(e) => {
-                let err = Error::corrupt(format!("the name is not a snapshot id ({e})"));
-                (n.clone(), None, Err(err))
-            }
-        })
+        .map(|id| (layout::manifest(id), Some(*id), load_header(repo, id)))
         .collect();
+    for n in odd {
+        let err = Error::corrupt("the name is not a snapshot id");
+        results.push((n, None, Err(err)));
+    }
     let mut out = Listing::default();
     for (name, id, r) in results {
         match (id, r) {
@@ -854,7 +845,7 @@ pub fn list(repo: &Repository) -> Result<Listing> {
             (_, Err(Error::SnapshotNotFound(_))) => {}
             // A newer manifest version is not damage: it is refused (upgrade cachevault).
             (_, Err(e)) if e.is_corruption() => out.damaged.push(crate::repo::Damaged {
-                file: format!("snapshots/{name}"),
+                file: ObjectKind::Snapshot.path_of(&name),
                 error: e.to_string(),
             }),
             (_, Err(e)) => return Err(e),

@@ -9,13 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Serialize;
 
+use crate::backend::ObjectKind;
 use crate::config::{CacheType, Config};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::BlobId;
 use crate::manifest::{Manifest, SnapshotKind};
 use crate::repo::Repository;
@@ -259,38 +260,15 @@ impl RepoUsage {
     }
 }
 
-fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for de in walkdir::WalkDir::new(dir).follow_links(false) {
-        let de = match de {
-            Ok(de) => de,
-            Err(e) if e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound) => {
-                continue
-            }
-            Err(e) => {
-                let path = e.path().unwrap_or(dir).to_path_buf();
-                return Err(Error::Io {
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
-        if de.file_type().is_file() {
-            total += de.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-    }
-    Ok(total)
-}
-
-/// Measures the repository's folders on disk.
+/// Measures the repository's objects: archives, indexes and manifests.
 ///
 /// # Errors
-/// I/O errors naming the path.
+/// I/O and service errors naming the object.
 pub fn repo_usage(repo: &Repository) -> Result<RepoUsage> {
     Ok(RepoUsage {
-        archives: dir_bytes(&repo.archives_dir())?,
-        index: dir_bytes(&repo.index_dir())?,
-        snapshots: dir_bytes(&repo.snapshots_dir())?,
+        archives: repo.usage(ObjectKind::Archive)?,
+        index: repo.usage(ObjectKind::Index)?,
+        snapshots: repo.usage(ObjectKind::Snapshot)?,
     })
 }
 

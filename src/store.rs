@@ -1,13 +1,11 @@
 //! Content-addressed blob store over pack archives: which blobs exist and where (from the
 //! index files), reading a blob with verification, and writing new blobs into archives.
 
-use std::fs::File;
-use std::path::PathBuf;
-
 use crate::archive::{self, ArchiveIndex, ArchiveWriter, CompressedFrame, FrameEntry};
+use crate::backend::{ObjectKind, ObjectRead};
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::{BlobId, IdMap, IdSet};
+use crate::repo::layout;
 use crate::repo::{Damaged, Repository};
 
 /// Where a blob lies.
@@ -170,7 +168,7 @@ pub fn load_indexes(repo: &Repository) -> Result<(Vec<ArchiveIndex>, Vec<Damaged
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
             // A newer format is not damage: it is refused (upgrade cachevault), never rewritten.
             Err(e) if e.is_corruption() => bad.push(Damaged {
-                file: format!("index/{}.json", id.to_hex()),
+                file: ObjectKind::Index.path_of(&layout::index(&id)),
                 error: e.to_string(),
             }),
             Err(e) => return Err(e),
@@ -184,7 +182,7 @@ pub fn load_indexes(repo: &Repository) -> Result<(Vec<ArchiveIndex>, Vec<Damaged
 pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a BlobIndex,
-    open: Option<(u32, File, PathBuf)>,
+    open: Option<(u32, Box<dyn ObjectRead>, String)>,
     frame: Option<(u32, u64, Vec<u8>)>,
 }
 
@@ -235,18 +233,20 @@ impl<'a> BlobReader<'a> {
         if !cached {
             if !matches!(&self.open, Some((a, _, _)) if *a == archive) {
                 let id = self.index.archives[archive as usize];
-                let path = self.repo.archive_path(&id);
-                let file = File::open(&path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Error::corrupt(format!("archive {} is missing", path.display()))
+                let what = self
+                    .repo
+                    .describe(ObjectKind::Archive, &layout::archive(&id));
+                let obj = self.repo.open_archive(&id).map_err(|e| {
+                    if e.is_not_found() {
+                        Error::corrupt(format!("archive {what} is missing"))
                     } else {
-                        Error::io(&path)(e)
+                        e
                     }
                 })?;
-                self.open = Some((archive, file, path));
+                self.open = Some((archive, obj, what));
             }
-            let (_, file, path) = self.open.as_mut().expect("archive was just opened");
-            let data = archive::read_frame(file, path, frame)?;
+            let (_, obj, what) = self.open.as_mut().expect("archive was just opened");
+            let data = archive::read_frame(obj.as_mut(), what, frame)?;
             self.frame = Some((archive, frame.offset, data));
         }
         Ok(&self.frame.as_ref().expect("frame was just read").2)
@@ -280,7 +280,7 @@ impl PackWriter {
     /// I/O errors (including a full disk); the unfinished archive is then abandoned.
     pub fn add(&mut self, frame: CompressedFrame) -> Result<()> {
         if self.current.is_none() {
-            self.current = Some(ArchiveWriter::create(&self.repo.archives_dir())?);
+            self.current = Some(ArchiveWriter::create(self.repo.shared_backend())?);
         }
         let w = self.current.as_mut().expect("archive writer exists");
         self.bytes_written += frame.data.len() as u64;
@@ -295,7 +295,7 @@ impl PackWriter {
         if let Some(w) = self.current.take() {
             let idx = w.finish(self.repo.config().zstd_level)?;
             crate::fault::point("archive.before_index");
-            write_index(&self.repo, &idx)?;
+            self.repo.write_index(&idx)?;
             self.written.push(idx);
         }
         Ok(())
@@ -317,13 +317,4 @@ impl PackWriter {
             w.abandon();
         }
     }
-}
-
-/// Persists one archive's index atomically.
-///
-/// # Errors
-/// I/O errors.
-pub fn write_index(repo: &Repository, idx: &ArchiveIndex) -> Result<()> {
-    let json = serde_json::to_vec(idx).expect("index serialises");
-    fsutil::write_atomic(&repo.index_path(&idx.archive), &json)
 }

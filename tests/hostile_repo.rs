@@ -434,7 +434,7 @@ fn a_zstd_bomb_ends_in_an_error_not_an_oom() {
     )
     .unwrap();
     // scan_archive, which trusts no index, stops at its own bound.
-    let e = archive::scan_archive(&new_archive).unwrap_err();
+    let e = scan_archive_file(&new_archive).unwrap_err();
     assert!(e.is_corruption(), "{e}");
 
     // The binary, limited to 512 MiB of address space, fails cleanly on a 1 GiB bomb.

@@ -490,7 +490,7 @@ impl Ctx {
         repo: &Repository,
         kind: LockKind,
         command: &str,
-    ) -> Result<cachevault::repo::RepoLock> {
+    ) -> Result<Box<dyn cachevault::backend::LockGuard>> {
         let quiet = self.cli.quiet;
         let mut tell = |msg: &str| {
             if !quiet {

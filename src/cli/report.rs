@@ -60,12 +60,12 @@ pub fn report(ctx: &Ctx, a: &ReportArgs) -> Result<Outcome> {
 pub fn gather(ctx: &Ctx, repo: &Repository, now: DateTime<Utc>, days: u32) -> Result<Report> {
     let gathered = health::gather(ctx, now);
     if let Some(e) = &gathered.repository_error {
-        bail!("reading repository {}: {e}", repo.root().display());
+        bail!("reading repository {}: {e}", repo.location());
     }
     let input = health::input(ctx, now, &gathered)?;
     let verdict = verdict::evaluate(&input, &Thresholds::default());
     let repository = stats::gather_repo_with(repo, &gathered.snapshots, now, None)
-        .with_context(|| format!("measuring repository {}", repo.root().display()))?;
+        .with_context(|| format!("measuring repository {}", repo.location()))?;
     let (cache_types, total) = match gathered.cache {
         Some((types, total)) => (types, Some(total)),
         None => (Default::default(), None),

@@ -61,7 +61,7 @@ pub fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<Outcome> {
                     .map(|c| c.root_text())
                     .as_deref(),
             )
-            .with_context(|| format!("measuring repository {}", repo.root().display()))?,
+            .with_context(|| format!("measuring repository {}", repo.location()))?,
         ),
         // Cache statistics are worth having before the repository exists.
         Err(e) if ctx.config.is_some() && is_not_a_repository(&e) => {

@@ -1,17 +1,20 @@
-//! The repository on disk: init/open, format version, and every path derivation.
-//! Other modules ask this one where things live; none of them joins paths themselves.
+//! The repository: init/open, its format version and config, and typed access to its objects
+//! (archives, indexes, manifests) through its storage backend. Object names are spelled in
+//! [`layout`]; how they are stored is the backend's business.
 
-pub mod lock;
+pub mod layout;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::local::LocalBackend;
+use crate::backend::{Backend, LockGuard, ObjectKind, ObjectRead};
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::id::BlobId;
 
-pub use lock::{LockKind, RepoLock};
+pub use crate::backend::lock::{LockKind, RepoLock};
 
 /// Repository format version this build writes and reads; frozen per release, because
 /// every repository's config.json records it. See docs/FORMAT.md.
@@ -57,45 +60,52 @@ pub struct RepoConfig {
     pub archive_target_size: u64,
 }
 
-/// An open repository.
+/// An open repository: its config and the backend its objects live in. Every module reaches
+/// the repository's objects through these methods, never through the file system.
 #[derive(Debug, Clone)]
 pub struct Repository {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
     config: RepoConfig,
 }
 
-const SUBDIRS: [&str; 5] = ["archives", "index", "snapshots", "journal", "locks"];
-
-/// A repository file that could not be used: a manifest or index that does not parse or
+/// A repository object that could not be used: a manifest or index that does not parse or
 /// verify. It costs only what depends on it; commands name it and go on with the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Damaged {
-    /// The file, relative to the repository (`snapshots/<id>.json`, `index/<id>.json`).
+    /// The object, relative to the repository (`snapshots/<id>.json`, `index/<id>.json`).
     pub file: String,
     /// What is wrong with it.
     pub error: String,
 }
 
 impl Repository {
-    /// Creates a new, empty repository at `root` (which must be absent or empty).
+    /// Creates a new, empty repository in the local folder `root` (absent or empty).
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] when `root` holds anything; I/O errors.
     pub fn init(root: &Path) -> Result<Repository> {
-        if let Ok(mut rd) = std::fs::read_dir(root) {
-            if rd.next().is_some() {
-                return Err(Error::AlreadyExists(root.to_path_buf()));
-            }
-        }
-        fsutil::create_private_dir(root)?;
-        for sub in SUBDIRS {
-            fsutil::create_private_dir(&root.join(sub))?;
-        }
+        Repository::init_in(Box::new(LocalBackend::new(root)))
+    }
+
+    /// Creates a new, empty repository at `location` (a folder or a URL).
+    ///
+    /// # Errors
+    /// As [`Repository::init`]; a location of an unsupported kind.
+    pub fn init_at(location: &str) -> Result<Repository> {
+        Repository::init_in(crate::backend::open(location)?)
+    }
+
+    /// Creates a new, empty repository in `backend`.
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub fn init_in(backend: Box<dyn Backend>) -> Result<Repository> {
+        backend.create()?;
         let seed = format!(
-            "{:?}{}{:?}",
+            "{:?}{}{}",
             std::time::SystemTime::now(),
             std::process::id(),
-            root
+            backend.location()
         );
         let config = RepoConfig {
             format_version: FORMAT_VERSION,
@@ -105,34 +115,50 @@ impl Repository {
             archive_target_size: 32 << 20,
         };
         let json = serde_json::to_vec_pretty(&config).expect("config serialises");
-        fsutil::write_atomic(&root.join("config.json"), &json)?;
-        fsutil::sync_dir(root)?;
+        backend.write(ObjectKind::Config, layout::CONFIG, &json)?;
+        backend.sync(ObjectKind::Config)?;
         Ok(Repository {
-            root: root.to_path_buf(),
+            backend: Arc::from(backend),
             config,
         })
     }
 
-    /// Opens an existing repository, refusing unknown format versions.
+    /// Opens the existing repository in the local folder `root`.
     ///
     /// # Errors
     /// [`Error::NotARepository`], [`Error::UnsupportedFormat`], [`Error::Corrupt`] for a
     /// config.json that does not parse.
     pub fn open(root: &Path) -> Result<Repository> {
-        let path = root.join("config.json");
-        let bytes = match std::fs::read(&path) {
+        Repository::open_in(Box::new(LocalBackend::new(root)))
+    }
+
+    /// Opens the existing repository at `location` (a folder or a URL).
+    ///
+    /// # Errors
+    /// As [`Repository::open`]; a location of an unsupported kind.
+    pub fn open_at(location: &str) -> Result<Repository> {
+        Repository::open_in(crate::backend::open(location)?)
+    }
+
+    /// Opens the existing repository in `backend`, refusing unknown format versions.
+    ///
+    /// # Errors
+    /// As [`Repository::open`].
+    pub fn open_in(backend: Box<dyn Backend>) -> Result<Repository> {
+        let bytes = match backend.read(ObjectKind::Config, layout::CONFIG) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotARepository(root.to_path_buf()))
+            Err(e) if e.is_not_found() => {
+                return Err(Error::NotARepository(backend.location().into()))
             }
-            Err(e) => return Err(Error::io(&path)(e)),
+            Err(e) => return Err(e),
         };
+        let what = ObjectKind::Config.path_of(layout::CONFIG);
         #[derive(Deserialize)]
         struct VersionOnly {
             format_version: u32,
         }
         let v: VersionOnly = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", path.display())))?;
+            .map_err(|e| Error::corrupt(format!("{what} does not parse: {e}")))?;
         if v.format_version > FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
                 found: v.format_version,
@@ -140,16 +166,36 @@ impl Repository {
             });
         }
         let config: RepoConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(format!("{} does not parse: {e}", path.display())))?;
+            .map_err(|e| Error::corrupt(format!("{what} does not parse: {e}")))?;
         Ok(Repository {
-            root: root.to_path_buf(),
+            backend: Arc::from(backend),
             config,
         })
     }
 
-    /// The repository's root folder.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the repository is, in words (a folder, a URL).
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// One object in words: where it is, for messages and reports.
+    pub fn describe(&self, kind: ObjectKind, name: &str) -> String {
+        self.backend.describe(kind, name)
+    }
+
+    /// The repository's folder when it is on this machine's file system.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.backend.local_path()
+    }
+
+    /// The backend (for the few operations that work on raw objects: copy, tests).
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// The backend, shared (an archive writer keeps it while it writes).
+    pub fn shared_backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
     }
 
     /// The repository's config.json.
@@ -157,88 +203,32 @@ impl Repository {
         &self.config
     }
 
-    /// Folder of pack archives.
-    pub fn archives_dir(&self) -> PathBuf {
-        self.root.join("archives")
-    }
-
-    /// Folder of archive indexes.
-    pub fn index_dir(&self) -> PathBuf {
-        self.root.join("index")
-    }
-
-    /// Folder of snapshot manifests.
-    pub fn snapshots_dir(&self) -> PathBuf {
-        self.root.join("snapshots")
-    }
-
-    /// Folder of the operation journal.
-    pub fn journal_dir(&self) -> PathBuf {
-        self.root.join("journal")
-    }
-
-    /// Folder of lock files.
-    pub fn locks_dir(&self) -> PathBuf {
-        self.root.join("locks")
-    }
-
-    /// Path of one archive.
-    pub fn archive_path(&self, id: &BlobId) -> PathBuf {
-        crate::archive::archive_path(&self.archives_dir(), id)
-    }
-
-    /// Path of one archive's index.
-    pub fn index_path(&self, id: &BlobId) -> PathBuf {
-        self.index_dir().join(format!("{}.json", id.to_hex()))
-    }
-
-    /// Path of one snapshot manifest.
-    pub fn snapshot_path(&self, id: &BlobId) -> PathBuf {
-        self.snapshots_dir().join(format!(
-            "{}{}",
-            id.to_hex(),
-            crate::manifest::MANIFEST_SUFFIX
-        ))
-    }
-
-    /// Folder where damaged files are moved instead of being deleted (`rebuild-index`,
-    /// `repair-snapshots`): their bytes stay for whoever wants to look at them.
-    pub fn damaged_dir(&self) -> PathBuf {
-        self.root.join("damaged")
-    }
-
-    /// Every archive file with its size, by id. Names that are not `<64 hex>.tar.zst` are
-    /// not archives and are left out (temp files included).
+    /// Every archive with its size, by id (names that are not archives left out).
     ///
     /// # Errors
-    /// I/O errors listing the folder.
+    /// I/O and service errors.
     pub fn list_archives(&self) -> Result<Vec<(BlobId, u64)>> {
-        let dir = self.archives_dir();
-        let mut out = Vec::new();
-        for name in fsutil::list_names(&dir, ".tar.zst")? {
-            let Ok(id) = name.trim_end_matches(".tar.zst").parse::<BlobId>() else {
-                continue;
-            };
-            let path = dir.join(&name);
-            match std::fs::metadata(&path) {
-                Ok(m) => out.push((id, m.len())),
-                // Removed since the listing (a concurrent prune): not there.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&path)(e)),
-            }
-        }
-        Ok(out)
+        Ok(self
+            .backend
+            .list(ObjectKind::Archive)?
+            .into_iter()
+            .filter_map(|o| layout::archive_id(&o.name).map(|id| (id, o.size)))
+            .collect())
     }
 
-    /// Ids of every index file (`index/<id>.json`).
+    /// Ids of every index.
     ///
     /// # Errors
-    /// I/O errors listing the folder.
+    /// I/O and service errors.
     pub fn list_indexes(&self) -> Result<Vec<BlobId>> {
-        Ok(fsutil::list_names(&self.index_dir(), ".json")?
+        let mut out: Vec<BlobId> = self
+            .backend
+            .list(ObjectKind::Index)?
             .into_iter()
-            .filter_map(|n| n.trim_end_matches(".json").parse().ok())
-            .collect())
+            .filter_map(|o| layout::index_id(&o.name))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Reads and checks one archive's index.
@@ -247,43 +237,139 @@ impl Repository {
     /// I/O errors; [`Error::Corrupt`] for an index that does not parse, fails its checks or
     /// describes another archive.
     pub fn read_index(&self, id: &BlobId) -> Result<crate::archive::ArchiveIndex> {
-        let path = self.index_path(id);
+        let name = layout::index(id);
+        let what = self.describe(ObjectKind::Index, &name);
         let idx = crate::archive::ArchiveIndex::decode(
-            &fsutil::read(&path)?,
-            &format!("index/{}.json", id.to_hex()),
+            &self.backend.read(ObjectKind::Index, &name)?,
+            &what,
         )?;
         if idx.archive != *id {
             return Err(Error::corrupt(format!(
-                "index/{}.json describes archive {}",
-                id.to_hex(),
+                "{what} describes archive {}",
                 idx.archive
             )));
         }
         Ok(idx)
     }
 
-    /// Moves a damaged repository file into `damaged/` (never deletes it), under a name that
-    /// says where it came from. Returns the new path.
+    /// Persists one archive's index atomically.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn set_aside(&self, path: &Path) -> Result<PathBuf> {
-        let dir = self.damaged_dir();
-        fsutil::create_private_dir(&dir)?;
-        let rel = path.strip_prefix(&self.root).unwrap_or(path);
-        let flat = rel.to_string_lossy().replace('/', "-");
-        let mut dest = dir.join(&flat);
-        let mut n = 1;
-        while dest.exists() {
-            dest = dir.join(format!("{flat}.{n}"));
-            n += 1;
+    /// I/O and service errors.
+    pub fn write_index(&self, idx: &crate::archive::ArchiveIndex) -> Result<()> {
+        let json = serde_json::to_vec(idx).expect("index serialises");
+        self.backend
+            .write(ObjectKind::Index, &layout::index(&idx.archive), &json)
+    }
+
+    /// Removes one archive's index.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn remove_index(&self, archive: &BlobId) -> Result<()> {
+        self.backend
+            .remove(ObjectKind::Index, &layout::index(archive))
+    }
+
+    /// Reads a whole archive.
+    ///
+    /// # Errors
+    /// I/O and service errors; a missing archive.
+    pub fn read_archive(&self, id: &BlobId) -> Result<Vec<u8>> {
+        self.backend.read(ObjectKind::Archive, &layout::archive(id))
+    }
+
+    /// Opens an archive to read frames of it.
+    ///
+    /// # Errors
+    /// As [`Repository::read_archive`].
+    pub fn open_archive(&self, id: &BlobId) -> Result<Box<dyn ObjectRead>> {
+        self.backend.open(ObjectKind::Archive, &layout::archive(id))
+    }
+
+    /// Removes an archive.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn remove_archive(&self, id: &BlobId) -> Result<()> {
+        self.backend
+            .remove(ObjectKind::Archive, &layout::archive(id))
+    }
+
+    /// Ids of every manifest, and the names in the manifests' namespace that are not ids.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn list_manifests(&self) -> Result<(Vec<BlobId>, Vec<String>)> {
+        let mut ids = Vec::new();
+        let mut odd = Vec::new();
+        for o in self.backend.list(ObjectKind::Snapshot)? {
+            match layout::manifest_id(&o.name) {
+                Some(id) => ids.push(id),
+                None if layout::is_manifest_name(&o.name) => odd.push(o.name),
+                None => {}
+            }
         }
-        std::fs::rename(path, &dest).map_err(Error::io(path))?;
-        fsutil::sync_dir(&dir)?;
-        if let Some(parent) = path.parent() {
-            fsutil::sync_dir(parent)?;
-        }
-        Ok(dest)
+        ids.sort();
+        odd.sort();
+        Ok((ids, odd))
+    }
+
+    /// Reads one manifest header.
+    ///
+    /// # Errors
+    /// I/O and service errors; a missing manifest ([`Error::is_not_found`]).
+    pub fn read_manifest(&self, id: &BlobId) -> Result<Vec<u8>> {
+        self.backend
+            .read(ObjectKind::Snapshot, &layout::manifest(id))
+    }
+
+    /// Writes one manifest header (the snapshot exists from then on); durable.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn write_manifest(&self, id: &BlobId, json: &[u8]) -> Result<()> {
+        self.backend
+            .write(ObjectKind::Snapshot, &layout::manifest(id), json)
+    }
+
+    /// Removes one manifest (forgets the snapshot; a missing one is not an error).
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn remove_manifest(&self, id: &BlobId) -> Result<()> {
+        self.backend
+            .remove(ObjectKind::Snapshot, &layout::manifest(id))
+    }
+
+    /// Moves an object into `damaged/` (never deletes it) under a name that says where it came
+    /// from. Returns where it went, relative to the repository.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn set_aside(&self, kind: ObjectKind, name: &str) -> Result<String> {
+        let taken: std::collections::HashSet<String> = self
+            .backend
+            .list(ObjectKind::Damaged)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        let path = kind.path_of(name);
+        let dest = (0..)
+            .map(|n| layout::set_aside(&path, n))
+            .find(|n| !taken.contains(n))
+            .expect("some numbered name is free");
+        self.backend
+            .rename((kind, name), (ObjectKind::Damaged, &dest))?;
+        Ok(ObjectKind::Damaged.path_of(&dest))
+    }
+
+    /// Objects (and total bytes) of one kind.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn usage(&self, kind: ObjectKind) -> Result<u64> {
+        Ok(self.backend.list(kind)?.iter().map(|o| o.size).sum())
     }
 
     /// Takes the repository lock, waiting up to `wait` while another process holds it.
@@ -297,7 +383,7 @@ impl Repository {
         command: &str,
         wait: std::time::Duration,
         on_wait: &mut dyn FnMut(&str),
-    ) -> Result<RepoLock> {
-        RepoLock::acquire(&self.locks_dir(), kind, command, wait, on_wait)
+    ) -> Result<Box<dyn LockGuard>> {
+        self.backend.lock(kind, command, wait, on_wait)
     }
 }

@@ -297,3 +297,43 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Where a local repository keeps its objects, for tests that damage them by hand. The
+/// library names objects through `repo::layout`; these helpers join those names onto the
+/// folder of a local repository.
+pub trait LocalLayout {
+    fn dir_of(&self, kind: cachevault::backend::ObjectKind) -> PathBuf;
+    fn archives_dir(&self) -> PathBuf {
+        self.dir_of(cachevault::backend::ObjectKind::Archive)
+    }
+    fn index_dir(&self) -> PathBuf {
+        self.dir_of(cachevault::backend::ObjectKind::Index)
+    }
+    fn archive_path(&self, id: &cachevault::BlobId) -> PathBuf {
+        self.archives_dir()
+            .join(cachevault::repo::layout::archive(id))
+    }
+    fn index_path(&self, id: &cachevault::BlobId) -> PathBuf {
+        self.index_dir().join(cachevault::repo::layout::index(id))
+    }
+    fn snapshot_path(&self, id: &cachevault::BlobId) -> PathBuf {
+        self.dir_of(cachevault::backend::ObjectKind::Snapshot)
+            .join(cachevault::repo::layout::manifest(id))
+    }
+}
+
+impl LocalLayout for cachevault::Repository {
+    fn dir_of(&self, kind: cachevault::backend::ObjectKind) -> PathBuf {
+        let root = self.local_path().expect("a local repository");
+        match kind.folder() {
+            "" => root.to_path_buf(),
+            f => root.join(f),
+        }
+    }
+}
+
+/// Scans an archive file the way `rebuild-index` does.
+pub fn scan_archive_file(p: &Path) -> cachevault::Result<cachevault::archive::ArchiveIndex> {
+    let bytes = std::fs::read(p).map_err(cachevault::Error::io(p))?;
+    cachevault::archive::scan_archive(&bytes, &p.display().to_string())
+}
