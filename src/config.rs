@@ -231,6 +231,10 @@ pub struct Backup {
     /// Retention of backups.
     #[serde(default)]
     pub retention_policy: RetentionPolicy,
+    /// Repositories (folders or `s3:` URLs) every new backup is copied to by run-due; the
+    /// retention policy applies there too, in the optimization job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy_to: Vec<String>,
 }
 
 impl Default for Backup {
@@ -240,6 +244,7 @@ impl Default for Backup {
             frequency: "daily".into(),
             compression: true,
             retention_policy: RetentionPolicy::default(),
+            copy_to: Vec::new(),
         }
     }
 }
@@ -318,6 +323,8 @@ pub struct Config {
     pub base: PathBuf,
     /// Absolute path of `cache.outputs.report_html`, when set.
     pub report_html: Option<PathBuf>,
+    /// `strategies.backup.copy_to`, folders resolved against the config's folder.
+    pub copy_to: Vec<String>,
 }
 
 impl Config {
@@ -345,7 +352,12 @@ impl Config {
         let cfg = Config {
             file: path.to_path_buf(),
             root: lexical_join(&base, &raw.cache.root),
-            repository: lexical_join(&base, &raw.cache.repository),
+            // A URL is kept as written; a folder is resolved against the config's folder.
+            repository: if crate::backend::is_url(&raw.cache.repository.to_string_lossy()) {
+                raw.cache.repository.clone()
+            } else {
+                lexical_join(&base, &raw.cache.repository)
+            },
             quarantine: lexical_join(&base, &raw.cache.quarantine),
             report_html: raw
                 .cache
@@ -353,6 +365,20 @@ impl Config {
                 .report_html
                 .as_ref()
                 .map(|p| lexical_join(&base, p)),
+            copy_to: raw
+                .cache
+                .strategies
+                .backup
+                .copy_to
+                .iter()
+                .map(|to| {
+                    if to.is_empty() || crate::backend::is_url(to) {
+                        to.clone()
+                    } else {
+                        lexical_join(&base, Path::new(to)).display().to_string()
+                    }
+                })
+                .collect(),
             base: base.clone(),
             raw,
         };
@@ -475,6 +501,35 @@ impl Config {
                 "cache.strategies.backup.frequency",
                 "\"hourly\", \"daily\" or \"weekly\"",
             );
+        }
+        for (i, to) in self.copy_to.iter().enumerate() {
+            let key = format!("cache.strategies.backup.copy_to[{i}]");
+            if to.is_empty() {
+                return bad(&key, "a folder or an s3: URL, not an empty string");
+            }
+            #[cfg(feature = "s3")]
+            if to.starts_with("s3:") {
+                if let Err(e) = crate::backend::s3::S3Location::parse(to) {
+                    return bad(&key, &format!("a valid s3: URL ({e})"));
+                }
+            }
+            if !to.starts_with("s3:") && crate::backend::is_url(to) {
+                return bad(
+                    &key,
+                    "a folder or an s3: URL (no other kind of URL is supported)",
+                );
+            }
+            if Path::new(to) == self.repository {
+                return bad(&key, "another repository than cache.repository");
+            }
+            if !crate::backend::is_url(to)
+                && (Path::new(to).starts_with(&self.root) || self.root.starts_with(to))
+            {
+                return bad(
+                    &key,
+                    "a folder that neither is, holds nor lies in the cache root",
+                );
+            }
         }
         let r = &b.retention_policy;
         for (key, v) in [

@@ -20,6 +20,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A storage service refused or failed a request on one object (after its retries).
+    #[error("storage error on {object}: {message}")]
+    Storage {
+        /// The object, where it is (`s3:https://host/bucket/prefix/archives/<id>.tar.zst`).
+        object: String,
+        /// What the service answered.
+        message: String,
+        /// Whether the answer was "no such object".
+        not_found: bool,
+    },
     /// A blob whose content does not hash to its name.
     #[error("blob {expected} is corrupt (content hashes to {actual})")]
     CorruptBlob {
@@ -124,7 +134,11 @@ impl Error {
 
     /// Whether this error says an object or file is not there.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        match self {
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Storage { not_found, .. } => *not_found,
+            _ => false,
+        }
     }
 
     /// Whether this error is "no space left on device".

@@ -192,3 +192,10 @@ pub fn disk_space(path: &Path) -> Result<DiskSpace> {
         available_bytes: st.f_bavail.saturating_mul(st.f_frsize),
     })
 }
+
+/// This machine's host name (`localhost` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -173,6 +173,27 @@ pub struct BackupInput {
     pub frequency: Frequency,
     /// Recorded time of the last successful backup (see [`last_backup`]).
     pub last_success: Option<DateTime<FixedOffset>>,
+    /// Each repository of `strategies.backup.copy_to` and the last successful copy to it
+    /// (see [`last_copy`]).
+    pub copies: Vec<(String, Option<DateTime<FixedOffset>>)>,
+}
+
+/// When the last successful copy to `to` was made, by the journal (`copy` and run-due's
+/// `run-due:copy` entries name their destination in `details.to`).
+pub fn last_copy(journal: &[JournalEntry], to: &str) -> Option<DateTime<FixedOffset>> {
+    journal
+        .iter()
+        .filter(|e| {
+            (e.operation == "copy" || e.operation == crate::journal::job_operation("copy"))
+                && e.exit_code == 0
+                && e.details.get("to").and_then(|v| v.as_str()) == Some(to)
+        })
+        // The time the run acted for (`--now`), else when the copy ended.
+        .map(|e| {
+            e.now
+                .unwrap_or(e.time + chrono::Duration::milliseconds((e.seconds * 1000.0) as i64))
+        })
+        .max()
 }
 
 /// Everything [`evaluate`] looks at.
@@ -443,6 +464,38 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         }
     }
 
+    if let Some(b) = input.backup.as_ref().filter(|b| !b.copies.is_empty()) {
+        checks.push("copies".into());
+        let period = b.frequency.period();
+        for (to, last) in &b.copies {
+            match last {
+                None => add(
+                    Level::Warning,
+                    "copies",
+                    format!("no successful copy to {to} yet"),
+                ),
+                Some(last) => {
+                    let age = input.now.signed_duration_since(*last);
+                    let level = if age > period * 2 {
+                        Level::Warning
+                    } else {
+                        Level::Ok
+                    };
+                    add(
+                        level,
+                        "copies",
+                        format!(
+                            "last successful copy to {to} was {} ago ({}); copies should follow every {} backup",
+                            crate::units::human_duration(age.num_seconds()),
+                            last.to_rfc3339(),
+                            b.frequency.name()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     if !input.damage.is_empty() && !checks.iter().any(|c| c == "repository") {
         checks.push("repository".into());
     }
@@ -659,6 +712,7 @@ mod tests {
             (Frequency::Weekly, 15 * 24, Level::Warning),
         ] {
             i.backup = Some(BackupInput {
+                copies: Vec::new(),
                 frequency: freq,
                 last_success: ago(hours),
             });
@@ -669,10 +723,50 @@ mod tests {
             );
         }
         i.backup = Some(BackupInput {
+            copies: Vec::new(),
             frequency: Frequency::Daily,
             last_success: None,
         });
         assert_eq!(evaluate(&i, &Thresholds::default()).status, Level::Warning);
+    }
+
+    #[test]
+    fn copies_older_than_two_backup_periods_warn() {
+        let mut i = input();
+        let ago = |h: i64| Some((now() - Duration::hours(h)).fixed_offset());
+        for (copies, want) in [
+            (vec![("s3://b/x".to_string(), ago(47))], Level::Ok),
+            (vec![("s3://b/x".to_string(), ago(49))], Level::Warning),
+            (vec![("s3://b/x".to_string(), None)], Level::Warning),
+            (
+                vec![("/a".to_string(), ago(1)), ("/b".to_string(), ago(50))],
+                Level::Warning,
+            ),
+        ] {
+            i.backup = Some(BackupInput {
+                frequency: Frequency::Daily,
+                last_success: ago(1),
+                copies,
+            });
+            let r = evaluate(&i, &Thresholds::default());
+            assert_eq!(r.status, want, "{:?}", r.reasons);
+            if want == Level::Warning {
+                assert_eq!(r.reasons[0].check, "copies");
+            }
+        }
+        // The journal's copies: the newest success to that destination, end time.
+        let mut ok = entry("run-due:copy", 3, "ok", 0);
+        ok.details = serde_json::json!({"to": "s3://b/x"});
+        let mut failed = entry("run-due:copy", 5, "failed", 2);
+        failed.details = serde_json::json!({"to": "s3://b/x"});
+        let mut other = entry("copy", 6, "ok", 0);
+        other.details = serde_json::json!({"to": "/elsewhere"});
+        let j = vec![ok.clone(), failed, other];
+        assert_eq!(
+            last_copy(&j, "s3://b/x"),
+            Some(ok.time + Duration::milliseconds((ok.seconds * 1000.0) as i64))
+        );
+        assert_eq!(last_copy(&j, "/nowhere"), None);
     }
 
     fn entry(op: &str, hour: u32, result: &str, code: u8) -> JournalEntry {

@@ -16,6 +16,7 @@ pub mod chunk;
 pub mod clear;
 pub mod compare;
 pub mod config;
+pub mod copy;
 pub mod diff;
 pub mod error;
 pub mod fault;

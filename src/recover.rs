@@ -157,7 +157,9 @@ pub fn rebuild_index(
                 summary.indexes_ok += 1;
             } else {
                 if !opts.dry_run {
-                    if let Some(Err(_)) = current.get(&id) {
+                    // An index that is there (damaged, or disagreeing with its archive) is
+                    // set aside first: indexes are written create-only where the backend can.
+                    if current.contains_key(&id) {
                         repo.set_aside(ObjectKind::Index, &layout::index(&id))?;
                     }
                     repo.write_index(&scanned)?;

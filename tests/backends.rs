@@ -34,8 +34,11 @@ fn conformance(b: &dyn Backend) {
     }
     b.remove(ObjectKind::Index, "never-there.json").unwrap();
 
-    // Whole writes replace; kinds are separate namespaces.
-    b.write(ObjectKind::Snapshot, "a.json", b"first").unwrap();
+    // Whole writes replace (state objects); kinds are separate namespaces.
+    b.write(ObjectKind::State, "s.json", b"first").unwrap();
+    b.write(ObjectKind::State, "s.json", b"second").unwrap();
+    assert_eq!(b.read(ObjectKind::State, "s.json").unwrap(), b"second");
+    b.remove(ObjectKind::State, "s.json").unwrap();
     b.write(ObjectKind::Snapshot, "a.json", b"second").unwrap();
     b.write(ObjectKind::Index, "a.json", b"an index").unwrap();
     b.write(ObjectKind::Config, "config.json", b"{}").unwrap();
@@ -230,4 +233,87 @@ fn a_repository_in_memory_snapshots_restores_forgets_prunes_and_checks() {
         .collect();
     top.sort();
     assert_eq!(top, ["OUTPUTS", "restored", "restored2"]);
+}
+
+#[test]
+fn the_s3_backend_keeps_the_contract() {
+    let Some(moto) = common::s3::Moto::start() else {
+        return;
+    };
+    moto.bucket("contract");
+    let url = moto.url("contract", "some/prefix");
+    let b = cachevault::backend::s3::S3Backend::open(&url).unwrap();
+    conformance(&b);
+    // moto keeps create-only writes, and the backend learned so.
+    assert!(b.create_only_writes().unwrap());
+    assert_eq!(b.location(), url);
+    // Objects live under the prefix, in the same folders as on disk.
+    let keys = moto.keys("contract", "some/prefix/");
+    assert!(
+        keys.iter()
+            .any(|k| k == "some/prefix/archives/pack.tar.zst"),
+        "{keys:?}"
+    );
+    // A content-addressed object is never replaced by a second writer.
+    b.write(ObjectKind::Snapshot, "same.json", b"first")
+        .unwrap();
+    b.write(ObjectKind::Snapshot, "same.json", b"other")
+        .unwrap();
+    assert_eq!(b.read(ObjectKind::Snapshot, "same.json").unwrap(), b"first");
+    // A large object goes up in parts and reads back exactly, range by range.
+    let big = noise(40 << 20, 11);
+    let mut s = b.stage(ObjectKind::Archive).unwrap();
+    s.file().write_all(&big).unwrap();
+    b.publish(s, "big.tar.zst").unwrap();
+    let mut o = b.open(ObjectKind::Archive, "big.tar.zst").unwrap();
+    assert_eq!(o.len(), big.len() as u64);
+    let at = (33 << 20) + 17;
+    assert_eq!(
+        o.read_at(at, 4096).unwrap(),
+        big[at as usize..at as usize + 4096]
+    );
+    // A whole repository over S3.
+    moto.bucket("whole");
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = Repository::init_at(&moto.url("whole", "r")).unwrap();
+    let s = snapshot::create(
+        &repo,
+        &SnapshotOptions {
+            root: src.clone(),
+            includes: Vec::new(),
+            kind: cachevault::manifest::SnapshotKind::Backup,
+            types: Vec::new(),
+            tags: Vec::new(),
+            time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+00:00").unwrap(),
+            hostname: "test".into(),
+            rehash: false,
+            dry_run: false,
+            parent: None,
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let repo = Repository::open_at(&moto.url("whole", "r")).unwrap();
+    let m = snapshot::load(&repo, &s.id.unwrap()).unwrap();
+    restore::restore(
+        &repo,
+        &m,
+        &t.join("out"),
+        &RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(compare_trees(&src, &t.join("out"), false)
+        .unwrap()
+        .is_empty());
+    let report = check::check(&repo, ReadData::All, 1).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // Opening a prefix that holds no repository says so.
+    let e = Repository::open_at(&moto.url("whole", "elsewhere")).unwrap_err();
+    assert!(matches!(e, cachevault::Error::NotARepository(_)), "{e}");
+    // A bucket that does not exist is named in the error.
+    let e = Repository::init_at(&moto.url("no-such-bucket", "r")).unwrap_err();
+    assert!(e.to_string().contains("no-such-bucket"), "{e}");
 }

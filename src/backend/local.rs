@@ -259,4 +259,18 @@ impl Backend for LocalBackend {
         }
         Ok((found.len(), bytes))
     }
+
+    fn unlock(&self, _all: bool) -> Result<Vec<String>> {
+        // flock locks die with their process: only descriptions of dead holders remain to
+        // be removed, with or without --all.
+        let mut removed = Vec::new();
+        for h in lock::stale_holders(&self.dir(ObjectKind::Lock)) {
+            match fs::remove_file(&h) {
+                Ok(()) => removed.push(format!("{} (its process is gone)", h.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&h)(e)),
+            }
+        }
+        Ok(removed)
+    }
 }

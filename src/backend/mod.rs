@@ -10,6 +10,8 @@
 pub mod local;
 pub mod lock;
 pub mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::fmt;
 use std::fs::File;
@@ -220,7 +222,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// As [`Backend::read`].
     fn open(&self, kind: ObjectKind, name: &str) -> Result<Box<dyn ObjectRead>>;
 
-    /// Writes a whole object atomically, replacing one of the same name; durable.
+    /// Writes a whole object atomically and durably, replacing one of the same name; except
+    /// that archives, indexes and manifests (named by what they hold) are written
+    /// create-only where the backend can, keeping an existing object: a caller that means to
+    /// replace one removes or sets it aside first.
     ///
     /// # Errors
     /// I/O and service errors (a full disk included).
@@ -283,32 +288,55 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Errors
     /// I/O and service errors.
     fn remove_leftovers(&self, dry_run: bool) -> Result<(usize, u64)>;
+
+    /// Removes locks nobody holds any more (every lock with `all`); returns each in words.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    fn unlock(&self, all: bool) -> Result<Vec<String>> {
+        let _ = all;
+        Ok(Vec::new())
+    }
 }
 
-/// Opens the backend a repository location names: a local folder, or (later) a URL. A
+/// Whether a repository location is a URL (as opposed to a folder name).
+pub fn is_url(location: &str) -> bool {
+    let Some((scheme, rest)) = location.split_once(':') else {
+        return false;
+    };
+    scheme.len() > 1
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+        && (rest.starts_with("//")
+            || matches!(
+                scheme,
+                "s3" | "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone"
+            ))
+}
+
+/// Opens the backend a repository location names: a local folder or an `s3:` URL. A
 /// location that looks like a URL of an unsupported kind is an error, never a folder name.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the location.
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
-    if let Some((scheme, _)) = location.split_once(':') {
-        let looks_like_url = !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
-            && (location[scheme.len() + 1..].starts_with("//")
-                || matches!(
-                    scheme,
-                    "s3" | "sftp" | "rest" | "b2" | "azure" | "gs" | "swift" | "rclone"
-                ));
-        if looks_like_url && scheme.len() > 1 {
-            return Err(Error::Invalid(format!(
-                "repository {location:?}: {scheme:?} repositories are not supported; give a folder"
-            )));
-        }
-    }
     if location.is_empty() {
         return Err(Error::Invalid("an empty repository location".into()));
+    }
+    if location.starts_with("s3:") {
+        #[cfg(feature = "s3")]
+        return Ok(Box::new(s3::S3Backend::open(location)?));
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::Invalid(format!(
+            "repository {location:?}: this cachevault was built without S3 support (cargo feature `s3`)"
+        )));
+    }
+    if is_url(location) {
+        let scheme = location.split(':').next().unwrap_or_default();
+        return Err(Error::Invalid(format!(
+            "repository {location:?}: {scheme:?} repositories are not supported; give a folder or an s3: URL"
+        )));
     }
     Ok(Box::new(local::LocalBackend::new(Path::new(location))))
 }

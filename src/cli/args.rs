@@ -98,6 +98,38 @@ pub enum Command {
     History(HistoryArgs),
     /// Print a crontab line or systemd units that call `run-due`.
     Schedule(ScheduleArgs),
+    /// Copy snapshots from another repository (--from-repo) into this one, sending only the
+    /// blobs it lacks (default: every complete backup it lacks).
+    Copy(CopyArgs),
+    /// Remove locks nobody holds any more (lock objects past their expiry; holder files of
+    /// dead processes).
+    Unlock(UnlockArgs),
+}
+
+/// `copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The repository to copy from (a folder or an s3: URL).
+    #[arg(long, value_name = "SRC")]
+    pub from_repo: String,
+    /// Copy these snapshots (ids or unique prefixes) instead of every matching one.
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// Filters (default: complete backups).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// List what would be copied, copy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, also those that look held (only when no cachevault is running
+    /// against the repository).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `config` actions.

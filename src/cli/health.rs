@@ -87,11 +87,14 @@ pub fn input(ctx: &Ctx, now: DateTime<Utc>, g: &Gathered) -> Result<Input> {
             space: fsutil::disk_space(&cfg.root).map_err(|e| e.to_string()),
         });
     }
-    disks.push(Disk {
-        role: "repository".into(),
-        path: repo_path.clone(),
-        space: fsutil::disk_space(&repo_path).map_err(|e| e.to_string()),
-    });
+    // A repository in object storage has no disk here to fill.
+    if !cachevault::backend::is_url(&repo_path.to_string_lossy()) {
+        disks.push(Disk {
+            role: "repository".into(),
+            path: repo_path.clone(),
+            space: fsutil::disk_space(&repo_path).map_err(|e| e.to_string()),
+        });
+    }
 
     let mut sizes = Vec::new();
     if let Some((types, total)) = &g.cache {
@@ -118,6 +121,11 @@ pub fn input(ctx: &Ctx, now: DateTime<Utc>, g: &Gathered) -> Result<Input> {
             Some(BackupInput {
                 frequency,
                 last_success: health::last_backup(&g.snapshots, &g.journal, Some(&root), now),
+                copies: c
+                    .copy_to
+                    .iter()
+                    .map(|to| (to.clone(), health::last_copy(&g.journal, to)))
+                    .collect(),
             })
         });
 

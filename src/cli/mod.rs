@@ -4,6 +4,7 @@
 mod args;
 mod check;
 mod clear;
+mod copy;
 mod demo;
 mod diff;
 mod find;
@@ -180,6 +181,7 @@ fn record_journal(ctx: &Ctx, time: DateTime<FixedOffset>, seconds: f64, result: 
         Command::RepairSnapshots(a) if !a.dry_run => "repair-snapshots",
         Command::Clear(a) if !a.dry_run => "clear",
         Command::Undo(_) => "undo",
+        Command::Copy(a) if !a.dry_run => "copy",
         Command::Warm(_) => "warm",
         Command::RunDue(a) if !a.dry_run => "run-due",
         Command::Repair(a) if !a.dry_run => "repair",
@@ -390,7 +392,7 @@ fn library_kind(err: &Error) -> &'static str {
     }
     match err {
         Error::Locked(_) => kind::LOCKED,
-        Error::Io { .. } => kind::IO,
+        Error::Io { .. } | Error::Storage { .. } => kind::IO,
         Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => kind::NOT_FOUND,
         Error::UnsafePath { .. } => kind::UNSAFE_PATH,
         Error::NotARepository(_) => kind::NO_REPOSITORY,
@@ -455,6 +457,8 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Find(a) => find::find(ctx, a),
         Command::History(a) => history::history(ctx, a),
         Command::Schedule(a) => schedule::schedule(ctx, a),
+        Command::Copy(a) => copy::copy(ctx, a),
+        Command::Unlock(a) => copy::unlock(ctx, a),
     }
 }
 
@@ -480,9 +484,14 @@ impl Ctx {
         ))
     }
 
+    /// The repository location in words: a folder, or a URL kept exactly as given.
+    pub fn repo_location(&self) -> Result<String> {
+        Ok(self.repo_path()?.to_string_lossy().into_owned())
+    }
+
     pub fn open_repo(&self) -> Result<Repository> {
-        let p = self.repo_path()?;
-        Repository::open(&p).with_context(|| format!("opening repository {}", p.display()))
+        let p = self.repo_location()?;
+        Repository::open_at(&p).with_context(|| format!("opening repository {p}"))
     }
 
     pub fn lock(
@@ -610,16 +619,12 @@ fn config_check(ctx: &Ctx) -> Result<Outcome> {
 }
 
 fn init(ctx: &Ctx) -> Result<Outcome> {
-    let p = ctx.repo_path()?;
-    let repo = Repository::init(&p).with_context(|| format!("initialising {}", p.display()))?;
+    let p = ctx.repo_location()?;
+    let repo = Repository::init_at(&p).with_context(|| format!("initialising {p}"))?;
     let c = repo.config();
     Ok(Outcome::new(
         serde_json::json!({"repository": p, "id": c.id, "format_version": c.format_version}),
-        format!(
-            "created cachevault repository {} at {}\n",
-            &c.id[..8],
-            p.display()
-        ),
+        format!("created cachevault repository {} at {p}\n", &c.id[..8]),
         exit::OK,
     ))
 }
@@ -653,9 +658,7 @@ pub fn now() -> DateTime<FixedOffset> {
 }
 
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+    cachevault::fsutil::hostname()
 }
 
 /// Human byte counts.

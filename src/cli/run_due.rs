@@ -105,7 +105,39 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 human.push_str(&format!("{:<12} FAILED  {e:#}\n", d.job.name()));
             }
         }
+        let backed_up = d.job == Job::Backup && doc["ok"] == json!(true);
         jobs.push(doc);
+        // After a backup: copies to each of strategies.backup.copy_to, each its own job.
+        if backed_up {
+            for to in &cfg.copy_to {
+                let started = super::now();
+                let clock = std::time::Instant::now();
+                let result = copy_job(ctx, &repo, &cfg, to);
+                let seconds = clock.elapsed().as_secs_f64();
+                let mut doc = json!({"job": "copy", "to": to, "due": true, "reason": "after the backup", "ran": true, "seconds": seconds});
+                let entry = copy_entry(&cfg, &run, to, started, seconds, &result);
+                if let Err(e) = journal::record(&repo, &entry) {
+                    ctx.note(&format!("warning: could not journal the copy to {to}: {e}"));
+                }
+                match result {
+                    Ok(summary) => {
+                        human.push_str(&format!(
+                            "{:<12} ran  to {to}: {} snapshot(s)\n",
+                            "copy", summary["snapshots_copied"]
+                        ));
+                        doc["ok"] = json!(true);
+                        doc["summary"] = summary;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        doc["ok"] = json!(false);
+                        doc["error"] = json!(format!("{e:#}"));
+                        human.push_str(&format!("{:<12} FAILED  to {to}: {e:#}\n", "copy"));
+                    }
+                }
+                jobs.push(doc);
+            }
+        }
     }
     let mut code = if failed > 0 { exit::PARTIAL } else { exit::OK };
     let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings});
@@ -126,6 +158,114 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::new(doc, human, code))
+}
+
+/// Applies the config's retention policy to the snapshots of its root in `repo`, then
+/// prunes: all or nothing (nothing is forgotten when prune would refuse). Returns how many
+/// snapshots were forgotten and what prune did.
+fn apply_retention(
+    repo: &Repository,
+    cfg: &Config,
+    utc: DateTime<Utc>,
+    referenced: std::collections::BTreeMap<cachevault::BlobId, String>,
+) -> Result<(usize, prune::PruneSummary)> {
+    // Only this config's root: another root's snapshots follow its own config.
+    let root = cfg.root_text();
+    let all: Vec<_> = snapshot::list(repo)?
+        .snapshots
+        .into_iter()
+        .filter(|(_, m)| m.root == root)
+        .collect();
+    let plan = forget::plan(
+        &all,
+        &ForgetRules {
+            policy: forget::config_policy(cfg),
+            group_by: GroupBy {
+                host: true,
+                tags: false,
+            },
+            now: utc,
+            safety_days: cfg.raw.cache.global_settings.backup_retention_days,
+            referenced,
+        },
+    );
+    let doomed = forget::removals(&plan);
+    let forgotten: cachevault::id::IdSet = doomed.iter().copied().collect();
+    prune::preflight_without(repo, &forgotten)
+        .context("nothing was forgotten, because prune would refuse afterwards")?;
+    let r = forget::remove(repo, &doomed);
+    if let Some(e) = r.error {
+        return Err(super::changed_before(
+            e.into(),
+            format!("forgot {} snapshot(s) before the error", r.removed.len()),
+        ));
+    }
+    let pruned = prune::prune(
+        repo,
+        &PruneOptions {
+            max_unused: 0.10,
+            dry_run: false,
+        },
+        &NoProgress,
+    )
+    .map_err(|e| {
+        super::changed_before(
+            e.into(),
+            format!("forgot {} snapshot(s) before prune failed", r.removed.len()),
+        )
+    })?;
+    Ok((r.removed.len(), pruned))
+}
+
+/// Copies every complete backup of the config's root that `to` lacks (the new one, and any
+/// an earlier failed copy left behind).
+fn copy_job(ctx: &Ctx, repo: &Repository, cfg: &Config, to: &str) -> Result<Value> {
+    let dst = Repository::open_at(to).with_context(|| {
+        format!("opening the copy repository {to} (create it with `cachevault --repo {to} init`)")
+    })?;
+    let _lock = ctx.lock(&dst, LockKind::Shared, "run-due copy")?;
+    let root = cfg.root_text();
+    let ids: Vec<_> = snapshot::list(repo)?
+        .snapshots
+        .into_iter()
+        .filter(|(_, m)| m.root == root && m.kind() == SnapshotKind::Backup && m.complete)
+        .map(|(id, _)| id)
+        .collect();
+    let s = cachevault::copy::copy(repo, &dst, &ids, &NoProgress)?;
+    Ok(
+        json!({"to": to, "snapshots_copied": s.copied.len(), "blobs": s.blobs, "bytes_sent": s.bytes, "bytes_written": s.bytes_written}),
+    )
+}
+
+/// The journal entry of one copy (`run-due:copy`, its destination in `details.to`).
+fn copy_entry(
+    cfg: &Config,
+    run: &Run,
+    to: &str,
+    started: DateTime<FixedOffset>,
+    seconds: f64,
+    result: &Result<Value>,
+) -> JournalEntry {
+    let (code, error, details) = match result {
+        Ok(summary) => (exit::OK, None, summary.clone()),
+        Err(e) => (exit::FAILED, Some(format!("{e:#}")), json!({"to": to})),
+    };
+    JournalEntry {
+        time: started,
+        now: run.now_given.then_some(run.now),
+        run_id: Some(run.id.clone()),
+        operation: journal::job_operation("copy"),
+        root: Some(cfg.root_text()),
+        seconds,
+        result: super::result_name(code).into(),
+        exit_code: code,
+        bytes: details
+            .get("bytes_written")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        error,
+        details: super::summarize(&details),
+    }
 }
 
 /// What every job of one run shares.
@@ -239,64 +379,49 @@ fn run_job(repo: &Repository, cfg: &Config, job: Job, run: &Run) -> Result<(bool
         }
         Job::Validation => validation_job(repo, cfg, run),
         Job::Optimization => {
-            // Only this config's root: another root's snapshots follow its own config.
-            let root = cfg.root_text();
-            let all: Vec<_> = snapshot::list(repo)?
-                .snapshots
-                .into_iter()
-                .filter(|(_, m)| m.root == root)
-                .collect();
-            let safety_days = cfg.raw.cache.global_settings.backup_retention_days;
-            let plan = forget::plan(
-                &all,
-                &ForgetRules {
-                    policy: forget::config_policy(cfg),
-                    group_by: GroupBy {
-                        host: true,
-                        tags: false,
-                    },
-                    now: utc,
-                    safety_days,
-                    referenced: clear::referenced_snapshots(repo, utc, safety_days)?,
-                },
-            );
+            let referenced = clear::referenced_snapshots(
+                repo,
+                utc,
+                cfg.raw.cache.global_settings.backup_retention_days,
+            )?;
             // Retention is all or nothing (nothing is forgotten when prune would refuse);
             // the size limits are enforced whatever happened to it.
-            let retention = (|| -> Result<(usize, prune::PruneSummary)> {
-                let doomed = forget::removals(&plan);
-                let forgotten: cachevault::id::IdSet = doomed.iter().copied().collect();
-                prune::preflight_without(repo, &forgotten)
-                    .context("nothing was forgotten, because prune would refuse afterwards")?;
-                let r = forget::remove(repo, &doomed);
-                if let Some(e) = r.error {
-                    return Err(super::changed_before(
-                        e.into(),
-                        format!("forgot {} snapshot(s) before the error", r.removed.len()),
-                    ));
-                }
-                let pruned = prune::prune(
-                    repo,
-                    &PruneOptions {
-                        max_unused: 0.10,
-                        dry_run: false,
-                    },
-                    &NoProgress,
-                )
-                .map_err(|e| {
-                    super::changed_before(
-                        e.into(),
-                        format!("forgot {} snapshot(s) before prune failed", r.removed.len()),
-                    )
-                })?;
-                Ok((r.removed.len(), pruned))
-            })();
+            let retention = apply_retention(repo, cfg, utc, referenced);
             let sized = clear_with(repo, cfg, Strategy::SizeBased, run)?;
             let (removed, pruned) = retention
                 .with_context(|| format!("retention (size limits: {})", clear_summary(&sized)))?;
+            // The same policy in every copy repository (snapshots of this root only).
+            let mut copy_errors = Vec::new();
+            let mut copies_forgotten = 0;
+            for to in &cfg.copy_to {
+                let r = (|| -> Result<usize> {
+                    let dst = Repository::open_at(to)?;
+                    let _lock = dst.lock(
+                        LockKind::Exclusive,
+                        "run-due optimization",
+                        std::time::Duration::from_secs(60),
+                        &mut |_| {},
+                    )?;
+                    Ok(apply_retention(&dst, cfg, utc, Default::default())?.0)
+                })();
+                match r {
+                    Ok(n) => copies_forgotten += n,
+                    Err(e) => copy_errors.push(format!("retention in {to}: {e:#}")),
+                }
+            }
+            if !copy_errors.is_empty() {
+                return Err(super::changed_before(
+                    anyhow!("{}", copy_errors.join("; ")),
+                    format!(
+                        "retention here forgot {removed} snapshot(s) and pruned; {copies_forgotten} forgotten in copies"
+                    ),
+                ));
+            }
             // The journal keeps scalars only: the figures its readers need are repeated flat.
             Ok((
                 true,
                 json!({"forgotten": removed, "prune": pruned, "size_limits": clear_summary(&sized),
+                       "copies_forgotten": copies_forgotten,
                        "prune_bytes_freed": pruned.bytes_freed,
                        "size_limits_clear_id": sized.clear_id,
                        "size_limits_bytes_freed": sized.bytes_freed,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod s3;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
