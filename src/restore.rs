@@ -240,6 +240,7 @@ pub fn restore<'m>(
                 let mut errs = Vec::new();
                 let mut ids = Vec::new();
                 let mut skipped = Vec::new();
+                reader.prefetch(unit.iter().flat_map(|e| e.blobs.iter()));
                 for e in unit {
                     // A signal: stop between files; the caller reports the interruption.
                     if crate::cancel::requested().is_some() {
@@ -265,12 +266,8 @@ pub fn restore<'m>(
     };
     progress.start("restore", total);
     let mut restored_ids: HashMap<&RelPath, FileId> = HashMap::new();
-    tally(
-        &mut summary,
-        &mut restored_ids,
-        write_all(&files),
-        files.len(),
-    );
+    let written = write_all(&files);
+    tally(&mut summary, &mut restored_ids, written, files.len());
     // Hard links of a file written and verified above become links to it; any other (its
     // first file failed, or linking failed) is written as a copy, as any file.
     let mut copies = Vec::new();

@@ -27,6 +27,8 @@ pub struct BlobLocation {
 pub struct BlobIndex {
     /// Archive ids, in the order their indexes were loaded.
     pub archives: Vec<BlobId>,
+    /// Each archive's size, as its index says (parallel to `archives`).
+    pub sizes: Vec<u64>,
     /// Blob id to location (the first archive holding it wins).
     pub blobs: IdMap<BlobLocation>,
     /// Index files that could not be used (they do not parse or verify): set aside, their
@@ -80,6 +82,7 @@ impl BlobIndex {
     pub fn add(&mut self, idx: &ArchiveIndex) {
         let archive = self.archives.len() as u32;
         self.archives.push(idx.archive);
+        self.sizes.push(idx.size);
         self.blobs.reserve(idx.blobs.len());
         for b in &idx.blobs {
             self.blobs.entry(b.id).or_insert(BlobLocation {
@@ -184,7 +187,12 @@ pub struct BlobReader<'a> {
     index: &'a BlobIndex,
     open: Option<(u32, Box<dyn ObjectRead>, String)>,
     frame: Option<(u32, u64, Vec<u8>)>,
+    /// Spans of archives the next reads lie in ([`BlobReader::prefetch`]).
+    spans: Vec<(u32, u64, u64)>,
 }
+
+/// The largest span of one archive [`BlobReader::prefetch`] asks for at once.
+const PREFETCH_MAX: u64 = 16 << 20;
 
 impl<'a> BlobReader<'a> {
     /// A reader over `index`.
@@ -194,6 +202,35 @@ impl<'a> BlobReader<'a> {
             index,
             open: None,
             frame: None,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Says which blobs are read next: per archive, the span of their frames is fetched in
+    /// one request when the archive is opened (for repositories across a network; a local
+    /// file ignores it). Spans larger than 16 MiB are left to frame-by-frame reads.
+    pub fn prefetch<'b>(&mut self, ids: impl IntoIterator<Item = &'b BlobId>) {
+        let mut spans: Vec<(u32, u64, u64)> = Vec::new();
+        for id in ids {
+            let Some(l) = self.index.blobs.get(id) else {
+                continue;
+            };
+            let (start, end) = (l.frame.offset, l.frame.offset + l.frame.length);
+            match spans.iter_mut().find(|s| s.0 == l.archive) {
+                Some(s) => {
+                    s.1 = s.1.min(start);
+                    s.2 = s.2.max(end);
+                }
+                None => spans.push((l.archive, start, end)),
+            }
+        }
+        spans.retain(|s| s.2 - s.1 <= PREFETCH_MAX);
+        self.spans = spans;
+        // The archive already open serves its span now.
+        if let Some((a, obj, _)) = self.open.as_mut() {
+            if let Some(s) = self.spans.iter().find(|s| s.0 == *a) {
+                let _ = obj.prefetch(s.1, s.2 - s.1);
+            }
         }
     }
 
@@ -236,13 +273,19 @@ impl<'a> BlobReader<'a> {
                 let what = self
                     .repo
                     .describe(ObjectKind::Archive, &layout::archive(&id));
-                let obj = self.repo.open_archive(&id).map_err(|e| {
+                let size = self.index.sizes[archive as usize];
+                let obj = self.repo.open_archive_sized(&id, size).map_err(|e| {
                     if e.is_not_found() {
                         Error::corrupt(format!("archive {what} is missing"))
                     } else {
                         e
                     }
                 })?;
+                let mut obj = obj;
+                if let Some(s) = self.spans.iter().find(|s| s.0 == archive) {
+                    // Only a hint: a failure here shows again, named, on the read itself.
+                    let _ = obj.prefetch(s.1, s.2 - s.1);
+                }
                 self.open = Some((archive, obj, what));
             }
             let (_, obj, what) = self.open.as_mut().expect("archive was just opened");

@@ -123,6 +123,16 @@ pub trait ObjectRead: Send {
     /// # Errors
     /// I/O errors naming the object; a range beyond the end.
     fn read_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>>;
+
+    /// A hint: the reads that follow lie in `offset..offset + len`. A remote object fetches
+    /// that span in one request and serves the reads from it; a local file ignores it.
+    ///
+    /// # Errors
+    /// As [`ObjectRead::read_at`].
+    fn prefetch(&mut self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
 
 /// A large object being written: a local spool file, published under its name when done.
@@ -221,6 +231,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`Backend::read`].
     fn open(&self, kind: ObjectKind, name: &str) -> Result<Box<dyn ObjectRead>>;
+
+    /// Opens an object whose size the caller already knows (from an index); a backend that
+    /// must ask for the size otherwise skips that request. Reads past the real end fail.
+    ///
+    /// # Errors
+    /// As [`Backend::read`].
+    fn open_sized(&self, kind: ObjectKind, name: &str, len: u64) -> Result<Box<dyn ObjectRead>> {
+        let _ = len;
+        self.open(kind, name)
+    }
 
     /// Writes a whole object atomically and durably, replacing one of the same name; except
     /// that archives, indexes and manifests (named by what they hold) are written

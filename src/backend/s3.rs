@@ -329,11 +329,17 @@ fn unique() -> String {
     crate::id::BlobId::of(seed.as_bytes()).to_hex()[..24].to_string()
 }
 
+/// Bytes fetched per range request at least: readers walk an archive's frames front to back,
+/// so one request serves many frames instead of one round trip each.
+const READ_AHEAD: u64 = 1 << 20;
+
 struct S3Object {
     op: blocking::Operator,
     key: String,
     what: String,
     len: u64,
+    /// The last range fetched: its offset and bytes.
+    window: Option<(u64, Vec<u8>)>,
 }
 
 impl ObjectRead for S3Object {
@@ -352,6 +358,35 @@ impl ObjectRead for S3Object {
         if len == 0 {
             return Ok(Vec::new());
         }
+        if let Some((start, data)) = &self.window {
+            if offset >= *start && end <= start + data.len() as u64 {
+                let from = (offset - start) as usize;
+                return Ok(data[from..from + len as usize].to_vec());
+            }
+        }
+        let fetch_end = end.max(offset.saturating_add(READ_AHEAD)).min(self.len);
+        self.fetch(offset, fetch_end)?;
+        let (_, data) = self.window.as_ref().expect("just fetched");
+        Ok(data[..len as usize].to_vec())
+    }
+
+    fn prefetch(&mut self, offset: u64, len: u64) -> Result<()> {
+        let end = offset.saturating_add(len).min(self.len);
+        if offset >= end {
+            return Ok(());
+        }
+        if let Some((start, data)) = &self.window {
+            if offset >= *start && end <= start + data.len() as u64 {
+                return Ok(());
+            }
+        }
+        self.fetch(offset, end)
+    }
+}
+
+impl S3Object {
+    /// Fetches `offset..end` into the window.
+    fn fetch(&mut self, offset: u64, end: u64) -> Result<()> {
         let buf = self
             .op
             .read_options(
@@ -363,17 +398,17 @@ impl ObjectRead for S3Object {
             )
             .map_err(|e| storage_error(self.what.clone(), e))?;
         let data = buf.to_vec();
-        if data.len() as u64 != len {
-            return Err(Error::Storage {
-                object: self.what.clone(),
-                message: format!(
-                    "asked for {len} bytes at offset {offset}, got {}",
-                    data.len()
-                ),
-                not_found: false,
-            });
+        if data.len() as u64 != end - offset {
+            // Shorter than its index says: the object is not what was written.
+            return Err(Error::corrupt(format!(
+                "{}: asked for {} bytes at offset {offset}, got {}",
+                self.what,
+                end - offset,
+                data.len()
+            )));
         }
-        Ok(data)
+        self.window = Some((offset, data));
+        Ok(())
     }
 }
 
@@ -522,6 +557,17 @@ impl Backend for S3Backend {
             key,
             what: self.describe(kind, name),
             len: meta.content_length(),
+            window: None,
+        }))
+    }
+
+    fn open_sized(&self, kind: ObjectKind, name: &str, len: u64) -> Result<Box<dyn ObjectRead>> {
+        Ok(Box::new(S3Object {
+            op: self.op.clone(),
+            key: Self::key(kind, name),
+            what: self.describe(kind, name),
+            len,
+            window: None,
         }))
     }
 

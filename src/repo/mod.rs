@@ -287,6 +287,15 @@ impl Repository {
         self.backend.open(ObjectKind::Archive, &layout::archive(id))
     }
 
+    /// Opens an archive whose size its index gives (object stores then skip asking for it).
+    ///
+    /// # Errors
+    /// As [`Repository::open_archive`].
+    pub fn open_archive_sized(&self, id: &BlobId, size: u64) -> Result<Box<dyn ObjectRead>> {
+        self.backend
+            .open_sized(ObjectKind::Archive, &layout::archive(id), size)
+    }
+
     /// Removes an archive.
     ///
     /// # Errors
