@@ -203,16 +203,25 @@ fn unsupported_urls_are_errors_never_folders() {
     }
 }
 
-#[test]
-fn transient_errors_are_retried_and_a_dead_service_fails_cleanly() {
-    let Some(moto) = Moto::start() else { return };
-    moto.bucket("flaky");
+/// A moto server, a fault proxy before it, a repository initialised through the proxy in
+/// `bucket/r`, and the fixture tree to back up.
+fn behind_a_proxy(bucket: &str) -> Option<(Moto, FaultProxy, String, TestDir, std::path::PathBuf)> {
+    let moto = Moto::start()?;
+    moto.bucket(bucket);
     let proxy = FaultProxy::start(moto.port);
-    let url = proxy.url("flaky", "r");
+    let url = proxy.url(bucket, "r");
     json_with(&["--repo", &url], &["init"], 0);
     let t = TestDir::new();
     let src = t.join("OUTPUTS");
     fixture_tree(&src);
+    Some((moto, proxy, url, t, src))
+}
+
+#[test]
+fn transient_errors_are_retried_and_a_dead_service_fails_cleanly() {
+    let Some((_moto, proxy, url, t, src)) = behind_a_proxy("flaky") else {
+        return;
+    };
 
     // Three 503s in a row: retried, the snapshot succeeds.
     proxy.set(Faults {
@@ -244,14 +253,9 @@ fn transient_errors_are_retried_and_a_dead_service_fails_cleanly() {
 /// succeeds through retries, `check --read-data` passes, the next snapshot restores exactly.
 #[test]
 fn network_cuts_leave_the_repository_sound() {
-    let Some(moto) = Moto::start() else { return };
-    moto.bucket("cuts");
-    let proxy = FaultProxy::start(moto.port);
-    let url = proxy.url("cuts", "r");
-    json_with(&["--repo", &url], &["init"], 0);
-    let t = TestDir::new();
-    let src = t.join("OUTPUTS");
-    fixture_tree(&src);
+    let Some((_moto, proxy, url, t, src)) = behind_a_proxy("cuts") else {
+        return;
+    };
     json_with(&["--repo", &url], &["snapshot", src.to_str().unwrap()], 0);
 
     let mut round = 0;

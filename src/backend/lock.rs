@@ -61,8 +61,7 @@ impl RepoLock {
             .mode(fsutil::FILE_MODE)
             .open(&path)
             .map_err(Error::io(&path))?;
-        let start = Instant::now();
-        let mut told = false;
+        let mut waiting = Waiting::new(wait);
         loop {
             let attempt = match kind {
                 LockKind::Shared => file.try_lock_shared(),
@@ -71,20 +70,7 @@ impl RepoLock {
             match attempt {
                 Ok(()) => break,
                 Err(fs::TryLockError::WouldBlock) => {
-                    let holders = describe_holders(dir);
-                    if start.elapsed() >= wait {
-                        return Err(Error::Locked(format!(
-                            "{holders}; gave up after waiting {}s (use --lock-wait SECONDS to wait longer)",
-                            wait.as_secs()
-                        )));
-                    }
-                    if !told {
-                        on_wait(&format!(
-                            "repository is locked: {holders}; waiting up to {}s",
-                            wait.as_secs()
-                        ));
-                        told = true;
-                    }
+                    waiting.held_by(&describe_holders(dir), on_wait)?;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
@@ -110,6 +96,42 @@ impl RepoLock {
                 std::io::Write::write_all(&mut f, &serde_json::to_vec(&holder).unwrap_or_default())
             });
         Ok(RepoLock { _file: file, info })
+    }
+}
+
+/// A taker waiting for a lock: says once who holds it, gives up when the wait runs out.
+pub(crate) struct Waiting {
+    start: Instant,
+    wait: Duration,
+    told: bool,
+}
+
+impl Waiting {
+    pub(crate) fn new(wait: Duration) -> Waiting {
+        Waiting {
+            start: Instant::now(),
+            wait,
+            told: false,
+        }
+    }
+
+    /// The lock is held by `holders` (in words): [`Error::Locked`] once the wait has run
+    /// out, else `on_wait` is told (the first time) and the caller tries again.
+    pub(crate) fn held_by(&mut self, holders: &str, on_wait: &mut dyn FnMut(&str)) -> Result<()> {
+        if self.start.elapsed() >= self.wait {
+            return Err(Error::Locked(format!(
+                "{holders}; gave up after waiting {}s (use --lock-wait SECONDS to wait longer)",
+                self.wait.as_secs()
+            )));
+        }
+        if !self.told {
+            on_wait(&format!(
+                "repository is locked: {holders}; waiting up to {}s",
+                self.wait.as_secs()
+            ));
+            self.told = true;
+        }
+        Ok(())
     }
 }
 

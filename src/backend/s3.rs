@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use opendal::blocking;
@@ -714,8 +714,7 @@ impl Backend for S3Backend {
             expires: now + chrono::Duration::from_std(LOCK_TTL).unwrap_or_default(),
             ..template.clone()
         };
-        let start = Instant::now();
-        let mut told = false;
+        let mut waiting = super::lock::Waiting::new(wait);
         let mut warned = std::collections::HashSet::new();
         let mut pause = 50u64;
         loop {
@@ -750,20 +749,7 @@ impl Backend for S3Backend {
                 break;
             }
             self.remove(ObjectKind::Lock, &name)?;
-            let holders = holders.join("; ");
-            if start.elapsed() >= wait {
-                return Err(Error::Locked(format!(
-                    "{holders}; gave up after waiting {}s (use --lock-wait SECONDS to wait longer)",
-                    wait.as_secs()
-                )));
-            }
-            if !told {
-                on_wait(&format!(
-                    "repository is locked: {holders}; waiting up to {}s",
-                    wait.as_secs()
-                ));
-                told = true;
-            }
+            waiting.held_by(&holders.join("; "), on_wait)?;
             // Two takers that saw each other both back off; jitter breaks the tie.
             let jitter = u64::from_str_radix(&unique()[..4], 16).unwrap_or(0) % pause.max(1);
             std::thread::sleep(Duration::from_millis(pause + jitter));
