@@ -219,6 +219,9 @@ pub struct Input {
     /// Damaged or missing repository files, each with its level and what to do
     /// ([`damage_findings`]).
     pub damage: Vec<(Level, String)>,
+    /// The cache root and the repository, when the repository lies on the same file system
+    /// as the cache root and no copy is configured: one disk failure takes both.
+    pub same_disk: Option<(PathBuf, PathBuf)>,
 }
 
 /// The damage a listing and the index loader met, in words with the command that helps.
@@ -464,6 +467,18 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         }
     }
 
+    if let Some((root, repo)) = &input.same_disk {
+        checks.push("copies".into());
+        add(
+            Level::Warning,
+            "copies",
+            format!(
+                "the repository {} is on the same file system as the cache root {}, and no copy is configured: one disk failure takes the cache and every backup; set strategies.backup.copy_to (README: Backups off the machine)",
+                repo.display(),
+                root.display()
+            ),
+        );
+    }
     if let Some(b) = input.backup.as_ref().filter(|b| !b.copies.is_empty()) {
         checks.push("copies".into());
         let period = b.frequency.period();
@@ -591,6 +606,7 @@ mod tests {
             repository_error: None,
             future_snapshots: vec![],
             damage: vec![],
+            same_disk: None,
         }
     }
 

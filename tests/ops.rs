@@ -573,6 +573,14 @@ fn expected_health(t: &TestDir, want: Level) -> i32 {
     want.max(disk).exit_code() as i32
 }
 
+/// [`expected_health`] for a config whose repository and cache root lie in one test folder,
+/// on one file system, with no copy configured: health warns about that too.
+fn expected_health_cfg(t: &TestDir, want: Level) -> i32 {
+    expected_health(t, want.max(Level::Warning))
+}
+
+/// The reasons of a health document, leaving out those this machine decides (free space,
+/// and the one-disk warning every test config earns).
 fn checks_with_reasons(doc: &serde_json::Value) -> Vec<(String, String)> {
     doc["reasons"]
         .as_array()
@@ -584,7 +592,7 @@ fn checks_with_reasons(doc: &serde_json::Value) -> Vec<(String, String)> {
                 r["check"].as_str().unwrap().to_string(),
             )
         })
-        .filter(|(_, check)| check != "disk")
+        .filter(|(_, check)| check != "disk" && check != "copies")
         .collect()
 }
 
@@ -604,19 +612,19 @@ fn health_exit_codes_follow_backup_age() {
     json_cfg(&cfg, &["init"], 0);
 
     // No backup yet: warning.
-    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
+    let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "backup")], "{h}");
 
     // A backup 10 days old, for daily backups: critical (more than 7 periods).
     let ago = |days: i64| (chrono::Local::now() - chrono::Duration::days(days)).to_rfc3339();
     json_cfg(&cfg, &["snapshot", "--time", &ago(10)], 0);
-    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Critical));
+    let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Critical));
     assert_eq!(h["status"], "critical", "{h}");
     assert_eq!(checks_with_reasons(&h), [pair("critical", "backup")], "{h}");
 
     // 3 days old: warning (more than 2 periods).
     json_cfg(&cfg, &["snapshot", "--time", &ago(3)], 0);
-    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
+    let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "backup")], "{h}");
     assert!(
         h["reasons"][0]["message"]
@@ -626,9 +634,9 @@ fn health_exit_codes_follow_backup_age() {
         "{h}"
     );
 
-    // A fresh one: healthy.
+    // A fresh one: healthy, but for the one-disk warning.
     json_cfg(&cfg, &["snapshot"], 0);
-    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Ok));
+    let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Ok));
     assert_eq!(checks_with_reasons(&h), []);
     let checks: Vec<&str> = h["checks"]
         .as_array()
@@ -700,12 +708,12 @@ fn health_flags_a_type_over_its_size_limit() {
     t.write("OUTPUTS/big/b.json", "{}");
     json_cfg(&cfg, &["init"], 0);
     json_cfg(&cfg, &["snapshot"], 0);
-    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
+    let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "size")], "{h}");
     assert!(h["reasons"].to_string().contains("small: "), "{h}");
 
     t.write("OUTPUTS/small/a.json", vec![b' '; 2048]);
-    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Critical));
+    let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Critical));
     assert_eq!(checks_with_reasons(&h), [pair("critical", "size")], "{h}");
 }
 
@@ -847,4 +855,59 @@ fn schedule_prints_installable_units_that_call_run_due() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
     let out = run(&["--config", s(&cfg), "schedule"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn health_warns_when_the_repository_shares_the_cache_disk_and_no_copy_is_configured() {
+    let t = TestDir::new();
+    let cfg = write_config(
+        &t,
+        &[("amazon_cache", "FBA_ANALYSIS/amazon_cache", 336, 100.0)],
+        "daily",
+    );
+    t.write("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_1.json", "{}");
+    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["snapshot"], 0);
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
+    let one_disk: Vec<_> = h["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["check"] == "copies")
+        .collect();
+    assert_eq!(one_disk.len(), 1, "{h}");
+    assert!(
+        one_disk[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("same file system"),
+        "{h}"
+    );
+
+    // With a copy configured and made, the warning is gone.
+    let offsite = t.join("offsite");
+    json(&offsite, &["init"], 0);
+    let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    c["cache"]["strategies"]["backup"]["copy_to"] = serde_json::json!([offsite.to_str().unwrap()]);
+    fs::write(&cfg, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    // Not copied yet: that is what health says now.
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
+    assert!(
+        h["reasons"].to_string().contains("no successful copy to"),
+        "{h}"
+    );
+    json_with(
+        &["--repo", offsite.to_str().unwrap()],
+        &["copy", "--from-repo", t.join("repo").to_str().unwrap()],
+        0,
+    );
+    let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Ok));
+    assert!(
+        !h["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["check"] == "copies"),
+        "{h}"
+    );
 }

@@ -74,7 +74,29 @@ pub fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<Outcome> {
         ));
     }
     let bars = ctx.progress();
+    let started = super::now();
     let s = cachevault::copy::copy(&src, &dst, &ids, &bars)?;
+    // The source's journal says where its snapshots went (health judges copies by it); the
+    // destination's records the copy as its own operation.
+    let entry = cachevault::journal::JournalEntry {
+        time: started,
+        now: None,
+        run_id: None,
+        operation: "copy".into(),
+        root: None,
+        seconds: s.seconds,
+        result: "ok".into(),
+        exit_code: exit::OK,
+        bytes: s.bytes_written as i64,
+        error: None,
+        details: json!({"to": dst_location, "snapshots_copied": s.copied.len(), "blobs": s.blobs}),
+    };
+    if let Err(e) = cachevault::journal::record(&src, &entry) {
+        ctx.note(&format!(
+            "warning: could not journal the copy in {}: {e}",
+            a.from_repo
+        ));
+    }
     let human = format!(
         "copied {} snapshot(s) from {} to {dst_location} ({} already there): {} blobs, {} sent ({} written) in {:.1}s\n",
         s.copied.len(),

@@ -139,6 +139,22 @@ pub fn input(ctx: &Ctx, now: DateTime<Utc>, g: &Gathered) -> Result<Input> {
         damage: g.damage.clone(),
         journal: g.journal.clone(),
         repository_error: g.repository_error.clone(),
+        same_disk: cfg.and_then(|c| {
+            let repo = &c.repository;
+            let local = !cachevault::backend::is_url(&repo.to_string_lossy());
+            let one_disk = |a: &std::path::Path, b: &std::path::Path| {
+                use std::os::unix::fs::MetadataExt;
+                // A repository not made yet would live in its parent.
+                let dev = |p: &std::path::Path| {
+                    p.ancestors()
+                        .find_map(|p| std::fs::metadata(p).ok())
+                        .map(|m| m.dev())
+                };
+                matches!((dev(a), dev(b)), (Some(x), Some(y)) if x == y)
+            };
+            (local && c.copy_to.is_empty() && one_disk(&c.root, repo))
+                .then(|| (c.root.clone(), repo.clone()))
+        }),
     })
 }
 
