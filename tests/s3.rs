@@ -132,13 +132,9 @@ fn the_engine_works_on_s3_snapshot_restore_forget_prune_clear_undo() {
 /// stays sound and the next snapshot restores exactly.
 #[test]
 fn a_snapshot_killed_mid_upload_leaves_the_bucket_sound() {
-    let Some(moto) = Moto::start() else { return };
-    moto.bucket("killed");
-    let url = moto.url("killed", "r");
-    json_with(&["--repo", &url], &["init"], 0);
-    let t = TestDir::new();
-    let src = t.join("OUTPUTS");
-    fixture_tree(&src);
+    let Some((_moto, url, t, src)) = in_a_bucket("killed") else {
+        return;
+    };
     for (i, ms) in [150u64, 400, 900].into_iter().enumerate() {
         fs::write(src.join(format!("big-{i}.bin")), noise(48 << 20, i as u64)).unwrap();
         let mut child = Command::new(BIN)
@@ -201,6 +197,18 @@ fn unsupported_urls_are_errors_never_folders() {
         let left: Vec<_> = fs::read_dir(t.path()).unwrap().collect();
         assert!(left.is_empty(), "{url} made {left:?}");
     }
+}
+
+/// A moto server, a repository initialised in `bucket/r`, and the fixture tree to back up.
+fn in_a_bucket(bucket: &str) -> Option<(Moto, String, TestDir, std::path::PathBuf)> {
+    let moto = Moto::start()?;
+    moto.bucket(bucket);
+    let url = moto.url(bucket, "r");
+    json_with(&["--repo", &url], &["init"], 0);
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    Some((moto, url, t, src))
 }
 
 /// A moto server, a fault proxy before it, a repository initialised through the proxy in
@@ -377,13 +385,9 @@ fn two_hosts_snapshot_to_one_bucket_at_once() {
 
 #[test]
 fn stale_lock_objects_are_ignored_with_a_warning_and_unlock_removes_only_them() {
-    let Some(moto) = Moto::start() else { return };
-    moto.bucket("locks");
-    let url = moto.url("locks", "r");
-    json_with(&["--repo", &url], &["init"], 0);
-    let t = TestDir::new();
-    let src = t.join("OUTPUTS");
-    fixture_tree(&src);
+    let Some((moto, url, _t, src)) = in_a_bucket("locks") else {
+        return;
+    };
     let lock = |host: &str, exclusive: bool, expires: &str| {
         serde_json::to_vec(&serde_json::json!({
             "host": host, "pid": 4242, "command": "prune", "exclusive": exclusive,
