@@ -31,6 +31,22 @@ pub struct SnapshotFilter {
     pub tags: Vec<Vec<String>>,
     /// `--host`: taken on one of these hosts.
     pub hosts: Vec<String>,
+    /// `--type`: the snapshot holds each of these absolute folders ([`holds`]).
+    pub holds: Vec<String>,
+}
+
+/// Whether snapshot `m` holds the absolute folder `folder` whole: one of its included paths
+/// (or its root, when it names none) is the folder or lies above it.
+pub fn holds(m: &Manifest, folder: &str) -> bool {
+    let covers = |p: &str| {
+        let p = p.trim_end_matches('/');
+        folder == p || (folder.starts_with(p) && folder.as_bytes().get(p.len()) == Some(&b'/'))
+    };
+    if m.paths.is_empty() {
+        covers(&m.root)
+    } else {
+        m.paths.iter().any(|p| covers(p))
+    }
 }
 
 impl SnapshotFilter {
@@ -49,6 +65,7 @@ impl SnapshotFilter {
                     .iter()
                     .any(|all| all.iter().all(|t| m.tags.contains(t))))
             && (self.hosts.is_empty() || self.hosts.contains(&m.hostname))
+            && self.holds.iter().all(|f| holds(m, f))
     }
 
     /// Parses `--tag` values: `a,b` means both a and b.
@@ -97,6 +114,9 @@ impl SnapshotFilter {
         }
         if !self.hosts.is_empty() {
             s.push_str(&format!(" from host {}", self.hosts.join(" or ")));
+        }
+        if !self.holds.is_empty() {
+            s.push_str(&format!(" holding {}", self.holds.join(" and ")));
         }
         s
     }
@@ -366,5 +386,26 @@ mod tests {
         assert!(f(&["c", "b"]).matches(&s.1));
         assert!(!f(&["a,c"]).matches(&s.1));
         assert!(f(&[]).matches(&s.1));
+    }
+
+    #[test]
+    fn holding_a_folder_means_an_included_path_covers_it() {
+        let mut full = snap(1, "2026-11-29T02:00:00Z", "/r", SnapshotKind::Backup, true);
+        assert!(holds(&full.1, "/r/a/b"));
+        full.1.paths = vec!["/r/a".into(), "/r/x_state.json".into()];
+        assert!(holds(&full.1, "/r/a"));
+        assert!(holds(&full.1, "/r/a/b"));
+        assert!(!holds(&full.1, "/r/ab"));
+        assert!(!holds(&full.1, "/r/c"));
+        full.1.paths.clear();
+        assert!(holds(&full.1, "/r/c"));
+        assert!(!holds(&full.1, "/other/c"));
+        let f = SnapshotFilter {
+            holds: vec!["/r/a".into(), "/r/c".into()],
+            ..SnapshotFilter::default()
+        };
+        assert!(f.matches(&full.1));
+        full.1.paths = vec!["/r/a".into()];
+        assert!(!f.matches(&full.1));
     }
 }

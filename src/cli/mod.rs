@@ -525,6 +525,33 @@ impl Ctx {
         self.filter_of(&f.tags, &f.kinds, &f.paths, &f.hosts, scoped)
     }
 
+    /// `--type` values: each type's name, folder relative to the root, and absolute folder
+    /// (as snapshots record their paths). Needs the config; an unknown type is an error
+    /// naming it.
+    pub fn types_of(
+        &self,
+        types: &[String],
+        command: &str,
+    ) -> Result<Vec<(String, cachevault::RelPath, String)>> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfg = self.config.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{command} --type needs --config FILE (or CACHEVAULT_CONFIG): the cache types and their folders come from it"
+            )
+        })?;
+        let root = cfg.root_text();
+        Ok(cfg
+            .types_named(types)?
+            .into_iter()
+            .map(|(n, rel)| {
+                let abs = format!("{}/{}", root.trim_end_matches('/'), rel.display());
+                (n, rel, abs)
+            })
+            .collect())
+    }
+
     /// [`Ctx::filter`] from its parts (restore spells `--path` differently).
     pub fn filter_of(
         &self,
@@ -564,6 +591,7 @@ impl Ctx {
             kinds,
             tags: SnapshotFilter::parse_tags(tags),
             hosts: hosts.to_vec(),
+            holds: Vec::new(),
         })
     }
 
