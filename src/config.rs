@@ -805,6 +805,34 @@ impl Config {
         Ok(out)
     }
 
+    /// What run-due's regular backup includes and the types it records: [`backup_includes`]
+    /// and [`type_folders`] without the types that have a `backup_frequency` of their own
+    /// (their type backups hold them, state files inside their folders included).
+    ///
+    /// [`backup_includes`]: Config::backup_includes
+    /// [`type_folders`]: Config::type_folders
+    pub fn regular_backup(
+        &self,
+    ) -> (
+        Vec<crate::manifest::RelPath>,
+        Vec<(String, crate::manifest::RelPath)>,
+    ) {
+        let own: Vec<String> = self
+            .own_frequency_types()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let types = self.type_folders();
+        let (own_folders, rest): (Vec<_>, Vec<_>) =
+            types.into_iter().partition(|(n, _)| own.contains(n));
+        let includes = self
+            .backup_includes()
+            .into_iter()
+            .filter(|i| !own_folders.iter().any(|(_, f)| f == i))
+            .collect();
+        (includes, rest)
+    }
+
     /// Backup-enabled types with a `backup_frequency` of their own, by name.
     pub fn own_frequency_types(&self) -> Vec<(String, String)> {
         self.raw

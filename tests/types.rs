@@ -242,3 +242,272 @@ fn restore_by_type_uses_the_newest_backup_holding_it() {
     assert_eq!(fs::read(root.join(LINK)).unwrap(), b"[{\"v\": 3}]\n");
     json_cfg(&cfg, &["check", "--read-data"], 0);
 }
+
+fn set_key(cfg: &Path, f: impl FnOnce(&mut Value)) {
+    let mut c: Value = serde_json::from_slice(&fs::read(cfg).unwrap()).unwrap();
+    f(&mut c);
+    fs::write(cfg, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+}
+
+fn job<'a>(doc: &'a Value, name: &str) -> Option<&'a Value> {
+    doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == name)
+}
+
+fn ran(doc: &Value, name: &str) -> bool {
+    job(doc, name).is_some_and(|j| j["ran"] == true && j["ok"] == true)
+}
+
+fn count(cfg: &Path, tag: &str) -> usize {
+    json_cfg(cfg, &["snapshots", "--tag", tag], 0)
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// Regular (not type) backups and whether each holds the linking map.
+fn regular(cfg: &Path) -> Vec<Value> {
+    json_cfg(cfg, &["snapshots", "--tag", "scheduled"], 0)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            !s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t.as_str().unwrap().starts_with("type:"))
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn run_due_backs_up_a_type_at_its_own_frequency() {
+    let t = TestDir::new();
+    let cfg = config_tree(&t, 1_793_000_000);
+    let root = t.join("OUTPUTS");
+    set_key(&cfg, |c| {
+        c["cache"]["strategies"]["clearing"]["schedule"]["enabled"] = Value::Bool(false);
+    });
+    // A bad frequency is refused, naming the key.
+    set_key(&cfg, |c| {
+        c["cache"]["cache_types"]["linking_map"]["backup_frequency"] = "minutely".into();
+    });
+    let e = err_of(&cfg, &["config", "check"]);
+    assert!(
+        e.contains("cache.cache_types.linking_map.backup_frequency") && e.contains("minutely"),
+        "{e}"
+    );
+    set_key(&cfg, |c| {
+        c["cache"]["cache_types"]["linking_map"]["backup_frequency"] = "hourly".into();
+    });
+    let checked = json_cfg(&cfg, &["config", "check"], 0);
+    assert!(
+        checked
+            .to_string()
+            .contains("\"backup_frequency\":\"hourly\""),
+        "{checked}"
+    );
+    json_cfg(&cfg, &["init"], 0);
+    // A schedule state written before type backups existed still reads.
+    fs::write(
+        t.join("cachevault-repo/schedule.json"),
+        r#"{"last_run": {"validation": "2026-11-20T00:00:00+00:00"}}"#,
+    )
+    .unwrap();
+
+    let run_at = |now: &str| json_cfg(&cfg, &["run-due", "--now", now], 0);
+    // Day 1, 02:30: the regular daily backup and the linking map's first hourly one.
+    let d = run_at("2026-11-20T02:30:00+00:00");
+    assert!(d["warnings"].as_array().unwrap().is_empty(), "{d}");
+    assert!(ran(&d, "backup") && ran(&d, "type_backup"), "{d}");
+    assert_eq!(
+        job(&d, "type_backup").unwrap()["reason"].as_str().unwrap(),
+        "linking_map: hourly; never ran"
+    );
+    // The same hour: nothing.
+    let d = run_at("2026-11-20T02:55:00+00:00");
+    assert!(!ran(&d, "backup") && !ran(&d, "type_backup"), "{d}");
+    // Every later hour of the day: only the linking map.
+    let original = fs::read(root.join(LINK)).unwrap();
+    for (i, h) in ["03", "04", "05"].iter().enumerate() {
+        // Still valid (validation runs too): the same map with trailing white space.
+        let mut changed = original.clone();
+        changed.extend(std::iter::repeat_n(b'\n', i + 1));
+        fs::write(root.join(LINK), changed).unwrap();
+        let d = run_at(&format!("2026-11-20T{h}:10:00+00:00"));
+        assert!(!ran(&d, "backup") && ran(&d, "type_backup"), "{d}");
+    }
+    // Day 2: both again.
+    let d = run_at("2026-11-21T02:05:00+00:00");
+    assert!(ran(&d, "backup") && ran(&d, "type_backup"), "{d}");
+    assert_eq!(count(&cfg, "type:linking_map"), 5);
+    let check_regular = |n: usize| {
+        let regular = regular(&cfg);
+        assert_eq!(regular.len(), n, "{regular:?}");
+        for r in &regular {
+            // The regular backup leaves the linking map to its own backups.
+            assert!(r["types"].get("linking_map").is_none(), "{r}");
+            assert!(r["types"].get("supplier_cache").is_some(), "{r}");
+            assert!(r["types"].get("amazon_cache").is_some(), "{r}");
+            assert!(!r["paths"].to_string().contains("Linking map"), "{r}");
+        }
+    };
+    check_regular(2);
+    // 03:05: the linking map again, and the daily optimization: the retention policy thins
+    // the hourly type backups, but never lets one of them stand in for a regular backup.
+    let d = run_at("2026-11-21T03:05:00+00:00");
+    assert!(
+        !ran(&d, "backup") && ran(&d, "type_backup") && ran(&d, "optimization"),
+        "{d}"
+    );
+    assert!(
+        job(&d, "optimization").unwrap()["summary"]["forgotten"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{d}"
+    );
+    check_regular(2);
+    let typed = json_cfg(&cfg, &["snapshots", "--tag", "type:linking_map"], 0);
+    let times: Vec<&str> = typed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time"].as_str().unwrap())
+        .collect();
+    assert!(times.contains(&"2026-11-21T03:05:00+00:00"), "{times:?}");
+    assert!(times.contains(&"2026-11-20T05:10:00+00:00"), "{times:?}");
+    // The last runs per type are kept in the schedule state.
+    let state: Value =
+        serde_json::from_slice(&fs::read(t.join("cachevault-repo/schedule.json")).unwrap())
+            .unwrap();
+    assert!(
+        state["type_last_run"]["linking_map"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-21T03:05:00"),
+        "{state}"
+    );
+    // Restores by type find their own backups.
+    let r = json_cfg(
+        &cfg,
+        &[
+            "restore",
+            "--type",
+            "linking_map",
+            "--target",
+            s(&t.join("r")),
+        ],
+        0,
+    );
+    assert!(
+        r["snapshot_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-21T03:05"),
+        "{r}"
+    );
+    let r = json_cfg(
+        &cfg,
+        &[
+            "restore",
+            "--type",
+            "supplier_cache",
+            "--target",
+            s(&t.join("r2")),
+        ],
+        0,
+    );
+    assert!(
+        r["snapshot_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-21T02:05"),
+        "{r}"
+    );
+    json_cfg(&cfg, &["check"], 0);
+}
+
+#[test]
+fn ls_diff_and_find_keep_to_a_type() {
+    let t = TestDir::new();
+    let cfg = config_tree(&t, 1_793_000_000);
+    let root = t.join("OUTPUTS");
+    json_cfg(&cfg, &["init"], 0);
+    let full = json_cfg(&cfg, &["snapshot", "--time", "2026-11-01T01:00:00Z"], 0);
+    let typed = json_cfg(
+        &cfg,
+        &[
+            "snapshot",
+            "--type",
+            "amazon_cache",
+            "--time",
+            "2026-11-01T01:30:00Z",
+        ],
+        0,
+    );
+    fs::write(root.join(LINK), b"[]\n").unwrap();
+    fs::write(root.join(SUPPLIER), b"{}\n").unwrap();
+    json_cfg(&cfg, &["snapshot", "--time", "2026-11-01T02:00:00Z"], 0);
+
+    // ls: only the type's entries; `latest --type` is the newest backup holding it.
+    let ls = json_cfg(&cfg, &["ls", "latest", "--type", "linking_map"], 0);
+    assert_eq!(paths_of(&ls), ["FBA_ANALYSIS/Linking map", LINK], "{ls}");
+    let ls = json_cfg(
+        &cfg,
+        &[
+            "ls",
+            full["id"].as_str().unwrap(),
+            "--type",
+            "supplier_cache",
+        ],
+        0,
+    );
+    assert!(paths_of(&ls)
+        .iter()
+        .all(|p| p.starts_with("cached_products")));
+    assert!(paths_of(&ls).contains(&SUPPLIER.to_string()));
+    // diff: the two newest backups holding the type (the amazon type backup holds none of
+    // the linking map, so it is passed over), changes under the type only.
+    let d = json_cfg(&cfg, &["diff", "--type", "linking_map"], 0);
+    assert_eq!(d["a"]["id"], full["id"], "{d}");
+    let modified: Vec<&str> = d["modified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(modified, [LINK], "{d}");
+    assert_eq!(d["summary"]["modified"], 1);
+    // find: only snapshots holding the type.
+    let f = json_cfg(
+        &cfg,
+        &[
+            "find",
+            "FBA_ANALYSIS/amazon_cache",
+            "--type",
+            "amazon_cache",
+        ],
+        0,
+    );
+    assert_eq!(f["versions"].as_array().unwrap().len(), 3, "{f}");
+    let f = json_cfg(&cfg, &["find", LINK, "--type", "linking_map"], 0);
+    let snaps: Vec<&str> = f["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(snaps.len(), 2, "{f}");
+    assert!(!snaps.contains(&typed["id"].as_str().unwrap()));
+    // find a path outside the type: none.
+    let f = json_cfg(&cfg, &["find", SUPPLIER, "--type", "linking_map"], 0);
+    assert!(f["versions"].as_array().unwrap().is_empty(), "{f}");
+    let e = err_of(&cfg, &["ls", "latest", "--type", "nope"]);
+    assert!(e.contains("\"nope\""), "{e}");
+}

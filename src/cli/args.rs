@@ -314,6 +314,10 @@ pub struct LsArgs {
     /// Filters for `latest`.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only entries under this cache type's folder (repeatable; needs --config); `latest`
+    /// means the newest complete backup holding it.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `restore`.
@@ -508,6 +512,10 @@ pub struct DiffArgs {
     /// Filters for `latest` and the defaults.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only entries under this cache type's folder (repeatable; needs --config); `latest`
+    /// means the newest complete backup holding it.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `find`.
@@ -518,6 +526,10 @@ pub struct FindArgs {
     /// Only these snapshots.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only versions under this cache type's folder, in snapshots holding it (repeatable;
+    /// needs --config).
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `history`.

@@ -552,6 +552,20 @@ impl Ctx {
             .collect())
     }
 
+    /// [`Ctx::filter`] narrowed by `--type`: snapshots must hold each type's folder. Returns
+    /// the folders (relative to the root) too, for [`keep_under`].
+    pub fn filter_typed(
+        &self,
+        f: &args::FilterArgs,
+        types: &[String],
+        command: &str,
+    ) -> Result<(SnapshotFilter, Vec<cachevault::RelPath>)> {
+        let mut filter = self.filter(f, true)?;
+        let named = self.types_of(types, command)?;
+        filter.holds = named.iter().map(|(_, _, abs)| abs.clone()).collect();
+        Ok((filter, named.into_iter().map(|(_, rel, _)| rel).collect()))
+    }
+
     /// [`Ctx::filter`] from its parts (restore spells `--path` differently).
     pub fn filter_of(
         &self,
@@ -722,4 +736,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(r.clone()));
     }
     out
+}
+
+/// Keeps only the entries under one of `folders` (all of them when there are none).
+pub fn keep_under(entries: &mut Vec<cachevault::Entry>, folders: &[cachevault::RelPath]) {
+    if !folders.is_empty() {
+        entries.retain(|e| folders.iter().any(|f| e.path.starts_with(f)));
+    }
 }

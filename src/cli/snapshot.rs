@@ -206,15 +206,12 @@ pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
 
 pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let sel = select::resolve(
-        &repo,
-        &a.snapshot,
-        &ctx.filter(&a.filter, true)?,
-        super::now(),
-    )?;
+    let (filter, folders) = ctx.filter_typed(&a.filter, &a.types, "ls")?;
+    let sel = select::resolve(&repo, &a.snapshot, &filter, super::now())?;
     ctx.note_selection(&sel);
     let id = sel.id;
-    let m = snapshot::load(&repo, &id)?;
+    let mut m = snapshot::load(&repo, &id)?;
+    super::keep_under(&mut m.entries, &folders);
     let mut human = String::new();
     let mut docs = Vec::with_capacity(m.entries.len());
     for e in &m.entries {
