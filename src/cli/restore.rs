@@ -34,10 +34,17 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
     };
     ctx.note_selection(&sel);
     let id = sel.id;
+    if let (Some(root), false) = (&filter.root, types.is_empty()) {
+        if sel.manifest.root != *root {
+            bail!(
+                "snapshot {} is of {}, not of the config's root {root}: --type restores the config's own cache types",
+                id.short(),
+                sel.manifest.root
+            );
+        }
+    }
     for (name, _, abs) in &types {
-        if !select::holds(&sel.manifest, abs)
-            || !filter.root.as_ref().is_none_or(|r| *r == sel.manifest.root)
-        {
+        if !select::holds(&sel.manifest, abs) {
             bail!(
                 "snapshot {} does not hold cache type {name:?} (its folder {abs}): it includes {}",
                 id.short(),
