@@ -330,6 +330,10 @@ fn run_due_backs_up_a_type_at_its_own_frequency() {
         "linking_map: hourly; never ran"
     );
     // The same hour: nothing.
+    assert_eq!(
+        job(&d, "type_backup").unwrap()["types"],
+        serde_json::json!(["linking_map"])
+    );
     let d = run_at("2026-11-20T02:55:00+00:00");
     assert!(!ran(&d, "backup") && !ran(&d, "type_backup"), "{d}");
     // Every later hour of the day: only the linking map.

@@ -58,6 +58,9 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     }
     for d in &decisions {
         let mut doc = json!({"job": d.job.name(), "due": d.due, "reason": d.reason});
+        if !d.types.is_empty() {
+            doc["types"] = json!(d.types);
+        }
         if !d.due || a.dry_run {
             human.push_str(&format!(
                 "{:<12} {}  {}\n",
