@@ -35,6 +35,13 @@ pub struct SnapshotFilter {
     pub holds: Vec<String>,
 }
 
+/// Whether `m` is a type backup (`snapshot --type`, tagged `type:T`): `latest` and `--at`
+/// pass over these unless a type (`--type`) or a tag is asked for, since each holds some
+/// cache types only.
+pub fn is_type_backup(m: &Manifest) -> bool {
+    m.tags.iter().any(|t| t.starts_with("type:"))
+}
+
 /// Whether snapshot `m` holds the absolute folder `folder` whole: one of its included paths
 /// (or its root, when it names none) is the folder or lies above it.
 pub fn holds(m: &Manifest, folder: &str) -> bool {
@@ -159,6 +166,7 @@ pub fn newest(
                 && kinds.contains(&m.kind())
                 && filter.matches(m)
                 && at.is_none_or(|t| m.time <= t)
+                && (!filter.holds.is_empty() || !filter.tags.is_empty() || !is_type_backup(m))
         })
         .collect();
     let what = || match at {
@@ -407,5 +415,34 @@ mod tests {
         assert!(f.matches(&full.1));
         full.1.paths = vec!["/r/a".into()];
         assert!(!f.matches(&full.1));
+    }
+
+    #[test]
+    fn latest_passes_over_type_backups_unless_asked() {
+        let mut typed = snap(2, "2026-11-29T03:00:00Z", "/r", SnapshotKind::Backup, true);
+        typed.1.tags = vec!["type:a".into()];
+        typed.1.paths = vec!["/r/a".into()];
+        let all = vec![
+            snap(1, "2026-11-29T02:00:00Z", "/r", SnapshotKind::Backup, true),
+            typed,
+        ];
+        let f = SnapshotFilter::default();
+        assert_eq!(newest(&all, &f, None, now()).unwrap().id, BlobId([1; 32]));
+        let holds = SnapshotFilter {
+            holds: vec!["/r/a".into()],
+            ..f.clone()
+        };
+        assert_eq!(
+            newest(&all, &holds, None, now()).unwrap().id,
+            BlobId([2; 32])
+        );
+        let tagged = SnapshotFilter {
+            tags: vec![vec!["type:a".into()]],
+            ..f.clone()
+        };
+        assert_eq!(
+            newest(&all, &tagged, None, now()).unwrap().id,
+            BlobId([2; 32])
+        );
     }
 }

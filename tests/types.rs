@@ -165,6 +165,16 @@ fn restore_by_type_uses_the_newest_backup_holding_it() {
         0,
     );
     assert_eq!(r["snapshot"], typed["id"]);
+    // Without --type, `latest` is the newest backup of the whole root, never a type backup
+    // (unless a tag asks for one).
+    let r = json_cfg(
+        &cfg,
+        &["restore", "latest", "--target", s(&t.join("all"))],
+        0,
+    );
+    assert_eq!(r["snapshot"], full["id"], "{r}");
+    let ls = json_cfg(&cfg, &["ls", "latest", "--tag", "type:linking_map"], 0);
+    assert_eq!(ls["id"], typed["id"]);
     // supplier_cache: the type backup does not hold it, the full backup does.
     let d = t.join("r2");
     let r = json_cfg(
