@@ -293,6 +293,11 @@ pub struct CacheType {
     /// Required `cache_version` value of records, if the type carries one.
     #[serde(default)]
     pub cache_version: Option<i64>,
+    /// `hourly`, `daily` or `weekly`: run-due backs this type up on its own at this
+    /// frequency (a type backup) instead of in the regular backup. Unset: the regular
+    /// backup, at `strategies.backup.frequency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_frequency: Option<String>,
 }
 
 /// Every clearing strategy.
@@ -559,6 +564,20 @@ impl Config {
                     &format!("one of {}", STRATEGIES.join(", ")),
                 );
             }
+            if let Some(f) = &t.backup_frequency {
+                if !["hourly", "daily", "weekly"].contains(&f.as_str()) {
+                    return bad(
+                        &key("backup_frequency"),
+                        &format!("\"hourly\", \"daily\" or \"weekly\", not {f:?}"),
+                    );
+                }
+                if !t.backup_enabled {
+                    return bad(
+                        &key("backup_frequency"),
+                        "no frequency while backup_enabled is false (the type is never backed up)",
+                    );
+                }
+            }
             if t.path.is_absolute()
                 || t.path
                     .components()
@@ -711,6 +730,117 @@ impl Config {
                     crate::manifest::RelPath(t.path.as_os_str().as_bytes().to_vec()),
                 )
             })
+            .collect()
+    }
+
+    /// The cache type called `name`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the unknown type and the types the config has.
+    pub fn type_named(&self, name: &str) -> Result<&CacheType> {
+        self.raw.cache.cache_types.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self
+                .raw
+                .cache
+                .cache_types
+                .keys()
+                .map(String::as_str)
+                .collect();
+            Error::Invalid(format!(
+                "unknown cache type {name:?}; the config {} has: {}",
+                self.file.display(),
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The folders (relative to the root) and names of the types called `names`, for a type
+    /// backup or restore: deduplicated, in the order given.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming an unknown type.
+    pub fn types_named(&self, names: &[String]) -> Result<Vec<(String, crate::manifest::RelPath)>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out: Vec<(String, crate::manifest::RelPath)> = Vec::new();
+        for n in names {
+            let t = self.type_named(n)?;
+            if out.iter().any(|(m, _)| m == n) {
+                continue;
+            }
+            let folder: PathBuf = t.path.components().collect();
+            out.push((
+                n.clone(),
+                crate::manifest::RelPath(folder.as_os_str().as_bytes().to_vec()),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// What a type backup of `names` includes, relative to the root: the types' folders
+    /// (a folder inside another chosen one is left to it). State files count only inside them.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming an unknown type, or a type whose folder does not exist.
+    pub fn type_includes(&self, names: &[String]) -> Result<Vec<crate::manifest::RelPath>> {
+        let named = self.types_named(names)?;
+        let mut out: Vec<crate::manifest::RelPath> = Vec::new();
+        for (n, rel) in &named {
+            let dir = self.root.join(rel.to_path());
+            if !dir.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "cache type {n:?}: its folder {} does not exist",
+                    dir.display()
+                )));
+            }
+            if named
+                .iter()
+                .any(|(m, other)| m != n && other != rel && rel.starts_with(other))
+            {
+                continue;
+            }
+            out.push(rel.clone());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// What run-due's regular backup includes and the types it records: [`backup_includes`]
+    /// and [`type_folders`] without the types that have a `backup_frequency` of their own
+    /// (their type backups hold them, state files inside their folders included).
+    ///
+    /// [`backup_includes`]: Config::backup_includes
+    /// [`type_folders`]: Config::type_folders
+    pub fn regular_backup(
+        &self,
+    ) -> (
+        Vec<crate::manifest::RelPath>,
+        Vec<(String, crate::manifest::RelPath)>,
+    ) {
+        let own: Vec<String> = self
+            .own_frequency_types()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let types = self.type_folders();
+        let (own_folders, rest): (Vec<_>, Vec<_>) =
+            types.into_iter().partition(|(n, _)| own.contains(n));
+        let includes = self
+            .backup_includes()
+            .into_iter()
+            .filter(|i| !own_folders.iter().any(|(_, f)| f == i))
+            .collect();
+        (includes, rest)
+    }
+
+    /// Backup-enabled types with a `backup_frequency` of their own, by name.
+    pub fn own_frequency_types(&self) -> Vec<(String, String)> {
+        self.raw
+            .cache
+            .cache_types
+            .iter()
+            .filter(|(_, t)| t.backup_enabled)
+            .filter_map(|(n, t)| t.backup_frequency.clone().map(|f| (n.clone(), f)))
             .collect()
     }
 

@@ -301,8 +301,9 @@ pub fn future_snapshots(
 
 /// The recorded time of the last successful backup: the newest complete `backup` of `root`
 /// (the cache root a config-driven backup snapshots; any root when `None`) not dated in the
-/// future, never a safety or partial snapshot, or, when there is
-/// none, the snapshot time the journal recorded for its last `snapshot` with result `ok`.
+/// future, never a safety or partial snapshot, nor a type backup (tagged `type:T`: it holds
+/// some types only, and an hourly one must not hide a failing regular backup), or, when there
+/// is none, the snapshot time the journal recorded for its last `snapshot` with result `ok`.
 /// Pure.
 pub fn last_backup(
     snapshots: &[(BlobId, Manifest)],
@@ -319,6 +320,7 @@ pub fn last_backup(
                 && m.kind() == SnapshotKind::Backup
                 && m.time <= horizon
                 && root.is_none_or(|r| m.root == r)
+                && !m.tags.iter().any(|t| t.starts_with("type:"))
         })
         .map(|m| m.time)
         .max();
@@ -873,7 +875,11 @@ mod tests {
         pre_clear.1.tags = vec!["pre-clear".into()];
         let mut future = snap("/cache", "2030-01-01T00:00:00Z", true);
         future.1.kind = Some(SnapshotKind::Backup);
+        let mut typed = snap("/cache", "2026-11-19T12:00:00Z", true);
+        typed.1.tags = vec!["scheduled".into(), "type:linking_map".into()];
+        typed.1.kind = Some(SnapshotKind::Backup);
         let snaps = vec![
+            typed,
             snap("/cache", "2026-11-18T00:00:00Z", true),
             snap("/cache", "2026-11-19T00:00:00Z", false),
             pre_clear,

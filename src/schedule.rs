@@ -16,8 +16,11 @@ use crate::repo::{layout, Repository};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Job {
-    /// Snapshot the backup-enabled types (`strategies.backup.frequency`).
+    /// Snapshot the backup-enabled types (`strategies.backup.frequency`), but for those with
+    /// a `backup_frequency` of their own.
     Backup,
+    /// A type backup of the types with a `backup_frequency` of their own that are due.
+    TypeBackup,
     /// Clear by the scheduled strategy (`strategies.clearing.schedule.cron`).
     Clearing,
     /// Validate the cache files (`validation_interval_hours`).
@@ -28,8 +31,9 @@ pub enum Job {
 
 impl Job {
     /// Every job, in the order `run-due` runs them.
-    pub const ALL: [Job; 4] = [
+    pub const ALL: [Job; 5] = [
         Job::Backup,
+        Job::TypeBackup,
         Job::Clearing,
         Job::Validation,
         Job::Optimization,
@@ -39,6 +43,7 @@ impl Job {
     pub fn name(&self) -> &'static str {
         match self {
             Job::Backup => "backup",
+            Job::TypeBackup => "type_backup",
             Job::Clearing => "clearing",
             Job::Validation => "validation",
             Job::Optimization => "optimization",
@@ -52,6 +57,9 @@ pub struct ScheduleState {
     /// Last successful run per job.
     #[serde(default)]
     pub last_run: BTreeMap<Job, DateTime<FixedOffset>>,
+    /// Last successful type backup per cache type (types with a `backup_frequency`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub type_last_run: BTreeMap<String, DateTime<FixedOffset>>,
 }
 
 /// Why a job is (not) due.
@@ -66,6 +74,9 @@ pub struct Due {
     /// Something wrong with the clock: the last run is recorded later than now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// The type backup job: the types it backs up now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
 }
 
 fn same_period(frequency: &str, a: DateTime<FixedOffset>, b: DateTime<FixedOffset>) -> bool {
@@ -97,6 +108,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
             due: false,
             reason: "backups are disabled".into(),
             warning: None,
+            types: Vec::new(),
         },
         (true, Some(l)) if same_period(&b.frequency, l, now) => Due {
             job: Job::Backup,
@@ -107,6 +119,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                 l.to_rfc3339()
             ),
             warning: None,
+            types: Vec::new(),
         },
         (true, l) => Due {
             job: Job::Backup,
@@ -116,8 +129,14 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                 None => format!("{} backup; never ran", b.frequency),
             },
             warning: None,
+            types: Vec::new(),
         },
     });
+    // Types with a frequency of their own: one type backup of those due.
+    let own = cfg.own_frequency_types();
+    if !own.is_empty() {
+        out.push(type_backups_due(b.enabled, &own, state, now));
+    }
     // Clearing: due when the cron fired after the last run (first time: within the last day).
     let s = &c.strategies.clearing.schedule;
     out.push(if !s.enabled {
@@ -126,6 +145,7 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
             due: false,
             reason: "scheduled clearing is disabled".into(),
             warning: None,
+            types: Vec::new(),
         }
     } else {
         let cron = crate::config::parse_cron(&s.cron)
@@ -143,18 +163,21 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                     s.strategy
                 ),
                 warning: None,
+                types: Vec::new(),
             },
             Some(t) => Due {
                 job: Job::Clearing,
                 due: false,
                 reason: format!("next at {} (cron {:?})", t.to_rfc3339(), s.cron),
                 warning: None,
+                types: Vec::new(),
             },
             None => Due {
                 job: Job::Clearing,
                 due: false,
                 reason: format!("cron {:?} never fires", s.cron),
                 warning: None,
+                types: Vec::new(),
             },
         }
     });
@@ -173,18 +196,21 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
                     (l + chrono::Duration::hours(hours)).to_rfc3339()
                 ),
                 warning: None,
+                types: Vec::new(),
             },
             Some(l) => Due {
                 job,
                 due: true,
                 reason: format!("every {hours} h; last at {}", l.to_rfc3339()),
                 warning: None,
+                types: Vec::new(),
             },
             None => Due {
                 job,
                 due: true,
                 reason: format!("every {hours} h; never ran"),
                 warning: None,
+                types: Vec::new(),
             },
         });
     }
@@ -205,6 +231,59 @@ pub fn due(cfg: &Config, state: &ScheduleState, now: DateTime<FixedOffset>) -> R
         }
     }
     Ok(out)
+}
+
+/// The type backup job's decision: each type is due once per period of its own frequency.
+fn type_backups_due(
+    enabled: bool,
+    own: &[(String, String)],
+    state: &ScheduleState,
+    now: DateTime<FixedOffset>,
+) -> Due {
+    let mut d = Due {
+        job: Job::TypeBackup,
+        due: false,
+        reason: String::new(),
+        warning: None,
+        types: Vec::new(),
+    };
+    if !enabled {
+        d.reason = "backups are disabled".into();
+        return d;
+    }
+    let mut why = Vec::new();
+    let mut warnings = Vec::new();
+    for (name, freq) in own {
+        match state.type_last_run.get(name) {
+            Some(l) if *l > now => {
+                warnings.push(format!(
+                    "the type backup of {name} last ran at {}, later than now ({}): the clock went back or was wrong; running it again",
+                    l.to_rfc3339(),
+                    now.to_rfc3339()
+                ));
+                d.types.push(name.clone());
+                why.push(format!("{name}: {freq}, last run in the future"));
+            }
+            Some(l) if same_period(freq, *l, now) => why.push(format!(
+                "{name}: already ran this {freq} period, at {}",
+                l.to_rfc3339()
+            )),
+            Some(l) => {
+                d.types.push(name.clone());
+                why.push(format!("{name}: {freq}; last at {}", l.to_rfc3339()));
+            }
+            None => {
+                d.types.push(name.clone());
+                why.push(format!("{name}: {freq}; never ran"));
+            }
+        }
+    }
+    d.due = !d.types.is_empty();
+    d.reason = why.join("; ");
+    if !warnings.is_empty() {
+        d.warning = Some(warnings.join("; "));
+    }
+    d
 }
 
 /// Reads the schedule state (empty when absent). A state object that does not parse is

@@ -31,6 +31,29 @@ pub struct SnapshotFilter {
     pub tags: Vec<Vec<String>>,
     /// `--host`: taken on one of these hosts.
     pub hosts: Vec<String>,
+    /// `--type`: the snapshot holds each of these absolute folders ([`holds`]).
+    pub holds: Vec<String>,
+}
+
+/// Whether `m` is a type backup (`snapshot --type`, tagged `type:T`): `latest` and `--at`
+/// pass over these unless a type (`--type`) or a tag is asked for, since each holds some
+/// cache types only.
+pub fn is_type_backup(m: &Manifest) -> bool {
+    m.tags.iter().any(|t| t.starts_with("type:"))
+}
+
+/// Whether snapshot `m` holds the absolute folder `folder` whole: one of its included paths
+/// (or its root, when it names none) is the folder or lies above it.
+pub fn holds(m: &Manifest, folder: &str) -> bool {
+    let covers = |p: &str| {
+        let p = p.trim_end_matches('/');
+        folder == p || (folder.starts_with(p) && folder.as_bytes().get(p.len()) == Some(&b'/'))
+    };
+    if m.paths.is_empty() {
+        covers(&m.root)
+    } else {
+        m.paths.iter().any(|p| covers(p))
+    }
 }
 
 impl SnapshotFilter {
@@ -49,6 +72,7 @@ impl SnapshotFilter {
                     .iter()
                     .any(|all| all.iter().all(|t| m.tags.contains(t))))
             && (self.hosts.is_empty() || self.hosts.contains(&m.hostname))
+            && self.holds.iter().all(|f| holds(m, f))
     }
 
     /// Parses `--tag` values: `a,b` means both a and b.
@@ -98,6 +122,9 @@ impl SnapshotFilter {
         if !self.hosts.is_empty() {
             s.push_str(&format!(" from host {}", self.hosts.join(" or ")));
         }
+        if !self.holds.is_empty() {
+            s.push_str(&format!(" holding {}", self.holds.join(" and ")));
+        }
         s
     }
 }
@@ -139,6 +166,7 @@ pub fn newest(
                 && kinds.contains(&m.kind())
                 && filter.matches(m)
                 && at.is_none_or(|t| m.time <= t)
+                && (!filter.holds.is_empty() || !filter.tags.is_empty() || !is_type_backup(m))
         })
         .collect();
     let what = || match at {
@@ -366,5 +394,55 @@ mod tests {
         assert!(f(&["c", "b"]).matches(&s.1));
         assert!(!f(&["a,c"]).matches(&s.1));
         assert!(f(&[]).matches(&s.1));
+    }
+
+    #[test]
+    fn holding_a_folder_means_an_included_path_covers_it() {
+        let mut full = snap(1, "2026-11-29T02:00:00Z", "/r", SnapshotKind::Backup, true);
+        assert!(holds(&full.1, "/r/a/b"));
+        full.1.paths = vec!["/r/a".into(), "/r/x_state.json".into()];
+        assert!(holds(&full.1, "/r/a"));
+        assert!(holds(&full.1, "/r/a/b"));
+        assert!(!holds(&full.1, "/r/ab"));
+        assert!(!holds(&full.1, "/r/c"));
+        full.1.paths.clear();
+        assert!(holds(&full.1, "/r/c"));
+        assert!(!holds(&full.1, "/other/c"));
+        let f = SnapshotFilter {
+            holds: vec!["/r/a".into(), "/r/c".into()],
+            ..SnapshotFilter::default()
+        };
+        assert!(f.matches(&full.1));
+        full.1.paths = vec!["/r/a".into()];
+        assert!(!f.matches(&full.1));
+    }
+
+    #[test]
+    fn latest_passes_over_type_backups_unless_asked() {
+        let mut typed = snap(2, "2026-11-29T03:00:00Z", "/r", SnapshotKind::Backup, true);
+        typed.1.tags = vec!["type:a".into()];
+        typed.1.paths = vec!["/r/a".into()];
+        let all = vec![
+            snap(1, "2026-11-29T02:00:00Z", "/r", SnapshotKind::Backup, true),
+            typed,
+        ];
+        let f = SnapshotFilter::default();
+        assert_eq!(newest(&all, &f, None, now()).unwrap().id, BlobId([1; 32]));
+        let holds = SnapshotFilter {
+            holds: vec!["/r/a".into()],
+            ..f.clone()
+        };
+        assert_eq!(
+            newest(&all, &holds, None, now()).unwrap().id,
+            BlobId([2; 32])
+        );
+        let tagged = SnapshotFilter {
+            tags: vec![vec!["type:a".into()]],
+            ..f.clone()
+        };
+        assert_eq!(
+            newest(&all, &tagged, None, now()).unwrap().id,
+            BlobId([2; 32])
+        );
     }
 }

@@ -695,6 +695,7 @@ mod tests {
             cleanup_strategy: "ttl".into(),
             schema: None,
             cache_version: None,
+            backup_frequency: None,
         }
     }
 

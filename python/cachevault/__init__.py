@@ -13,12 +13,19 @@ returns the command's JSON document::
     except CacheVaultDeferred as e:
         print("busy, try later:", e.doc["deferred_reason"])
 
+:class:`AsyncVault` has the same methods as coroutines, for asyncio::
+
+    from cachevault import AsyncVault
+
+    snap = await AsyncVault(config="cachevault.json").create_backup("linking_map")
+
 Failures raise :class:`CacheVaultError` (``exit_code``, ``kind``, ``doc``, ``stderr``), or
 one of its subclasses :class:`CacheVaultCorrupt` (exit code 3), :class:`CacheVaultLocked`
 (4) and :class:`CacheVaultDeferred` (5).
 """
 
 from ._vault import (
+    AsyncVault,
     CacheVaultCorrupt,
     CacheVaultDeferred,
     CacheVaultError,
@@ -31,6 +38,7 @@ from ._vault import (
 )
 
 __all__ = [
+    "AsyncVault",
     "CacheVaultCorrupt",
     "CacheVaultDeferred",
     "CacheVaultError",

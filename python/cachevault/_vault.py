@@ -4,7 +4,9 @@ the repository format."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -12,9 +14,10 @@ import shutil
 import signal
 import subprocess
 import sysconfig
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __all__ = [
+    "AsyncVault",
     "CacheVaultCorrupt",
     "CacheVaultDeferred",
     "CacheVaultError",
@@ -200,18 +203,9 @@ def flags(options: Mapping[str, FlagValue]) -> List[str]:
     return out
 
 
-class Vault:
-    """A cachevault repository, driven through the ``cachevault`` binary.
-
-    Every method runs ``cachevault [--config C] [--repo R] [--lock-wait N] --json COMMAND ...``
-    and returns the command's JSON document. Exit codes 0 and 1 (completed, with skipped or
-    invalid entries) return it, with ``exit_code`` added when it is an object; any other
-    exit code raises :class:`CacheVaultError` (:class:`CacheVaultCorrupt` for 3,
-    :class:`CacheVaultLocked` for 4, :class:`CacheVaultDeferred` for 5).
-
-    Keyword arguments beyond a method's named ones become flags (see :func:`flags`), so
-    flags added to the command line later need no change here.
-    """
+class _Commands:
+    """The commands and their flags, shared by :class:`Vault` and :class:`AsyncVault`; each
+    runs through ``_call``, which the two classes implement."""
 
     def __init__(
         self,
@@ -244,13 +238,21 @@ class Vault:
         self.timeout: Optional[float] = timeout
 
     def __repr__(self) -> str:
-        return f"Vault(config={self.config!r}, repo={self.repo!r}, binary={self.binary!r})"
+        return (
+            f"{type(self).__name__}(config={self.config!r}, repo={self.repo!r}, "
+            f"binary={self.binary!r})"
+        )
+
+    def _call(
+        self, shape: Callable[[Any], Any], *args: Any, report_codes: Tuple[int, ...] = ()
+    ) -> Any:
+        raise NotImplementedError
 
     # -- commands -----------------------------------------------------------------------
 
     def init(self) -> Document:
         """Creates an empty repository (``init``)."""
-        return self._object(self.run("init"))
+        return self._call(self._object, "init")
 
     def snapshot(
         self,
@@ -265,14 +267,11 @@ class Vault:
         if path is not None:
             args.append(os.fspath(path))
         args += flags({"tag": list(tags), "time": time, **options})
-        return self._object(self.run(*args))
+        return self._call(self._object, *args)
 
     def snapshots(self, **filters: FlagValue) -> List[Document]:
         """Lists snapshots (``snapshots``), oldest first; ``filters`` become flags."""
-        doc = self.run("snapshots", *flags(filters))
-        if not isinstance(doc, list):
-            raise self._bad_output("expected a JSON array from snapshots", doc)
-        return doc
+        return self._call(self._list, "snapshots", *flags(filters))
 
     def restore(
         self,
@@ -303,7 +302,7 @@ class Vault:
                 **filters,
             }
         )
-        return self._object(self.run(*args))
+        return self._call(self._object, *args)
 
     def clear(
         self,
@@ -322,7 +321,7 @@ class Vault:
         args = flags(
             {"strategy": strategy, "type": list(types), "dry_run": dry_run, "now": now, **options}
         )
-        return self._object(self.run("clear", *args))
+        return self._call(self._object, "clear", *args)
 
     def undo(
         self,
@@ -338,12 +337,12 @@ class Vault:
             args.append(id)
         # Passed only when asked for: binaries without `undo --dry-run` still work.
         args += flags({"force": force, "dry_run": dry_run, **options})
-        return self._object(self.run(*args))
+        return self._call(self._object, *args)
 
     def validate(self, types: Sequence[str] = (), **options: FlagValue) -> Document:
         """Checks every cache file of the types with validation enabled (``validate``);
         exit code 1 (``doc["exit_code"]``) when a file is invalid."""
-        return self._object(self.run("validate", *flags({"type": list(types), **options})))
+        return self._call(self._object, "validate", *flags({"type": list(types), **options}))
 
     def repair(
         self,
@@ -356,17 +355,17 @@ class Vault:
         quarantines the rest (``repair``)."""
         # `force` is passed only when asked for: binaries without `repair --force` still work.
         args = flags({"type": list(types), "dry_run": dry_run, "force": force, **options})
-        return self._object(self.run("repair", *args))
+        return self._call(self._object, "repair", *args)
 
     def warm(
         self, from_clear: Optional[str] = None, top: Optional[int] = None, **options: FlagValue
     ) -> Document:
         """Restores the most recently used entries a clear removed (``warm``)."""
-        return self._object(self.run("warm", *flags({"from": from_clear, "top": top, **options})))
+        return self._call(self._object, "warm", *flags({"from": from_clear, "top": top, **options}))
 
     def stats(self, **options: FlagValue) -> Document:
         """Per cache type and repository statistics (``stats``)."""
-        return self._object(self.run("stats", *flags(options)))
+        return self._call(self._object, "stats", *flags(options))
 
     def health(self, **options: FlagValue) -> Document:
         """The health report (``health``): ``status`` is ``ok``, ``warning`` or
@@ -375,18 +374,18 @@ class Vault:
         A critical report (exit code 2) is returned, not raised, since it is the answer
         asked for; an error (bad arguments, say) still raises.
         """
-        return self._object(self._run(("health", *flags(options)), report_codes=(2,)))
+        return self._call(self._object, "health", *flags(options), report_codes=(2,))
 
     def forget(self, dry_run: bool = False, prune: bool = False, **keep: FlagValue) -> Document:
         """Removes snapshots by keep rules (``forget``): ``keep_daily=7`` is
         ``--keep-daily 7``, ``keep_tag=["a", "b"]`` repeats ``--keep-tag``. Without rules
         the config's retention policy applies."""
         args = flags({**keep, "dry_run": dry_run, "prune": prune})
-        return self._object(self.run("forget", *args))
+        return self._call(self._object, "forget", *args)
 
     def prune(self, dry_run: bool = False, **options: FlagValue) -> Document:
         """Deletes data no snapshot uses and repacks mostly-unused archives (``prune``)."""
-        return self._object(self.run("prune", *flags({"dry_run": dry_run, **options})))
+        return self._call(self._object, "prune", *flags({"dry_run": dry_run, **options}))
 
     def check(self, read_data: bool = False, **options: FlagValue) -> Document:
         """Verifies the repository (``check``); ``read_data`` re-hashes every blob.
@@ -394,7 +393,7 @@ class Vault:
         Raises:
             CacheVaultCorrupt: damage was found; ``doc`` lists it.
         """
-        return self._object(self.run("check", *flags({"read_data": read_data, **options})))
+        return self._call(self._object, "check", *flags({"read_data": read_data, **options}))
 
     def run_due(
         self,
@@ -404,8 +403,33 @@ class Vault:
     ) -> Document:
         """Runs each scheduled job of the config that is due (``run-due``); exit code 1
         (``doc["exit_code"]``) when a job failed."""
-        return self._object(
-            self.run("run-due", *flags({"now": now, "dry_run": dry_run, **options}))
+        return self._call(
+            self._object, "run-due", *flags({"now": now, "dry_run": dry_run, **options})
+        )
+
+    # -- the BackupManager names ---------------------------------------------------------
+
+    def create_backup(self, cache_type: str, **options: FlagValue) -> Document:
+        """A type backup of one cache type's folder: :meth:`snapshot` with ``--type``
+        (tagged ``type:<cache_type>``)."""
+        return self.snapshot(type=[cache_type], **options)
+
+    def restore_from_backup(
+        self,
+        cache_type: str,
+        timestamp: Union[str, _dt.datetime, None] = None,
+        target: Union[str, "os.PathLike[str]", None] = None,
+        **options: FlagValue,
+    ) -> Document:
+        """Restores one cache type's folder (:meth:`restore` with ``--type``) from the newest
+        complete backup holding it taken at or before ``timestamp`` (default: the newest);
+        in place, under the safety net (``undo`` reverts it), unless ``target`` is given."""
+        return self.restore(
+            at=timestamp,
+            target=target,
+            in_place=target is None,
+            type=[cache_type],
+            **options,
         )
 
     # -- machinery ----------------------------------------------------------------------
@@ -422,56 +446,6 @@ class Vault:
         argv.append("--json")
         argv += [_value(a) for a in args]
         return argv
-
-    def run(self, *args: Any) -> Any:
-        """Runs ``cachevault ... --json ARGS`` and returns its parsed JSON document.
-
-        Raises:
-            CacheVaultError: on any exit code but 0 and 1 (a subclass for 3, 4 and 5), on a
-                timeout, or when the output is not one JSON document.
-        """
-        return self._run(args)
-
-    def _run(self, args: Sequence[Any], report_codes: Tuple[int, ...] = ()) -> Any:
-        """:meth:`run`, also returning the documents of ``report_codes`` that are no error."""
-        argv = self.command(*args)
-        name = next((str(a) for a in args if not str(a).startswith("-")), "")
-        env = dict(os.environ)
-        if self.password is not None:
-            env["CACHEVAULT_PASSWORD"] = self.password
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
-        except OSError as e:
-            raise CacheVaultError(
-                f"cannot run {argv[0]}: {e}", exit_code=None, kind="no_binary", command=argv
-            ) from e
-        try:
-            out, err = proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            out, err = _interrupt(proc)
-            stderr = err.decode("utf-8", "replace")
-            raise CacheVaultError(
-                f"cachevault {name} timed out after {self.timeout:g}s"
-                + (f": {_last_line(stderr)}" if stderr.strip() else ""),
-                exit_code=proc.returncode,
-                kind="timeout",
-                doc=_parse(out),
-                stderr=stderr,
-                command=argv,
-            ) from None
-        except BaseException:
-            # KeyboardInterrupt and the like: do not leave the child running.
-            proc.kill()
-            proc.wait()
-            raise
-        stderr = err.decode("utf-8", "replace")
-        return self._result(name, argv, proc.returncode, out, stderr, report_codes)
 
     def _result(
         self,
@@ -528,6 +502,34 @@ class Vault:
             raise self._bad_output("expected a JSON object", doc)
         return doc
 
+    def _list(self, doc: Any) -> List[Document]:
+        if not isinstance(doc, list):
+            raise self._bad_output("expected a JSON array from snapshots", doc)
+        return doc
+
+    def _prepare(self, args: Sequence[Any]) -> Tuple[List[str], str, Dict[str, str]]:
+        """The command line, the command's name (for messages) and the environment."""
+        argv = self.command(*args)
+        name = next((str(a) for a in args if not str(a).startswith("-")), "")
+        env = dict(os.environ)
+        if self.password is not None:
+            env["CACHEVAULT_PASSWORD"] = self.password
+        return argv, name, env
+
+    def _timed_out(
+        self, name: str, argv: List[str], code: Optional[int], out: bytes, err: bytes
+    ) -> CacheVaultError:
+        stderr = err.decode("utf-8", "replace")
+        return CacheVaultError(
+            f"cachevault {name} timed out after {self.timeout:g}s"
+            + (f": {_last_line(stderr)}" if stderr.strip() else ""),
+            exit_code=code,
+            kind="timeout",
+            doc=_parse(out),
+            stderr=stderr,
+            command=argv,
+        )
+
     def _bad_output(self, what: str, doc: Any) -> CacheVaultError:
         return CacheVaultError(
             f"cachevault printed an unexpected document: {what}, got {type(doc).__name__}",
@@ -535,6 +537,158 @@ class Vault:
             kind="bad_output",
             doc=doc,
         )
+
+
+class Vault(_Commands):
+    """A cachevault repository, driven through the ``cachevault`` binary.
+
+    Every method runs ``cachevault [--config C] [--repo R] [--lock-wait N] --json COMMAND ...``
+    and returns the command's JSON document. Exit codes 0 and 1 (completed, with skipped or
+    invalid entries) return it, with ``exit_code`` added when it is an object; any other
+    exit code raises :class:`CacheVaultError` (:class:`CacheVaultCorrupt` for 3,
+    :class:`CacheVaultLocked` for 4, :class:`CacheVaultDeferred` for 5).
+
+    Keyword arguments beyond a method's named ones become flags (see :func:`flags`), so
+    flags added to the command line later need no change here.
+    """
+
+    def _call(
+        self, shape: Callable[[Any], Any], *args: Any, report_codes: Tuple[int, ...] = ()
+    ) -> Any:
+        return shape(self._run(args, report_codes))
+
+    def run(self, *args: Any) -> Any:
+        """Runs ``cachevault ... --json ARGS`` and returns its parsed JSON document.
+
+        Raises:
+            CacheVaultError: on any exit code but 0 and 1 (a subclass for 3, 4 and 5), on a
+                timeout, or when the output is not one JSON document.
+        """
+        return self._run(args)
+
+    def _run(self, args: Sequence[Any], report_codes: Tuple[int, ...] = ()) -> Any:
+        """:meth:`run`, also returning the documents of ``report_codes`` that are no error."""
+        argv, name, env = self._prepare(args)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as e:
+            raise CacheVaultError(
+                f"cannot run {argv[0]}: {e}", exit_code=None, kind="no_binary", command=argv
+            ) from e
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            out, err = _interrupt(proc)
+            raise self._timed_out(name, argv, proc.returncode, out, err) from None
+        except BaseException:
+            # KeyboardInterrupt and the like: do not leave the child running.
+            proc.kill()
+            proc.wait()
+            raise
+        stderr = err.decode("utf-8", "replace")
+        return self._result(name, argv, proc.returncode, out, stderr, report_codes)
+
+
+class AsyncVault(_Commands):
+    """:class:`Vault` for asyncio: the same methods, as coroutines, with the same arguments,
+    results and exceptions. Each runs the binary with :func:`asyncio.create_subprocess_exec`
+    and never blocks the event loop. Cancelling a call sends SIGINT to the command, which
+    stops at its next safe point (the repository stays sound), and awaits its exit (SIGKILL
+    after a grace period) before the cancellation goes on.
+    """
+
+    def _call(
+        self, shape: Callable[[Any], Any], *args: Any, report_codes: Tuple[int, ...] = ()
+    ) -> Any:
+        return self._shaped(shape, args, report_codes)
+
+    async def _shaped(
+        self, shape: Callable[[Any], Any], args: Sequence[Any], report_codes: Tuple[int, ...]
+    ) -> Any:
+        return shape(await self._run(args, report_codes))
+
+    async def run(self, *args: Any) -> Any:
+        """Runs ``cachevault ... --json ARGS`` and returns its parsed JSON document (as
+        :meth:`Vault.run`)."""
+        return await self._run(args)
+
+    async def _run(self, args: Sequence[Any], report_codes: Tuple[int, ...] = ()) -> Any:
+        argv, name, env = self._prepare(args)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        except OSError as e:
+            raise CacheVaultError(
+                f"cannot run {argv[0]}: {e}", exit_code=None, kind="no_binary", command=argv
+            ) from e
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            out, err = await _interrupt_async(proc)
+            raise self._timed_out(name, argv, proc.returncode, out, err) from None
+        except asyncio.CancelledError:
+            # Stop the command at its next safe point and wait for it, then go on cancelling.
+            try:
+                await _interrupt_async(proc)
+            except BaseException:
+                if proc.returncode is None:
+                    proc.kill()
+                raise
+            raise
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            raise
+        stderr = err.decode("utf-8", "replace")
+        assert proc.returncode is not None
+        return self._result(name, argv, proc.returncode, out, stderr, report_codes)
+
+
+def _coroutine(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def call(self: AsyncVault, *args: Any, **kwargs: Any) -> Any:
+        return await method(self, *args, **kwargs)
+
+    return call
+
+
+#: The command methods, which :class:`AsyncVault` has as coroutine functions.
+_COMMAND_METHODS = [
+    name
+    for name, value in vars(_Commands).items()
+    if callable(value) and not name.startswith("_") and name != "command"
+]
+for _name in _COMMAND_METHODS:
+    setattr(AsyncVault, _name, _coroutine(getattr(_Commands, _name)))
+del _name
+
+
+async def _interrupt_async(proc: "asyncio.subprocess.Process") -> Tuple[bytes, bytes]:
+    """SIGINT, a grace period, then SIGKILL; returns what the process printed."""
+    try:
+        proc.send_signal(signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    try:
+        return await asyncio.wait_for(proc.communicate(), timeout=INTERRUPT_GRACE_SECONDS)
+    except asyncio.TimeoutError:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+        return await proc.communicate()
 
 
 def _interrupt(proc: "subprocess.Popen[bytes]") -> Tuple[bytes, bytes]:

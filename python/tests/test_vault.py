@@ -7,6 +7,7 @@ fixtures are the repository's own `config/` and `fixtures/tree/OUTPUTS`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import fcntl
 import json
@@ -22,6 +23,7 @@ import pytest
 
 import cachevault
 from cachevault import (
+    AsyncVault,
     CacheVaultCorrupt,
     CacheVaultDeferred,
     CacheVaultError,
@@ -414,3 +416,132 @@ def test_a_missing_binary_raises(tmp_path: Path) -> None:
     with pytest.raises(CacheVaultError) as e:
         Vault(binary=tmp_path / "no-such-binary").stats()
     assert e.value.kind == "no_binary" and e.value.exit_code is None, e.value
+
+
+# -- cache types and AsyncVault ------------------------------------------------------------
+
+LINK = "FBA_ANALYSIS/Linking map/linking_map.json"
+
+
+def test_backup_manager_names_map_to_type_flags(echo: Path) -> None:
+    when = dt.datetime(2026, 11, 20, 14, 0, tzinfo=dt.timezone.utc)
+    expected = [
+        ["snapshot", "--type", "linking_map"],
+        ["restore", "latest", "--in-place", "--type", "amazon_cache"],
+        ["restore", "--at", "2026-11-20T14:00:00+00:00", "--in-place", "--type", "amazon_cache"],
+        ["restore", "--at", "2026-11-20 14:00", "--target", "out", "--type", "amazon_cache"],
+    ]
+
+    def calls(v: Any) -> List[Any]:
+        return [
+            v.create_backup("linking_map"),
+            v.restore_from_backup("amazon_cache"),
+            v.restore_from_backup("amazon_cache", when),
+            v.restore_from_backup("amazon_cache", "2026-11-20 14:00", target="out"),
+        ]
+
+    sync = [d["argv"][1:] for d in calls(Vault(binary=echo))]
+    assert sync == expected, sync
+
+    async def main() -> List[Any]:
+        return list(await asyncio.gather(*calls(AsyncVault(binary=echo))))
+
+    docs = asyncio.run(main())
+    assert [d["argv"][1:] for d in docs] == expected, docs
+    assert all(d["exit_code"] == 0 for d in docs)
+
+
+def test_async_vault_has_every_command_as_a_coroutine() -> None:
+    import inspect
+
+    names = [n for n in dir(Vault) if not n.startswith("_") and callable(getattr(Vault, n))]
+    for name in names:
+        if name == "command":
+            continue
+        assert inspect.iscoroutinefunction(getattr(AsyncVault, name)), name
+    assert "create_backup" in names and "restore_from_backup" in names
+
+
+def test_async_backup_and_restore_by_type(cfg: Path, vault: Vault, tmp_path: Path) -> None:
+    root = cfg.parent / "OUTPUTS"
+    original = (root / LINK).read_bytes()
+    av = AsyncVault(config=cfg, timeout=120)
+
+    async def main() -> Tuple[Any, Any, Any, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        t = asyncio.create_task(ticker())
+        first = await av.create_backup("linking_map", time="2026-11-20T14:00:00+00:00")
+        (root / LINK).write_bytes(original + b"\n")
+        restored = await av.restore_from_backup(
+            "linking_map", "2026-11-20T15:00:00+00:00", target=tmp_path / "out"
+        )
+        listed, stats = await asyncio.gather(av.snapshots(tag="type:linking_map"), av.stats())
+        done.set()
+        await t
+        return first, restored, (listed, stats), ticks
+
+    first, restored, (listed, stats), ticks = asyncio.run(main())
+    assert first["complete"] and first["tags"] == ["type:linking_map"], first
+    assert list(first["types"]) == ["linking_map"], first
+    assert restored["snapshot"] == first["id"], restored
+    assert files_under(tmp_path / "out") == {LINK: original}
+    assert [s["id"] for s in listed] == [first["id"]]
+    assert "repository" in stats
+    # The loop kept running while the commands ran.
+    assert ticks > 10, ticks
+    # In place (the default without a target): the file comes back, and undo reverts it.
+    back = vault.restore_from_backup("linking_map")
+    assert back["snapshot"] == first["id"] and (root / LINK).read_bytes() == original, back
+    vault.undo()
+    assert (root / LINK).read_bytes() == original + b"\n"
+    with pytest.raises(CacheVaultError) as e:
+        asyncio.run(av.create_backup("no_such_type"))
+    assert e.value.kind == "usage" and e.value.exit_code == 2, e.value
+    assert "no_such_type" in str(e.value)
+
+
+def test_a_cancelled_snapshot_leaves_a_sound_repository(cfg: Path, vault: Vault) -> None:
+    # Enough data (160 MB that does not compress) for the snapshot to be cut short.
+    big = cfg.parent / "OUTPUTS" / "FBA_ANALYSIS" / "Linking map" / "big"
+    big.mkdir()
+    for i in range(40):
+        (big / f"part{i:02}.json").write_bytes(os.urandom(4_000_000))
+    locks = cfg.parent / "cachevault-repo" / "locks"
+    av = AsyncVault(config=cfg, timeout=120)
+
+    async def main() -> float:
+        task = asyncio.create_task(av.create_backup("linking_map"))
+        # Once the command holds the repository lock, it is snapshotting.
+        deadline = time.monotonic() + 30
+        while not any(p.suffix == ".holder" for p in locks.iterdir()):
+            assert not task.done(), task
+            assert time.monotonic() < deadline, "the snapshot never took the lock"
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        assert not task.done(), "the snapshot finished before it could be cancelled"
+        start = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - start
+
+    took = asyncio.run(main())
+    assert took < cachevault._vault.INTERRUPT_GRACE_SECONDS, f"took {took:.1f}s"
+    # The command had exited when the cancellation went on: it journaled itself as
+    # interrupted (SIGINT), released the lock and left no snapshot behind.
+    ops = vault.run("history", "--operation", "snapshot")["operations"]
+    assert [o["result"] for o in ops] == ["interrupted"], ops
+    assert not any(p.suffix == ".holder" for p in locks.iterdir())
+    assert vault.snapshots() == []
+    assert vault.check(read_data=True)["ok"] is True
+    # And the next backup goes through.
+    snap = vault.create_backup("linking_map")
+    assert snap["complete"] and snap["types"]["linking_map"]["files"] == 41, snap

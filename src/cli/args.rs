@@ -270,6 +270,10 @@ pub struct SnapshotArgs {
     /// Re-read every file instead of trusting unchanged size, mtime, ctime and inode.
     #[arg(long)]
     pub rehash: bool,
+    /// Back up only this cache type's folder (repeatable; needs --config): a type backup,
+    /// tagged `type:T`.
+    #[arg(long = "type", value_name = "T", conflicts_with = "path")]
+    pub types: Vec<String>,
     /// Read and report, write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -310,6 +314,10 @@ pub struct LsArgs {
     /// Filters for `latest`.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only entries under this cache type's folder (repeatable; needs --config); `latest`
+    /// means the newest complete backup holding it.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `restore`.
@@ -317,8 +325,12 @@ pub struct LsArgs {
 pub struct RestoreArgs {
     /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup of the
     /// config's root, or of the root the filters name).
-    #[arg(required_unless_present = "at", conflicts_with = "at")]
+    #[arg(required_unless_present_any = ["at", "types"], conflicts_with = "at")]
     pub snapshot: Option<String>,
+    /// Restore this cache type's folder (repeatable; needs --config), from the newest
+    /// complete backup holding it (a full backup or a type backup) unless SNAP names one.
+    #[arg(long = "type", value_name = "T", conflicts_with = "paths")]
+    pub types: Vec<String>,
     /// Restore the newest complete backup taken at or before TIME.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
@@ -500,6 +512,10 @@ pub struct DiffArgs {
     /// Filters for `latest` and the defaults.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only entries under this cache type's folder (repeatable; needs --config); `latest`
+    /// means the newest complete backup holding it.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `find`.
@@ -510,6 +526,10 @@ pub struct FindArgs {
     /// Only these snapshots.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only versions under this cache type's folder, in snapshots holding it (repeatable;
+    /// needs --config).
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
 }
 
 /// `history`.

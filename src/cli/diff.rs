@@ -12,7 +12,7 @@ use super::{bytes, exit, Ctx, Outcome};
 
 pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let filter = ctx.filter(&a.filter, true)?;
+    let (filter, folders) = ctx.filter_typed(&a.filter, &a.types, "diff")?;
     let now = super::now();
     let b = select::resolve(&repo, a.b.as_deref().unwrap_or("latest"), &filter, now)?;
     ctx.note_selection(&b);
@@ -32,10 +32,12 @@ pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<Outcome> {
     ctx.note_selection(&sel_a);
     let (id_a, id_b) = (sel_a.id, b.id);
     let index = BlobIndex::load(&repo)?;
-    let ma = snapshot::load_with(&repo, &index, &id_a)
+    let mut ma = snapshot::load_with(&repo, &index, &id_a)
         .with_context(|| format!("loading snapshot {}", id_a.short()))?;
-    let mb = snapshot::load_with(&repo, &index, &id_b)
+    let mut mb = snapshot::load_with(&repo, &index, &id_b)
         .with_context(|| format!("loading snapshot {}", id_b.short()))?;
+    super::keep_under(&mut ma.entries, &folders);
+    super::keep_under(&mut mb.entries, &folders);
     let d = diff::diff(&ma, &mb);
 
     let mut doc = serde_json::to_value(&d)?;

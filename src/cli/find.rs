@@ -12,7 +12,7 @@ use super::{bytes, exit, table, Ctx, Outcome};
 
 pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let filter = ctx.filter(&a.filter, true)?;
+    let (filter, folders) = ctx.filter_typed(&a.filter, &a.types, "find")?;
     let listing = snapshot::list(&repo)?;
     let mut damaged: Vec<String> = listing
         .damaged
@@ -40,7 +40,10 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
     let mut loaded = Vec::with_capacity(results.len());
     for (id, r) in results {
         match r {
-            Ok(m) => loaded.push((id, m)),
+            Ok(mut m) => {
+                super::keep_under(&mut m.entries, &folders);
+                loaded.push((id, m))
+            }
             Err(e) if e.is_corruption() => damaged.push(format!("snapshot {}: {e}", id.short())),
             Err(e) => return Err(e.into()),
         }

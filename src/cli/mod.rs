@@ -525,6 +525,47 @@ impl Ctx {
         self.filter_of(&f.tags, &f.kinds, &f.paths, &f.hosts, scoped)
     }
 
+    /// `--type` values: each type's name, folder relative to the root, and absolute folder
+    /// (as snapshots record their paths). Needs the config; an unknown type is an error
+    /// naming it.
+    pub fn types_of(
+        &self,
+        types: &[String],
+        command: &str,
+    ) -> Result<Vec<(String, cachevault::RelPath, String)>> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfg = self.config.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{command} --type needs --config FILE (or CACHEVAULT_CONFIG): the cache types and their folders come from it"
+            )
+        })?;
+        let root = cfg.root_text();
+        Ok(cfg
+            .types_named(types)?
+            .into_iter()
+            .map(|(n, rel)| {
+                let abs = format!("{}/{}", root.trim_end_matches('/'), rel.display());
+                (n, rel, abs)
+            })
+            .collect())
+    }
+
+    /// [`Ctx::filter`] narrowed by `--type`: snapshots must hold each type's folder. Returns
+    /// the folders (relative to the root) too, for [`keep_under`].
+    pub fn filter_typed(
+        &self,
+        f: &args::FilterArgs,
+        types: &[String],
+        command: &str,
+    ) -> Result<(SnapshotFilter, Vec<cachevault::RelPath>)> {
+        let mut filter = self.filter(f, true)?;
+        let named = self.types_of(types, command)?;
+        filter.holds = named.iter().map(|(_, _, abs)| abs.clone()).collect();
+        Ok((filter, named.into_iter().map(|(_, rel, _)| rel).collect()))
+    }
+
     /// [`Ctx::filter`] from its parts (restore spells `--path` differently).
     pub fn filter_of(
         &self,
@@ -564,6 +605,7 @@ impl Ctx {
             kinds,
             tags: SnapshotFilter::parse_tags(tags),
             hosts: hosts.to_vec(),
+            holds: Vec::new(),
         })
     }
 
@@ -694,4 +736,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(r.clone()));
     }
     out
+}
+
+/// Keeps only the entries under one of `folders` (all of them when there are none).
+pub fn keep_under(entries: &mut Vec<cachevault::Entry>, folders: &[cachevault::RelPath]) {
+    if !folders.is_empty() {
+        entries.retain(|e| folders.iter().any(|f| e.path.starts_with(f)));
+    }
 }

@@ -21,16 +21,37 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         LockKind::Shared
     };
     let _lock = ctx.lock(&repo, kind, "restore")?;
-    let filter = ctx.filter_of(&a.tags, &a.kinds, &a.snapshot_paths, &a.hosts, true)?;
+    let mut filter = ctx.filter_of(&a.tags, &a.kinds, &a.snapshot_paths, &a.hosts, true)?;
+    // `--type T`: the type's folder, from a backup that holds it whole.
+    let types = ctx.types_of(&a.types, "restore")?;
+    filter.holds = types.iter().map(|(_, _, abs)| abs.clone()).collect();
     let sel = match (&a.snapshot, &a.at) {
         (Some(s), _) => select::resolve(&repo, s, &filter, super::now())?,
         (None, Some(t)) => {
             select::resolve_at(&repo, parse_time("--at", t)?, &filter, super::now())?
         }
-        (None, None) => unreachable!("clap requires one of them"),
+        (None, None) => select::resolve(&repo, "latest", &filter, super::now())?,
     };
     ctx.note_selection(&sel);
     let id = sel.id;
+    if let (Some(root), false) = (&filter.root, types.is_empty()) {
+        if sel.manifest.root != *root {
+            bail!(
+                "snapshot {} is of {}, not of the config's root {root}: --type restores the config's own cache types",
+                id.short(),
+                sel.manifest.root
+            );
+        }
+    }
+    for (name, _, abs) in &types {
+        if !select::holds(&sel.manifest, abs) {
+            bail!(
+                "snapshot {} does not hold cache type {name:?} (its folder {abs}): it includes {}",
+                id.short(),
+                sel.manifest.paths.join(", ")
+            );
+        }
+    }
     if a.in_place {
         if let Some(cfg) = &ctx.config {
             let root = cfg.root_text();
@@ -62,9 +83,11 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         Some(t) => t.clone(),
         None => PathBuf::from(&m.root),
     };
+    let type_paths: Vec<String> = types.iter().map(|(_, rel, _)| rel.display()).collect();
     let paths = a
         .paths
         .iter()
+        .chain(type_paths.iter())
         .map(|p| {
             let trimmed = p.trim_matches('/');
             let rel = RelPath::from(trimmed);

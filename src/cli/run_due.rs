@@ -58,6 +58,9 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
     }
     for d in &decisions {
         let mut doc = json!({"job": d.job.name(), "due": d.due, "reason": d.reason});
+        if !d.types.is_empty() {
+            doc["types"] = json!(d.types);
+        }
         if !d.due || a.dry_run {
             human.push_str(&format!(
                 "{:<12} {}  {}\n",
@@ -70,7 +73,7 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
         }
         let started = super::now();
         let clock = std::time::Instant::now();
-        let result = run_job(&repo, &cfg, d.job, &run);
+        let result = run_job(&repo, &cfg, d, &run);
         let seconds = clock.elapsed().as_secs_f64();
         doc["seconds"] = json!(seconds);
         let entry = job_entry(&cfg, &run, d.job, started, seconds, &result);
@@ -85,7 +88,12 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 doc["ran"] = json!(ran);
                 doc["ok"] = json!(true);
                 doc["summary"] = summary;
-                if ran {
+                if ran && d.job == Job::TypeBackup {
+                    for t in &d.types {
+                        state.type_last_run.insert(t.clone(), now);
+                    }
+                    schedule::save_state(&repo, &state)?;
+                } else if ran {
                     state.last_run.insert(d.job, now);
                     // Saved after each job: a crash later does not make it run twice.
                     schedule::save_state(&repo, &state)?;
@@ -105,7 +113,7 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 human.push_str(&format!("{:<12} FAILED  {e:#}\n", d.job.name()));
             }
         }
-        let backed_up = d.job == Job::Backup && doc["ok"] == json!(true);
+        let backed_up = matches!(d.job, Job::Backup | Job::TypeBackup) && doc["ok"] == json!(true);
         jobs.push(doc);
         // After a backup: copies to each of strategies.backup.copy_to, each its own job.
         if backed_up {
@@ -176,20 +184,34 @@ fn apply_retention(
         .into_iter()
         .filter(|(_, m)| m.root == root)
         .collect();
-    let plan = forget::plan(
-        &all,
-        &ForgetRules {
-            policy: forget::config_policy(cfg),
-            group_by: GroupBy {
-                host: true,
-                tags: false,
-            },
-            now: utc,
-            safety_days: cfg.raw.cache.global_settings.backup_retention_days,
-            referenced,
+    let rules = ForgetRules {
+        policy: forget::config_policy(cfg),
+        group_by: GroupBy {
+            host: true,
+            tags: false,
         },
-    );
-    let doomed = forget::removals(&plan);
+        now: utc,
+        safety_days: cfg.raw.cache.global_settings.backup_retention_days,
+        referenced,
+    };
+    // Type backups (tagged `type:T`) hold less than the regular backups beside them: the
+    // policy applies to each set of types apart, as if `forget --tag` were run for each, so
+    // that an hourly type backup never stands in for the day's regular backup.
+    let mut sets: std::collections::BTreeMap<Vec<String>, Vec<_>> = Default::default();
+    for s in all {
+        let mut key: Vec<String> =
+            s.1.tags
+                .iter()
+                .filter(|t| t.starts_with("type:"))
+                .cloned()
+                .collect();
+        key.sort();
+        sets.entry(key).or_default().push(s);
+    }
+    let mut doomed = Vec::new();
+    for set in sets.values() {
+        doomed.extend(forget::removals(&forget::plan(set, &rules)));
+    }
     let forgotten: cachevault::id::IdSet = doomed.iter().copied().collect();
     prune::preflight_without(repo, &forgotten)
         .context("nothing was forgotten, because prune would refuse afterwards")?;
@@ -310,7 +332,7 @@ fn job_entry(
     };
     let neg = |v: Option<&Value>| -v.and_then(Value::as_i64).unwrap_or(0);
     let bytes = match job {
-        Job::Backup => details
+        Job::Backup | Job::TypeBackup => details
             .get("bytes_added")
             .and_then(Value::as_i64)
             .unwrap_or(0),
@@ -336,19 +358,35 @@ fn job_entry(
 }
 
 /// Runs one job; Ok((false, _)) when it chose not to run (a clear deferred under load).
-fn run_job(repo: &Repository, cfg: &Config, job: Job, run: &Run) -> Result<(bool, Value)> {
+fn run_job(repo: &Repository, cfg: &Config, d: &schedule::Due, run: &Run) -> Result<(bool, Value)> {
     let now = run.now;
     let utc: DateTime<Utc> = now.with_timezone(&Utc);
-    match job {
-        Job::Backup => {
+    match d.job {
+        Job::Backup | Job::TypeBackup => {
+            let mut tags = vec!["scheduled".to_string()];
+            let (includes, types) = if d.job == Job::TypeBackup {
+                tags.extend(d.types.iter().map(|t| format!("type:{t}")));
+                let types = cfg.types_named(&d.types)?;
+                (cfg.type_includes(&d.types)?, types)
+            } else {
+                cfg.regular_backup()
+            };
+            if includes.is_empty() && !cfg.own_frequency_types().is_empty() {
+                // Every backed-up type has a frequency of its own and no state file lies
+                // outside their folders: nothing is left for the regular backup.
+                return Ok((
+                    true,
+                    json!({"snapshot": null, "note": "every backed-up type has its own backup_frequency"}),
+                ));
+            }
             let s = snapshot::create(
                 repo,
                 &SnapshotOptions {
                     root: cfg.root.clone(),
-                    includes: cfg.backup_includes(),
-                    types: cfg.type_folders(),
+                    includes,
+                    types,
                     kind: SnapshotKind::Backup,
-                    tags: vec!["scheduled".into()],
+                    tags,
                     time: now,
                     hostname: super::hostname(),
                     rehash: false,

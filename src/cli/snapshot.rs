@@ -13,7 +13,24 @@ use super::{bytes, exit, parse_time, table, Ctx, Outcome};
 
 pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
+    let mut tags = a.tags.clone();
     let (root, includes, types) = match (&a.path, &ctx.config) {
+        (None, Some(cfg)) if !a.types.is_empty() => {
+            // A type backup: only those types' folders (state files only inside them).
+            let named = ctx.types_of(&a.types, "snapshot")?;
+            for (n, _, _) in &named {
+                let tag = format!("type:{n}");
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+            let types = named.into_iter().map(|(n, rel, _)| (n, rel)).collect();
+            (cfg.root.clone(), cfg.type_includes(&a.types)?, types)
+        }
+        (_, None) if !a.types.is_empty() => {
+            ctx.types_of(&a.types, "snapshot")?;
+            unreachable!("types_of refuses without a config")
+        }
         (Some(p), _) => (p.clone(), Vec::new(), Vec::new()),
         (None, Some(cfg)) => (cfg.root.clone(), cfg.backup_includes(), cfg.type_folders()),
         (None, None) => {
@@ -44,7 +61,7 @@ pub fn snapshot(ctx: &Ctx, a: &SnapshotArgs) -> Result<Outcome> {
         includes,
         kind: SnapshotKind::Backup,
         types,
-        tags: a.tags.clone(),
+        tags,
         time,
         hostname: super::hostname(),
         rehash: a.rehash,
@@ -189,15 +206,12 @@ pub fn list(ctx: &Ctx, a: &SnapshotsArgs) -> Result<Outcome> {
 
 pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
     let repo = ctx.open_repo()?;
-    let sel = select::resolve(
-        &repo,
-        &a.snapshot,
-        &ctx.filter(&a.filter, true)?,
-        super::now(),
-    )?;
+    let (filter, folders) = ctx.filter_typed(&a.filter, &a.types, "ls")?;
+    let sel = select::resolve(&repo, &a.snapshot, &filter, super::now())?;
     ctx.note_selection(&sel);
     let id = sel.id;
-    let m = snapshot::load(&repo, &id)?;
+    let mut m = snapshot::load(&repo, &id)?;
+    super::keep_under(&mut m.entries, &folders);
     let mut human = String::new();
     let mut docs = Vec::with_capacity(m.entries.len());
     for e in &m.entries {

@@ -748,7 +748,7 @@ pub fn journaled_snapshots(journal: &[JournalEntry]) -> Vec<(String, DateTime<Fi
         .filter_map(|e| {
             let (id, bytes) = match e.operation.as_str() {
                 "snapshot" => ("id", "bytes_added"),
-                "run-due:backup" => ("snapshot", "bytes_added"),
+                "run-due:backup" | "run-due:type_backup" => ("snapshot", "bytes_added"),
                 "clear" | "run-due:clearing" => ("snapshot", "snapshot_bytes_added"),
                 "run-due:optimization" => {
                     ("size_limits_snapshot", "size_limits_snapshot_bytes_added")
