@@ -525,3 +525,64 @@ fn ls_diff_and_find_keep_to_a_type() {
     let e = err_of(&cfg, &["ls", "latest", "--type", "nope"]);
     assert!(e.contains("\"nope\""), "{e}");
 }
+
+#[test]
+fn forget_by_type_considers_only_snapshots_holding_it() {
+    let t = TestDir::new();
+    let cfg = config_tree(&t, 1_793_000_000);
+    json_cfg(&cfg, &["init"], 0);
+    let at = |d: u32| format!("2026-11-{d:02}T03:00:00+00:00");
+    // Three type backups of the linking map, two of the supplier pages, one full backup.
+    let mut linking = Vec::new();
+    for d in 20..23 {
+        let s = json_cfg(
+            &cfg,
+            &["snapshot", "--type", "linking_map", "--time", &at(d)],
+            0,
+        );
+        linking.push(s["id"].as_str().unwrap().to_string());
+    }
+    let mut supplier = Vec::new();
+    for d in 20..22 {
+        let s = json_cfg(
+            &cfg,
+            &["snapshot", "--type", "supplier_cache", "--time", &at(d)],
+            0,
+        );
+        supplier.push(s["id"].as_str().unwrap().to_string());
+    }
+    let full = json_cfg(&cfg, &["snapshot", "--time", &at(19)], 0);
+    let full = full["id"].as_str().unwrap().to_string();
+
+    // Keep the last 1 of what holds the linking map: its two older type backups go; the
+    // supplier backups (which do not hold it) are neither kept nor removed.
+    let f = json_cfg(
+        &cfg,
+        &[
+            "forget",
+            "--type",
+            "linking_map",
+            "--keep-last",
+            "1",
+            "--dry-run",
+        ],
+        0,
+    );
+    let mut would: Vec<String> = f["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["remove"].as_array().unwrap().iter())
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    would.sort();
+    let mut want = vec![linking[0].clone(), linking[1].clone(), full.clone()];
+    want.sort();
+    assert_eq!(would, want, "{f}");
+    for s in &supplier {
+        assert!(!f.to_string().contains(s.as_str()), "{s} considered: {f}");
+    }
+    // An unknown type is named.
+    let e = err_of(&cfg, &["forget", "--type", "nope", "--keep-last", "1"]);
+    assert!(e.contains("nope"), "{e}");
+}

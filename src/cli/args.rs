@@ -202,6 +202,10 @@ pub struct ForgetArgs {
     /// Consider only these snapshots (the others are neither kept nor removed by this run).
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Consider only snapshots holding this cache type's folder (full backups and its type
+    /// backups; repeatable; needs --config). Groups stay root + kind.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
     /// Keep safety snapshots (pre-clear, pre-repair, pre-restore) and archives this many days
     /// (default: the config's backup_retention_days, else 7).
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(1..=36500))]

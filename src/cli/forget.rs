@@ -102,7 +102,7 @@ pub fn forget(ctx: &Ctx, a: &ForgetArgs) -> Result<Outcome> {
         ));
         ids
     } else {
-        let filter = ctx.filter(&a.filter, true)?;
+        let (filter, _) = ctx.filter_typed(&a.filter, &a.types, "forget")?;
         let listing = snapshot::list(&repo)?;
         // A manifest that cannot be read is neither kept nor removed by a policy: its time
         // and kind are unknown. It is named, and `forget ID` removes it.
