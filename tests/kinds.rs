@@ -7,7 +7,6 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cachevault::compare::compare_trees;
 use common::*;
@@ -23,17 +22,6 @@ fn iso(secs: i64) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Copies a tree with `cp -a` (modes and times kept).
-fn copy(from: &Path, to: &Path) {
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success());
 }
 
 fn snapshot_list(cfg: &Path, extra: &[&str]) -> Vec<Value> {
@@ -70,7 +58,7 @@ fn restore_latest_after_a_clear_restores_the_full_backup() {
         "not backed up"
     );
     let at_backup = t.join("at-backup");
-    copy(&root, &at_backup);
+    copy_tree(&root, &at_backup);
     let clear = json_cfg(
         &cfg,
         &[
@@ -380,7 +368,7 @@ fn two_roots_in_one_repository_never_cross() {
 
     // A clear of A: 'undo' with B's config finds nothing of its own and puts nothing into B.
     let before_b = t.join("before-b");
-    copy(&root_b, &before_b);
+    copy_tree(&root_b, &before_b);
     let clear_a = json_cfg(&cfg_a, &["clear", "--strategy", "full"], 0);
     assert!(!clear_a["deleted"].as_array().unwrap().is_empty());
     let clear_id = clear_a["clear_id"].as_str().unwrap();

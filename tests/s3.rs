@@ -157,21 +157,6 @@ fn a_snapshot_killed_mid_upload_leaves_the_bucket_sound() {
     check_read_data(&url);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for f in files_under(from) {
-        let d = to.join(&f);
-        fs::create_dir_all(d.parent().unwrap()).unwrap();
-        fs::copy(from.join(&f), &d).unwrap();
-        let m = fs::metadata(from.join(&f)).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&d)
-            .unwrap()
-            .set_modified(m.modified().unwrap())
-            .unwrap();
-    }
-}
-
 #[test]
 fn unsupported_urls_are_errors_never_folders() {
     let t = TestDir::new();

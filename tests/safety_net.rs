@@ -23,16 +23,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn copy(from: &Path, to: &Path) {
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success());
-}
-
 fn old() -> i64 {
     chrono::Utc::now().timestamp() - 40 * DAY
 }
@@ -72,7 +62,7 @@ fn schema_drift_is_refused_then_forced_repair_is_undone_exactly() {
     let n = bump_versions(&amazon);
     assert!(n >= 5, "the fixture has enough amazon files ({n})");
     let upgraded = t.join("upgraded");
-    copy(&root, &upgraded);
+    copy_tree(&root, &upgraded);
 
     // validate: a summary by type and reason, and the pattern flagged.
     let v = json_cfg(&cfg, &["validate"], 1);
@@ -124,7 +114,7 @@ fn repair_with_no_history_does_not_quarantine_a_whole_type() {
     json_cfg(&cfg, &["init"], 0);
     bump_versions(&root.join("FBA_ANALYSIS/amazon_cache"));
     let before = t.join("before");
-    copy(&root, &before);
+    copy_tree(&root, &before);
     json_cfg(&cfg, &["repair"], 2);
     assert!(compare_trees(&before, &root, false).unwrap().is_empty());
     assert!(!t.join("cachevault-quarantine").exists());
@@ -145,7 +135,7 @@ fn restore_in_place_previews_and_undo_is_exact() {
     fs::write(amazon.join(&files[0]), b"{\"asin\": \"newer\"}").unwrap();
     fs::remove_file(amazon.join(&files[1])).unwrap();
     let before = t.join("before");
-    copy(&root, &before);
+    copy_tree(&root, &before);
 
     let dry = json_cfg(&cfg, &["restore", "latest", "--in-place", "--dry-run"], 0);
     let list = |k: &str| -> Vec<String> {
@@ -297,7 +287,7 @@ fn partial_undo_with_ten_conflicts() {
     }
     json_cfg(&cfg, &["init"], 0);
     let before_clear = t.join("before-clear");
-    copy(&root, &before_clear);
+    copy_tree(&root, &before_clear);
     let clear = json_cfg(
         &cfg,
         &["clear", "--strategy", "full", "--type", "amazon_cache"],
@@ -546,7 +536,7 @@ fn sigterm_at_several_moments_leaves_no_temp_or_holder_file_and_a_sound_reposito
         &["restore", "latest", "--target", s(&target)],
     );
     let before = t.join("before-clear");
-    copy(&root, &before);
+    copy_tree(&root, &before);
     sigterm_at(
         &cfg,
         &repo,

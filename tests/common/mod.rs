@@ -63,6 +63,17 @@ pub fn copy_fixture(dest: &Path) {
     );
 }
 
+/// Copies a tree with `cp -a` (modes, times and links kept); `to` must not exist.
+pub fn copy_tree(from: &Path, to: &Path) {
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// Copies the folders and regular files of `src` into `dest`.
 fn copy_dir(src: &Path, dest: &Path) {
     for de in walkdir::WalkDir::new(src) {
