@@ -202,10 +202,11 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     report.blobs = index.blobs.len();
 
     // Manifests: parse, verify, every blob indexed in a present archive.
-    let manifests: Vec<(BlobId, Result<Manifest>)> = ids
-        .par_iter()
-        .map(|id| (*id, crate::snapshot::load_with(repo, &index, id)))
-        .collect();
+    let manifests: Vec<(BlobId, Result<Manifest>)> = repo.reading(|| {
+        ids.par_iter()
+            .map(|id| (*id, crate::snapshot::load_with(repo, &index, id)))
+            .collect()
+    });
     let mut live = Vec::new();
     let mut missing_by_snapshot: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, m) in manifests {
@@ -260,10 +261,12 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
             keyed.into_iter().take(want).map(|(_, i)| i).collect()
         }
     };
-    let results: Vec<(u64, Vec<String>, Vec<BlobId>, bool)> = selected
-        .par_iter()
-        .map(|idx| read_archive(repo, idx))
-        .collect();
+    let results: Vec<(u64, Vec<String>, Vec<BlobId>, bool)> = repo.reading(|| {
+        selected
+            .par_iter()
+            .map(|idx| read_archive(repo, idx))
+            .collect()
+    });
     crate::cancel::check()?;
     let mut bad_by_archive: IdMap<(Vec<String>, IdSet)> = IdMap::default();
     for ((bytes, errs, bad, damaged), idx) in results.into_iter().zip(&selected) {

@@ -74,8 +74,13 @@ pub struct RestoreSummary {
     pub skipped: Vec<RelPath>,
 }
 
-/// Files per parallel work unit: neighbours share frames, so a unit decompresses each frame once.
-const FILES_PER_UNIT: usize = 64;
+/// A parallel work unit is a run of neighbouring files (in storage order) of about this many
+/// bytes: neighbours share frames, so a unit decompresses each frame once, and across a
+/// network a unit's frames arrive in one ranged request. Units stay small enough that a
+/// tree of a few hundred MiB still spreads over every reader.
+const UNIT_BYTES: u64 = 16 << 20;
+/// ... and at most this many files, so progress and cancellation stay fine-grained.
+const UNIT_FILES: usize = 1024;
 /// Restore leaves a hole wherever a block of this size, aligned to it in the file, is all
 /// zeros: the block size of the usual file systems (ext4, xfs, tmpfs pages), the smallest
 /// hole they keep. A zero run that covers no such block is written, unless it touches the
@@ -231,9 +236,9 @@ pub fn restore<'m>(
     });
     // The files whose hard links follow: their identity is kept to check each link.
     let link_targets: HashSet<&RelPath> = linked.iter().filter_map(|e| e.link.as_deref()).collect();
-    let write_all = |files: &[&'m Entry]| -> Vec<UnitResult<'m>> {
-        files
-            .par_chunks(FILES_PER_UNIT)
+    let write_units = |files: &[&'m Entry]| -> Vec<UnitResult<'m>> {
+        units(files)
+            .into_par_iter()
             .map(|unit| {
                 let mut reader = BlobReader::new(repo, &index);
                 let mut bytes = 0;
@@ -264,6 +269,8 @@ pub fn restore<'m>(
             })
             .collect()
     };
+    let write_all =
+        |files: &[&'m Entry]| -> Vec<UnitResult<'m>> { repo.reading(|| write_units(files)) };
     progress.start("restore", total);
     let mut restored_ids: HashMap<&RelPath, FileId> = HashMap::new();
     let written = write_all(&files);
@@ -318,6 +325,23 @@ pub fn restore<'m>(
         }
     }
     Ok(summary)
+}
+
+/// Cuts `files` into work units of about [`UNIT_BYTES`] and at most [`UNIT_FILES`] files.
+fn units<'a, 'm>(files: &'a [&'m Entry]) -> Vec<&'a [&'m Entry]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, e) in files.iter().enumerate() {
+        bytes += e.size;
+        if bytes >= UNIT_BYTES || i + 1 - start >= UNIT_FILES {
+            out.push(&files[start..=i]);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < files.len() {
+        out.push(&files[start..]);
+    }
+    out
 }
 
 /// Adds the outcome of writing `count` files to the summary.

@@ -828,10 +828,11 @@ pub struct Listing {
 /// I/O errors on the folder or a file; damage is not an error here.
 pub fn list(repo: &Repository) -> Result<Listing> {
     let (ids, odd) = repo.list_manifests()?;
-    let mut results: Vec<(String, Option<BlobId>, Result<Manifest>)> = ids
-        .par_iter()
-        .map(|id| (layout::manifest(id), Some(*id), load_header(repo, id)))
-        .collect();
+    let mut results: Vec<(String, Option<BlobId>, Result<Manifest>)> = repo.reading(|| {
+        ids.par_iter()
+            .map(|id| (layout::manifest(id), Some(*id), load_header(repo, id)))
+            .collect()
+    });
     for n in odd {
         let err = Error::corrupt("the name is not a snapshot id");
         results.push((n, None, Err(err)));

@@ -157,10 +157,11 @@ impl BlobIndex {
 pub fn load_indexes(repo: &Repository) -> Result<(Vec<ArchiveIndex>, Vec<Damaged>)> {
     let ids = repo.list_indexes()?;
     use rayon::prelude::*;
-    let results: Vec<(BlobId, Result<ArchiveIndex>)> = ids
-        .par_iter()
-        .map(|id| (*id, repo.read_index(id)))
-        .collect();
+    let results: Vec<(BlobId, Result<ArchiveIndex>)> = repo.reading(|| {
+        ids.par_iter()
+            .map(|id| (*id, repo.read_index(id)))
+            .collect()
+    });
     let mut good = Vec::with_capacity(results.len());
     let mut bad = Vec::new();
     for (id, r) in results {

@@ -207,6 +207,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
         None
     }
 
+    /// How many reads are worth having in flight at once: a remote service answers after a
+    /// round trip, so commands that read many objects keep that many going; 0 means as many
+    /// as the machine has cores (a local disk).
+    fn parallel_reads(&self) -> usize {
+        0
+    }
+
     /// Prepares an empty repository (folders, a bucket prefix); refuses a place that
     /// already holds something.
     ///

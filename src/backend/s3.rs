@@ -124,6 +124,17 @@ impl S3Location {
     }
 }
 
+/// Requests in flight at once for commands that read many objects: `CACHEVAULT_S3_CONNECTIONS`,
+/// default 8.
+fn connections() -> usize {
+    std::env::var("CACHEVAULT_S3_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(8)
+        .min(64)
+}
+
 /// The one runtime every S3 backend's requests run on.
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -483,6 +494,10 @@ impl Drop for S3Lock {
 }
 
 impl Backend for S3Backend {
+    fn parallel_reads(&self) -> usize {
+        connections()
+    }
+
     fn location(&self) -> String {
         self.location.url()
     }

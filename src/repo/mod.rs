@@ -178,6 +178,40 @@ impl Repository {
         self.backend.location()
     }
 
+    /// Runs `work`, whose parallel iterators read repository objects, with as many threads as
+    /// reads worth having in flight: the cores for a local disk, more for a remote service
+    /// (the threads wait on round trips, not on the CPU).
+    pub fn reading<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        let wanted = self.backend.parallel_reads();
+        if wanted <= rayon::current_num_threads() {
+            return work();
+        }
+        static POOLS: std::sync::Mutex<Vec<(usize, &'static rayon::ThreadPool)>> =
+            std::sync::Mutex::new(Vec::new());
+        let pool = {
+            let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+            match pools.iter().find(|(n, _)| *n == wanted) {
+                Some((_, pool)) => *pool,
+                None => {
+                    let built = rayon::ThreadPoolBuilder::new()
+                        .num_threads(wanted)
+                        .thread_name(|i| format!("cachevault-read-{i}"))
+                        .build();
+                    match built {
+                        // One per width for the life of the process, like rayon's own pool.
+                        Ok(p) => {
+                            let p: &'static rayon::ThreadPool = Box::leak(Box::new(p));
+                            pools.push((wanted, p));
+                            p
+                        }
+                        Err(_) => return work(),
+                    }
+                }
+            }
+        };
+        pool.install(work)
+    }
+
     /// One object in words: where it is, for messages and reports.
     pub fn describe(&self, kind: ObjectKind, name: &str) -> String {
         self.backend.describe(kind, name)
