@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ObjectKind, ObjectRead, Staged};
+use crate::crypto::{Crypto, IdHasher};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
@@ -26,6 +27,96 @@ const WINDOW_LOG_MAX: u32 = 27;
 /// one blob (at most the chunker's 1 MiB), so this is far above anything it produces, and it
 /// bounds the buffer a hostile index can make a reader allocate; frozen for format v1.
 pub const MAX_FRAME_RAW: u64 = 128 << 20;
+
+/// The random salt a sealed archive's frames are bound to.
+pub type Salt = [u8; 16];
+/// The first bytes of a sealed archive, before its salt.
+pub const SEALED_MAGIC: &[u8; 8] = b"CVSEALA1";
+/// Magic and salt: where a sealed archive's first frame begins.
+pub const SEALED_HEADER: u64 = 24;
+
+fn parse_salt(s: Option<&str>) -> Option<Salt> {
+    crate::crypto::unb64(s?)?.try_into().ok()
+}
+
+/// How frames are stored: as bare zstd frames (a plain repository, readable by `tar --zstd`),
+/// or sealed (an encrypted one): `u32` little-endian length, then the zstd frame sealed with
+/// the archive's salt and the frame's offset as associated data, so that a frame moved to
+/// another archive or another place in this one fails to authenticate.
+#[derive(Clone, Debug, Default)]
+pub struct FrameCodec {
+    crypto: Option<std::sync::Arc<Crypto>>,
+}
+
+impl FrameCodec {
+    /// The codec of a plain repository.
+    pub fn plain() -> FrameCodec {
+        FrameCodec::default()
+    }
+
+    /// The codec of an encrypted repository.
+    pub fn sealed(crypto: std::sync::Arc<Crypto>) -> FrameCodec {
+        FrameCodec {
+            crypto: Some(crypto),
+        }
+    }
+
+    /// How blob ids are made.
+    pub fn ids(&self) -> IdHasher {
+        self.crypto.as_ref().map_or(IdHasher::PLAIN, |c| c.ids())
+    }
+
+    fn aad(salt: &Salt, offset: u64) -> Vec<u8> {
+        let mut aad = b"cachevault frame v1\0".to_vec();
+        aad.extend_from_slice(salt);
+        aad.extend_from_slice(&offset.to_le_bytes());
+        aad
+    }
+
+    /// Decodes the stored bytes of frame `f` of an archive with `salt` into its raw tar bytes,
+    /// bounded as [`decompress_frame`] is.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming `what` when the frame does not authenticate or decompress.
+    pub fn decode(
+        &self,
+        salt: Option<Salt>,
+        f: &FrameEntry,
+        stored: &[u8],
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let opened;
+        let compressed = match &self.crypto {
+            None => stored,
+            Some(c) => {
+                let salt = salt.ok_or_else(|| {
+                    Error::corrupt(format!("archive {what}: its index holds no salt"))
+                })?;
+                let (len, sealed) = stored.split_at(stored.len().min(4));
+                if len.len() < 4
+                    || u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize != sealed.len()
+                {
+                    return Err(Error::corrupt(format!(
+                        "archive {what}: frame at offset {} has a wrong length",
+                        f.offset
+                    )));
+                }
+                opened = c.open(
+                    &Self::aad(&salt, f.offset),
+                    sealed,
+                    &format!("archive {what} frame at offset {}", f.offset),
+                )?;
+                &opened
+            }
+        };
+        decompress_frame(compressed, f.raw_length).map_err(|e| {
+            Error::corrupt(format!(
+                "archive {what} frame at offset {} does not decompress: {e}",
+                f.offset
+            ))
+        })
+    }
+}
 
 /// Where one frame lies in an archive.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -64,9 +155,18 @@ pub struct ArchiveIndex {
     pub frames: Vec<FrameEntry>,
     /// Blobs in file order.
     pub blobs: Vec<BlobEntry>,
+    /// Sealed archives (encrypted repositories): the archive's random salt, base64, which
+    /// every frame's seal is bound to with its offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }
 
 impl ArchiveIndex {
+    /// The salt of a sealed archive.
+    pub fn salt(&self) -> Option<Salt> {
+        parse_salt(self.salt.as_deref())
+    }
+
     /// Parses and sanity-checks an index: versions, frames inside the file and in order,
     /// blobs inside their frames. `what` names the file for error messages.
     pub fn decode(bytes: &[u8], what: &str) -> Result<ArchiveIndex> {
@@ -204,6 +304,8 @@ fn tar_header(name: &str, size: u64) -> [u8; BLOCK] {
 /// `finish` closes the tar stream and publishes it under its content hash.
 pub struct ArchiveWriter {
     backend: std::sync::Arc<dyn Backend + 'static>,
+    codec: FrameCodec,
+    salt: Option<Salt>,
     staged: Option<Staged>,
     file: std::io::BufWriter<File>,
     hasher: blake3::Hasher,
@@ -217,18 +319,42 @@ impl ArchiveWriter {
     ///
     /// # Errors
     /// I/O errors creating the spool file.
-    pub fn create(backend: std::sync::Arc<dyn Backend + 'static>) -> Result<ArchiveWriter> {
+    pub fn create(
+        backend: std::sync::Arc<dyn Backend + 'static>,
+        codec: FrameCodec,
+    ) -> Result<ArchiveWriter> {
         let mut staged = backend.stage(ObjectKind::Archive)?;
         let file = staged.file().try_clone().map_err(Error::io(&staged.path))?;
-        Ok(ArchiveWriter {
+        let mut w = ArchiveWriter {
             backend,
+            salt: None,
             staged: Some(staged),
             file: std::io::BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
             size: 0,
             frames: Vec::new(),
             blobs: Vec::new(),
-        })
+            codec,
+        };
+        if w.codec.crypto.is_some() {
+            let mut salt = [0u8; 16];
+            getrandom::getrandom(&mut salt)
+                .map_err(|e| Error::Invalid(format!("the system's random source failed: {e}")))?;
+            let mut header = SEALED_MAGIC.to_vec();
+            header.extend_from_slice(&salt);
+            w.write_raw(&header)?;
+            w.salt = Some(salt);
+        }
+        Ok(w)
+    }
+
+    fn write_raw(&mut self, data: &[u8]) -> Result<()> {
+        self.file
+            .write_all(data)
+            .map_err(|e| Error::io(&self.spool())(e))?;
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        Ok(())
     }
 
     fn spool(&self) -> PathBuf {
@@ -253,17 +379,23 @@ impl ArchiveWriter {
     /// # Errors
     /// I/O errors (a full disk included).
     pub fn add(&mut self, frame: CompressedFrame) -> Result<()> {
-        self.file
-            .write_all(&frame.data)
-            .map_err(|e| Error::io(&self.spool())(e))?;
-        self.hasher.update(&frame.data);
+        let offset = self.size;
+        let stored = match (&self.codec.crypto, &self.salt) {
+            (Some(c), Some(salt)) => {
+                let sealed = c.seal(&FrameCodec::aad(salt, offset), &frame.data);
+                let mut rec = (sealed.len() as u32).to_le_bytes().to_vec();
+                rec.extend_from_slice(&sealed);
+                rec
+            }
+            _ => frame.data,
+        };
+        self.write_raw(&stored)?;
         let index = self.frames.len() as u32;
         self.frames.push(FrameEntry {
-            offset: self.size,
-            length: frame.data.len() as u64,
+            offset,
+            length: stored.len() as u64,
             raw_length: frame.raw_length,
         });
-        self.size += frame.data.len() as u64;
         self.blobs.extend(
             frame
                 .blobs
@@ -309,6 +441,7 @@ impl ArchiveWriter {
             size: self.size,
             frames: std::mem::take(&mut self.frames),
             blobs: std::mem::take(&mut self.blobs),
+            salt: self.salt.map(|s| crate::crypto::b64(&s)),
         })
     }
 
@@ -325,7 +458,13 @@ impl ArchiveWriter {
 /// # Errors
 /// [`Error::Corrupt`] for a frame beyond the end of the archive or one that does not
 /// decompress; I/O errors.
-pub fn read_frame(obj: &mut dyn ObjectRead, what: &str, frame: &FrameEntry) -> Result<Vec<u8>> {
+pub fn read_frame(
+    obj: &mut dyn ObjectRead,
+    what: &str,
+    frame: &FrameEntry,
+    codec: &FrameCodec,
+    salt: Option<Salt>,
+) -> Result<Vec<u8>> {
     // The index was checked against the size it declares, not against the object: a frame
     // beyond the end must not turn into a huge allocation or a plain I/O error.
     let len = obj.len();
@@ -339,13 +478,8 @@ pub fn read_frame(obj: &mut dyn ObjectRead, what: &str, frame: &FrameEntry) -> R
             frame.offset, frame.length
         )));
     }
-    let compressed = obj.read_at(frame.offset, frame.length)?;
-    decompress_frame(&compressed, frame.raw_length).map_err(|e| {
-        Error::corrupt(format!(
-            "archive {what} frame at offset {} does not decompress: {e}",
-            frame.offset
-        ))
-    })
+    let stored = obj.read_at(frame.offset, frame.length)?;
+    codec.decode(salt, frame, &stored, what)
 }
 
 /// Decompresses a frame that must be exactly `raw_length` bytes (at most [`MAX_FRAME_RAW`]).
@@ -374,8 +508,8 @@ pub fn decompress_frame(compressed: &[u8], raw_length: u64) -> std::io::Result<V
 ///
 /// # Errors
 /// I/O errors; [`Error::Corrupt`] at the first damaged frame, header or blob.
-pub fn scan_archive(bytes: &[u8], what: &str) -> Result<ArchiveIndex> {
-    let scan = salvage_archive(bytes, what);
+pub fn scan_archive(bytes: &[u8], what: &str, codec: &FrameCodec) -> Result<ArchiveIndex> {
+    let scan = salvage_archive(bytes, what, codec);
     if let Some(problem) = scan.problems.first() {
         return Err(Error::corrupt(problem.clone()));
     }
@@ -385,6 +519,7 @@ pub fn scan_archive(bytes: &[u8], what: &str) -> Result<ArchiveIndex> {
         size: bytes.len() as u64,
         frames: scan.frames,
         blobs: scan.blobs,
+        salt: scan.salt.map(|s| crate::crypto::b64(&s)),
     })
 }
 
@@ -400,6 +535,8 @@ pub struct ArchiveScan {
     pub problems: Vec<String>,
     /// Compressed bytes that could not be read.
     pub bytes_lost: u64,
+    /// A sealed archive's salt.
+    pub salt: Option<Salt>,
 }
 
 /// zstd's frame magic number, little-endian on disk; frozen by RFC 8878.
@@ -409,8 +546,12 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// each tar header parsed and each blob re-hashed against its name. A damaged frame is
 /// skipped; where frame boundaries are lost the walk resumes at the next zstd magic number.
 /// Nothing unreadable is dropped without a line in [`ArchiveScan::problems`].
-pub fn salvage_archive(bytes: &[u8], name: &str) -> ArchiveScan {
+pub fn salvage_archive(bytes: &[u8], name: &str, codec: &FrameCodec) -> ArchiveScan {
+    if codec.crypto.is_some() {
+        return salvage_sealed(bytes, name, codec);
+    }
     let mut scan = ArchiveScan::default();
+    let ids = IdHasher::PLAIN;
     let mut offset = 0usize;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
@@ -439,7 +580,7 @@ pub fn salvage_archive(bytes: &[u8], name: &str) -> ArchiveScan {
         match decompress_bounded(&rest[..len]) {
             Ok(raw) => {
                 let frame_no = scan.frames.len() as u32;
-                walk_tar(&raw, name, offset, frame_no, &mut scan);
+                walk_tar(&raw, name, offset, frame_no, ids, &mut scan);
                 scan.frames.push(FrameEntry {
                     offset: offset as u64,
                     length: len as u64,
@@ -458,8 +599,76 @@ pub fn salvage_archive(bytes: &[u8], name: &str) -> ArchiveScan {
     scan
 }
 
+/// The walk of [`salvage_archive`] over a sealed archive: frame records one after the other,
+/// each authenticated, decompressed and walked; a record that does not authenticate is lost
+/// and the walk goes on after it while its length stays inside the file.
+fn salvage_sealed(bytes: &[u8], name: &str, codec: &FrameCodec) -> ArchiveScan {
+    let mut scan = ArchiveScan::default();
+    if bytes.len() < SEALED_HEADER as usize || &bytes[..8] != SEALED_MAGIC {
+        scan.problems
+            .push(format!("archive {name}: not a sealed archive (no header)"));
+        scan.bytes_lost = bytes.len() as u64;
+        return scan;
+    }
+    let salt: Salt = bytes[8..24].try_into().expect("16 bytes");
+    scan.salt = Some(salt);
+    let mut offset = SEALED_HEADER as usize;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let len = rest
+            .get(..4)
+            .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize + 4);
+        let Some(len) = len.filter(|&l| l <= rest.len()) else {
+            scan.problems.push(format!(
+                "archive {name}: {} bytes at offset {offset} are not a whole frame (to the end of the file)",
+                rest.len()
+            ));
+            scan.bytes_lost += rest.len() as u64;
+            break;
+        };
+        let crypto = codec.crypto.as_ref().expect("a sealed codec");
+        let opened = crypto
+            .open(
+                &FrameCodec::aad(&salt, offset as u64),
+                &rest[4..len],
+                &format!("archive {name} frame at offset {offset}"),
+            )
+            .and_then(|z| {
+                decompress_bounded(&z).map_err(|e| {
+                    Error::corrupt(format!(
+                        "archive {name}: frame at offset {offset} does not decompress: {e}"
+                    ))
+                })
+            });
+        match opened {
+            Ok(raw) => {
+                let frame_no = scan.frames.len() as u32;
+                walk_tar(&raw, name, offset, frame_no, codec.ids(), &mut scan);
+                scan.frames.push(FrameEntry {
+                    offset: offset as u64,
+                    length: len as u64,
+                    raw_length: raw.len() as u64,
+                });
+            }
+            Err(e) => {
+                scan.problems.push(e.to_string());
+                scan.bytes_lost += len as u64;
+            }
+        }
+        offset += len;
+    }
+    scan
+}
+
 /// Parses the tar entries of one decompressed frame into `scan`.
-fn walk_tar(raw: &[u8], name: &str, frame_offset: usize, frame_no: u32, scan: &mut ArchiveScan) {
+fn walk_tar(
+    raw: &[u8],
+    name: &str,
+    frame_offset: usize,
+    frame_no: u32,
+    ids: IdHasher,
+    scan: &mut ArchiveScan,
+) {
     let mut pos = 0usize;
     while pos + BLOCK <= raw.len() {
         let header = &raw[pos..pos + BLOCK];
@@ -508,7 +717,7 @@ fn walk_tar(raw: &[u8], name: &str, frame_offset: usize, frame_no: u32, scan: &m
             return;
         }
         let data = &raw[data_at..data_at + size as usize];
-        if BlobId::of(data) == id {
+        if ids.of(data) == id {
             scan.blobs.push(BlobEntry {
                 id,
                 frame: frame_no,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::{self, ArchiveIndex};
+use crate::archive::ArchiveIndex;
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IdMap, IdSet};
@@ -395,15 +395,13 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
     }
     // One frame at a time: memory stays at one archive plus one frame.
     let mut blobs = idx.blobs.iter().peekable();
+    let (codec, ids, salt) = (repo.frame_codec(), repo.ids(), idx.salt());
     for (n, f) in idx.frames.iter().enumerate() {
         let slice = bytes.get(f.offset as usize..(f.offset + f.length) as usize);
-        let raw = match slice.map(|s| archive::decompress_frame(s, f.raw_length)) {
+        let raw = match slice.map(|s| codec.decode(salt, f, s, &path)) {
             Some(Ok(raw)) => Some(raw),
             Some(Err(e)) => {
-                errors.push(format!(
-                    "archive {path}: frame at offset {} is damaged: {e}",
-                    f.offset
-                ));
+                errors.push(format!("{e} (damaged)"));
                 None
             }
             None => None,
@@ -411,7 +409,7 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
         damaged |= raw.is_none();
         while let Some(b) = blobs.next_if(|b| b.frame as usize == n) {
             let ok = raw.as_ref().is_some_and(|raw| {
-                BlobId::of(&raw[b.offset as usize..(b.offset + b.length) as usize]) == b.id
+                ids.of(&raw[b.offset as usize..(b.offset + b.length) as usize]) == b.id
             });
             if !ok {
                 damaged = true;

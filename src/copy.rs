@@ -3,7 +3,11 @@
 //!
 //! Write order in the destination is the same as a snapshot's: archives, their indexes, then
 //! the manifest, so a copy cut short leaves no snapshot that points at missing data, and the
-//! next copy finishes the job. Manifests are copied byte for byte: a snapshot keeps its id.
+//! next copy finishes the job. Between repositories that name blobs alike (two plain ones),
+//! manifests are copied as they are and a snapshot keeps its id. Otherwise (plain and
+//! encrypted, or two encrypted repositories, whose blob ids are keyed differently) every blob
+//! is re-encoded: read and verified in the source, named by the destination's ids, and the
+//! entry list written anew, so the copy has an id of its own (`ids` maps them).
 
 use std::time::Instant;
 
@@ -32,6 +36,9 @@ pub struct CopySummary {
     pub bytes_written: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Snapshot ids in the destination where they differ from the source's (re-encoded
+    /// copies): source id to destination id.
+    pub ids: std::collections::BTreeMap<String, String>,
 }
 
 /// Copies the snapshots `ids` of `src` into `dst`; the caller holds a shared lock on both.
@@ -52,8 +59,24 @@ pub fn copy(
     let src_index = BlobIndex::load(src)?;
     let mut dst_index = BlobIndex::load(dst)?;
     let level = dst.config().zstd_level;
+    let re_encode = src.ids() != dst.ids();
     progress.start("copying", ids.len() as u64);
     for id in ids {
+        if re_encode {
+            crate::cancel::check()?;
+            let header = src.read_manifest(id)?;
+            let m = Manifest::decode_header(src.ids(), id, &header)?;
+            let m = crate::snapshot::load_entries(src, &src_index, id, m)?;
+            let new_id = re_encoded(src, dst, &src_index, &mut dst_index, m, &mut summary)?;
+            if have.contains(&new_id) {
+                summary.already_there.push(*id);
+            } else {
+                summary.copied.push(*id);
+            }
+            summary.ids.insert(id.to_hex(), new_id.to_hex());
+            progress.inc(1);
+            continue;
+        }
         if have.contains(id) {
             summary.already_there.push(*id);
             progress.inc(1);
@@ -61,7 +84,7 @@ pub fn copy(
         }
         crate::cancel::check()?;
         let header = src.read_manifest(id)?;
-        let m = Manifest::decode_header(id, &header)?;
+        let m = Manifest::decode_header(src.ids(), id, &header)?;
         let m = crate::snapshot::load_entries(src, &src_index, id, m)?;
         let mut reader = BlobReader::new(src, &src_index);
         // Every blob the destination lacks, once, in the snapshot's order.
@@ -109,4 +132,69 @@ pub fn copy(
         return Err(Error::Invalid("copy lost count of its snapshots".into()));
     }
     Ok(summary)
+}
+
+/// Copies one snapshot (entries loaded) into a repository that names blobs otherwise: each
+/// blob read and verified in `src`, named by `dst`'s ids, sent when `dst` lacks it; then the
+/// entry list and manifest written anew.
+/// Returns the snapshot's id in `dst`.
+fn re_encoded(
+    src: &Repository,
+    dst: &Repository,
+    src_index: &BlobIndex,
+    dst_index: &mut BlobIndex,
+    mut m: Manifest,
+    summary: &mut CopySummary,
+) -> Result<BlobId> {
+    let level = dst.config().zstd_level;
+    let ids = dst.ids();
+    let mut reader = BlobReader::new(src, src_index);
+    let mut renamed: crate::id::IdMap<BlobId> = crate::id::IdMap::default();
+    let mut pack = PackWriter::new(dst);
+    let mut frame = FrameBuilder::default();
+    let sent = (|| -> Result<()> {
+        for e in &m.entries {
+            for b in &e.blobs {
+                if renamed.contains_key(b) {
+                    continue;
+                }
+                crate::cancel::check()?;
+                // BlobReader::read verifies the content against its id in the source.
+                let data = reader.read(b)?;
+                let nb = ids.of(&data);
+                renamed.insert(*b, nb);
+                // Equal content has one id in the source: a blob met again was renamed above.
+                if dst_index.contains(&nb) {
+                    continue;
+                }
+                summary.blobs += 1;
+                summary.bytes += data.len() as u64;
+                frame.push(nb, &data);
+                if frame.is_full() {
+                    pack.add(frame.compress(level)?)?;
+                }
+            }
+        }
+        if !frame.is_empty() {
+            pack.add(frame.compress(level)?)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        pack.abandon();
+        return Err(e);
+    }
+    summary.bytes_written += pack.bytes_written;
+    for idx in pack.finish()? {
+        dst_index.add(&idx);
+    }
+    for e in &mut m.entries {
+        for b in &mut e.blobs {
+            *b = renamed[b];
+        }
+    }
+    // The parent is a snapshot of the source; the copy stands alone. The same snapshot
+    // re-encoded again gives the same manifest, so a second copy writes nothing new.
+    m.parent = None;
+    crate::snapshot::store_manifest(dst, &mut m)
 }

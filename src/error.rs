@@ -66,6 +66,9 @@ pub enum Error {
     /// A prefix that matches several snapshots.
     #[error("snapshot prefix {0:?} is ambiguous; give more characters")]
     AmbiguousSnapshot(String),
+    /// An encrypted repository's password is missing, unreadable or wrong.
+    #[error("{0}")]
+    Password(String),
     /// A lock held by another process when waiting is not allowed or timed out.
     #[error("repository is locked: {0}")]
     Locked(String),

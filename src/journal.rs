@@ -68,16 +68,18 @@ impl JournalEntry {
 /// # Errors
 /// I/O errors.
 pub fn record(repo: &Repository, entry: &JournalEntry) -> Result<()> {
-    let mut line = serde_json::to_vec(entry).expect("journal entry serialises");
+    let name = layout::journal(&entry.time);
+    let json = serde_json::to_vec(entry).expect("journal entry serialises");
+    let mut line = repo.seal_line(&name, &json);
     line.push(b'\n');
-    repo.backend()
-        .append(ObjectKind::Journal, &layout::journal(&entry.time), &line)
+    repo.backend().append(ObjectKind::Journal, &name, &line)
 }
 
 /// Reads every entry, oldest first. A torn last line (a crash mid-append) is skipped.
 ///
 /// # Errors
-/// I/O errors.
+/// I/O errors; in an encrypted repository, [`crate::Error::Corrupt`] naming the month's object
+/// when a line other than its last does not authenticate.
 pub fn read(repo: &Repository) -> Result<Vec<JournalEntry>> {
     let mut out = Vec::new();
     let mut names: Vec<String> = repo
@@ -94,8 +96,18 @@ pub fn read(repo: &Repository) -> Result<Vec<JournalEntry>> {
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
-        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if let Ok(e) = serde_json::from_slice::<JournalEntry>(line) {
+        let lines: Vec<&[u8]> = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        for (n, line) in lines.iter().enumerate() {
+            let json = match repo.unseal_line(&name, line) {
+                Ok(j) => j,
+                // A torn last line: the crash of an append.
+                Err(_) if n + 1 == lines.len() => continue,
+                Err(e) => return Err(e),
+            };
+            if let Ok(e) = serde_json::from_slice::<JournalEntry>(&json) {
                 out.push(e);
             }
         }

@@ -17,6 +17,7 @@ pub mod clear;
 pub mod compare;
 pub mod config;
 pub mod copy;
+pub mod crypto;
 pub mod diff;
 mod error;
 pub mod fault;

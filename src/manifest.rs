@@ -414,9 +414,10 @@ pub struct Tree {
 
 impl Manifest {
     /// Encodes the header: (id, plain JSON bytes). `tree` must already describe the entries.
-    pub fn encode_header(&self) -> (BlobId, Vec<u8>) {
+    /// `ids` makes the snapshot id: the repository's ([`crate::repo::Repository::ids`]).
+    pub fn encode_header(&self, ids: crate::crypto::IdHasher) -> (BlobId, Vec<u8>) {
         let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        (BlobId::of(&json), json)
+        (ids.of(&json), json)
     }
 
     /// Encodes the entry list as JSON Lines.
@@ -433,9 +434,13 @@ impl Manifest {
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the manifest, [`Error::UnsupportedFormat`].
-    pub fn decode_header(id: &BlobId, json: &[u8]) -> Result<Manifest> {
+    pub fn decode_header(
+        ids: crate::crypto::IdHasher,
+        id: &BlobId,
+        json: &[u8],
+    ) -> Result<Manifest> {
         let what = || format!("manifest {}", id.short());
-        let actual = BlobId::of(json);
+        let actual = ids.of(json);
         if actual != *id {
             return Err(Error::corrupt(format!(
                 "{} content hashes to {}",

@@ -154,8 +154,7 @@ impl OperationRecord {
 /// I/O errors.
 pub fn write_record(repo: &Repository, r: &OperationRecord) -> Result<()> {
     let json = serde_json::to_vec_pretty(r).expect("record serialises");
-    repo.backend()
-        .write(ObjectKind::Record, &layout::record(&r.id), &json)
+    repo.write_object(ObjectKind::Record, &layout::record(&r.id), &json)
 }
 
 /// Every readable record, oldest first. A record that does not parse costs only its own
@@ -178,9 +177,16 @@ pub fn load_records(repo: &Repository) -> Result<(Vec<OperationRecord>, Vec<Dama
         if !layout::is_record(&o.name) {
             continue;
         }
-        let bytes = match repo.backend().read(ObjectKind::Record, &o.name) {
+        let bytes = match repo.read_object(ObjectKind::Record, &o.name) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => continue,
+            Err(e) if e.is_corruption() => {
+                damaged.push(Damaged {
+                    file: ObjectKind::Record.path_of(&o.name),
+                    error: e.to_string(),
+                });
+                continue;
+            }
             Err(e) => return Err(e),
         };
         match serde_json::from_slice::<OperationRecord>(&bytes) {

@@ -119,7 +119,7 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
     let mut rebuilt = 0;
     for id in unindexed {
         let what = repo.describe(ObjectKind::Archive, &layout::archive(&id));
-        let idx = crate::archive::scan_archive(&repo.read_archive(&id)?, &what).map_err(|e| {
+        let idx = crate::archive::scan_archive(&repo.read_archive(&id)?, &what, &repo.frame_codec()).map_err(|e| {
             refuse(format!(
                 "archive {} has no index and cannot be read whole ({e}); run `cachevault rebuild-index`",
                 id.to_hex()

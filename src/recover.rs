@@ -142,7 +142,8 @@ pub fn rebuild_index(
         };
         let bytes = repo.read_archive(&id)?;
         let name = repo.describe(ObjectKind::Archive, &layout::archive(&id));
-        let scan = archive::salvage_archive(&bytes, &name);
+        let codec = repo.frame_codec();
+        let scan = archive::salvage_archive(&bytes, &name, &codec);
         let intact = scan.problems.is_empty() && BlobId::of(&bytes) == id;
         let scanned = ArchiveIndex {
             version: INDEX_VERSION,
@@ -150,6 +151,7 @@ pub fn rebuild_index(
             size: bytes.len() as u64,
             frames: scan.frames.clone(),
             blobs: scan.blobs.clone(),
+            salt: scan.salt.map(|s| crate::crypto::b64(&s)),
         };
         if intact {
             let agrees = matches!(current.get(&id), Some(Ok(idx)) if *idx == scanned);
@@ -224,17 +226,17 @@ fn salvage(
     // Copy the readable blobs: each frame decompressed again and each blob re-verified on
     // the way into the new archive.
     let level = repo.config().zstd_level;
+    let (codec, ids) = (repo.frame_codec(), repo.ids());
     let mut pack = PackWriter::new(repo);
     let mut builder = FrameBuilder::default();
     let copied = (|| -> Result<()> {
         for (n, f) in scan.frames.iter().enumerate() {
             let frame_blobs = scan.blobs.iter().filter(|b| b.frame as usize == n);
-            let compressed = &bytes[f.offset as usize..(f.offset + f.length) as usize];
-            let raw = archive::decompress_frame(compressed, f.raw_length)
-                .map_err(|e| Error::corrupt(format!("archive {}: {e}", id.to_hex())))?;
+            let stored = &bytes[f.offset as usize..(f.offset + f.length) as usize];
+            let raw = codec.decode(scan.salt, f, stored, &id.to_hex())?;
             for b in frame_blobs {
                 let data = &raw[b.offset as usize..(b.offset + b.length) as usize];
-                if BlobId::of(data) != b.id {
+                if ids.of(data) != b.id {
                     return Err(Error::corrupt(format!(
                         "archive {}: blob {} changed while salvaging",
                         id.to_hex(),

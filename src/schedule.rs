@@ -293,7 +293,11 @@ fn type_backups_due(
 /// # Errors
 /// I/O and service errors.
 pub fn load_state(repo: &Repository) -> Result<(ScheduleState, Option<String>)> {
-    match repo.backend().read(ObjectKind::State, layout::SCHEDULE) {
+    match repo.read_object(ObjectKind::State, layout::SCHEDULE) {
+        Err(e) if e.is_corruption() => Ok((
+            ScheduleState::default(),
+            Some(format!("{e}; every job counts as never run")),
+        )),
         Ok(b) => Ok(match serde_json::from_slice(&b) {
             Ok(s) => (s, None),
             Err(e) => (
@@ -314,7 +318,7 @@ pub fn load_state(repo: &Repository) -> Result<(ScheduleState, Option<String>)> 
 /// # Errors
 /// I/O and service errors.
 pub fn save_state(repo: &Repository, s: &ScheduleState) -> Result<()> {
-    repo.backend().write(
+    repo.write_object(
         ObjectKind::State,
         layout::SCHEDULE,
         &serde_json::to_vec_pretty(s).expect("state serialises"),

@@ -483,7 +483,7 @@ pub fn type_totals(
 /// # Errors
 /// I/O errors.
 pub fn write_manifest(repo: &Repository, manifest: &Manifest) -> Result<BlobId> {
-    let (id, json) = manifest.encode_header();
+    let (id, json) = manifest.encode_header(repo.ids());
     repo.write_manifest(&id, &json)?;
     Ok(id)
 }
@@ -529,9 +529,10 @@ fn store_tree(
     let mut builder = FrameBuilder::default();
     let mut blobs = Vec::new();
     let mut seen = IdSet::default();
+    let ids = repo.ids();
     for chunk in fastcdc::v2020::FastCDC::new(text, min, avg, max) {
         let data = &text[chunk.offset..chunk.offset + chunk.length];
-        let id = BlobId::of(data);
+        let id = ids.of(data);
         blobs.push(id);
         if !index.contains(&id) && seen.insert(id) {
             builder.push(id, data);
@@ -694,9 +695,10 @@ fn read_file(
         }
         let mut hasher = blake3::Hasher::new();
         let mut blobs = Vec::new();
+        let ids = shared.repo.ids();
         let read = crate::chunk::for_each_chunk(&file, before.size, &params, |data| {
             hasher.update(data);
-            let id = BlobId::of(data);
+            let id = ids.of(data);
             blobs.push(id);
             shared.progress.inc(data.len() as u64);
             if !shared.known.contains(&id)
@@ -752,7 +754,7 @@ pub fn load_header(repo: &Repository, id: &BlobId) -> Result<Manifest> {
         Err(e) if e.is_not_found() => return Err(Error::SnapshotNotFound(id.to_hex())),
         Err(e) => return Err(e),
     };
-    Manifest::decode_header(id, &data)
+    Manifest::decode_header(repo.ids(), id, &data)
 }
 
 /// Loads one manifest with its entries, reading the tree blobs through `index`.

@@ -29,6 +29,8 @@ pub struct BlobIndex {
     pub archives: Vec<BlobId>,
     /// Each archive's size, as its index says (parallel to `archives`).
     pub sizes: Vec<u64>,
+    /// Each sealed archive's salt (parallel to `archives`).
+    pub salts: Vec<Option<crate::archive::Salt>>,
     /// Blob id to location (the first archive holding it wins).
     pub blobs: IdMap<BlobLocation>,
     /// Index files that could not be used (they do not parse or verify): set aside, their
@@ -83,6 +85,7 @@ impl BlobIndex {
         let archive = self.archives.len() as u32;
         self.archives.push(idx.archive);
         self.sizes.push(idx.size);
+        self.salts.push(idx.salt());
         self.blobs.reserve(idx.blobs.len());
         for b in &idx.blobs {
             self.blobs.entry(b.id).or_insert(BlobLocation {
@@ -190,6 +193,8 @@ pub struct BlobReader<'a> {
     frame: Option<(u32, u64, Vec<u8>)>,
     /// Spans of archives the next reads lie in ([`BlobReader::prefetch`]).
     spans: Vec<(u32, u64, u64)>,
+    codec: archive::FrameCodec,
+    ids: crate::crypto::IdHasher,
 }
 
 /// The largest span of one archive [`BlobReader::prefetch`] asks for at once.
@@ -204,6 +209,8 @@ impl<'a> BlobReader<'a> {
             open: None,
             frame: None,
             spans: Vec::new(),
+            codec: repo.frame_codec(),
+            ids: repo.ids(),
         }
     }
 
@@ -252,10 +259,11 @@ impl<'a> BlobReader<'a> {
                 self.index.why_unindexed()
             ))
         })?;
+        let ids = self.ids;
         let frame = self.frame_data(loc.archive, &loc.frame)?;
         let start = loc.offset as usize;
         let data = &frame[start..start + loc.length as usize];
-        let actual = BlobId::of(data);
+        let actual = ids.of(data);
         if actual != *id {
             return Err(Error::CorruptBlob {
                 expected: *id,
@@ -290,7 +298,8 @@ impl<'a> BlobReader<'a> {
                 self.open = Some((archive, obj, what));
             }
             let (_, obj, what) = self.open.as_mut().expect("archive was just opened");
-            let data = archive::read_frame(obj.as_mut(), what, frame)?;
+            let salt = self.index.salts.get(archive as usize).copied().flatten();
+            let data = archive::read_frame(obj.as_mut(), what, frame, &self.codec, salt)?;
             self.frame = Some((archive, frame.offset, data));
         }
         Ok(&self.frame.as_ref().expect("frame was just read").2)
@@ -324,7 +333,10 @@ impl PackWriter {
     /// I/O errors (including a full disk); the unfinished archive is then abandoned.
     pub fn add(&mut self, frame: CompressedFrame) -> Result<()> {
         if self.current.is_none() {
-            self.current = Some(ArchiveWriter::create(self.repo.shared_backend())?);
+            self.current = Some(ArchiveWriter::create(
+                self.repo.shared_backend(),
+                self.repo.frame_codec(),
+            )?);
         }
         let w = self.current.as_mut().expect("archive writer exists");
         self.bytes_written += frame.data.len() as u64;

@@ -151,7 +151,8 @@ fn sample() -> &'static Sample {
 /// A header describing `text` as its entry list, so decode_entries gets past the hash check.
 fn header_for(text: &[u8], entries: u64) -> Manifest {
     let id = BlobId::of(&sample().header);
-    let mut m = Manifest::decode_header(&id, &sample().header).unwrap();
+    let mut m = Manifest::decode_header(cachevault::crypto::IdHasher::PLAIN, &id, &sample().header)
+        .unwrap();
     m.tree.hash = Some(BlobId::of(text));
     m.tree.size = text.len() as u64;
     m.tree.entries = entries;
@@ -163,16 +164,16 @@ proptest! {
 
     #[test]
     fn manifest_header_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = Manifest::decode_header(&BlobId::of(&bytes), &bytes);
+        let _ = Manifest::decode_header(cachevault::crypto::IdHasher::PLAIN, &BlobId::of(&bytes), &bytes);
         // Under a name that is not its hash, always refused.
-        prop_assert!(Manifest::decode_header(&BlobId::of(b"x"), &bytes).is_err()
+        prop_assert!(Manifest::decode_header(cachevault::crypto::IdHasher::PLAIN, &BlobId::of(b"x"), &bytes).is_err()
             || BlobId::of(&bytes) == BlobId::of(b"x"));
     }
 
     #[test]
     fn manifest_header_mutations(e in edits()) {
         let bytes = apply(sample().header.clone(), &e);
-        if let Ok(m) = Manifest::decode_header(&BlobId::of(&bytes), &bytes) {
+        if let Ok(m) = Manifest::decode_header(cachevault::crypto::IdHasher::PLAIN, &BlobId::of(&bytes), &bytes) {
             prop_assert!(m.version <= cachevault::manifest::MANIFEST_VERSION);
         }
     }

@@ -71,7 +71,7 @@ impl ObjectRead for LocalObject {
 }
 
 /// Kinds whose folders hold objects (the top folder holds config.json and state files).
-const FOLDERS: [ObjectKind; 7] = [
+const FOLDERS: [ObjectKind; 8] = [
     ObjectKind::Archive,
     ObjectKind::Index,
     ObjectKind::Snapshot,
@@ -79,6 +79,7 @@ const FOLDERS: [ObjectKind; 7] = [
     ObjectKind::Record,
     ObjectKind::Damaged,
     ObjectKind::Lock,
+    ObjectKind::Key,
 ];
 
 impl Backend for LocalBackend {

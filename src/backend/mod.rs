@@ -46,11 +46,13 @@ pub enum ObjectKind {
     Damaged,
     /// Lock holder descriptions.
     Lock,
+    /// Key files of an encrypted repository.
+    Key,
 }
 
 impl ObjectKind {
     /// Every kind.
-    pub const ALL: [ObjectKind; 9] = [
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Archive,
         ObjectKind::Index,
@@ -60,6 +62,7 @@ impl ObjectKind {
         ObjectKind::State,
         ObjectKind::Damaged,
         ObjectKind::Lock,
+        ObjectKind::Key,
     ];
 
     /// The folder (key prefix) of the kind; empty for objects at the top.
@@ -73,6 +76,7 @@ impl ObjectKind {
             ObjectKind::Record => "clears",
             ObjectKind::Damaged => "damaged",
             ObjectKind::Lock => "locks",
+            ObjectKind::Key => "keys",
         }
     }
 
@@ -97,6 +101,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::State => "state",
             ObjectKind::Damaged => "set-aside file",
             ObjectKind::Lock => "lock",
+            ObjectKind::Key => "key file",
         })
     }
 }

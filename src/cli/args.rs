@@ -32,6 +32,19 @@ pub struct Cli {
         allow_negative_numbers = true
     )]
     pub lock_wait: u64,
+    /// Read an encrypted repository's password from the first line of FILE (or set
+    /// CACHEVAULT_PASSWORD_FILE; CACHEVAULT_PASSWORD gives it directly).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run CMD (with sh -c) and take the first line it prints as the password (or set
+    /// CACHEVAULT_PASSWORD_COMMAND).
+    #[arg(
+        long,
+        global = true,
+        value_name = "CMD",
+        conflicts_with = "password_file"
+    )]
+    pub password_command: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -41,7 +54,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new, empty repository.
-    Init,
+    Init(InitArgs),
     /// Snapshot PATH (or the config's backup-enabled cache types) into the repository.
     Snapshot(SnapshotArgs),
     /// List snapshots (filters: --tag, --kind, --path, --host).
@@ -104,6 +117,49 @@ pub enum Command {
     /// Remove locks nobody holds any more (lock objects past their expiry; holder files of
     /// dead processes).
     Unlock(UnlockArgs),
+    /// Keys of an encrypted repository: list, add, remove, change a password.
+    Key {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+/// `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt everything the repository holds; the password comes from CACHEVAULT_PASSWORD,
+    /// --password-file or --password-command.
+    #[arg(long, conflicts_with = "no_encrypt")]
+    pub encrypt: bool,
+    /// Store the repository unencrypted (the default for a folder; must be said for s3:).
+    #[arg(long)]
+    pub no_encrypt: bool,
+}
+
+/// `key` actions.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// List the keys (id, created, host, user; the one in use marked).
+    List,
+    /// Add a key opening the repository with another password.
+    Add {
+        /// The new password: the first line of FILE.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: PathBuf,
+    },
+    /// Remove a key (never the one in use, never the last).
+    Remove {
+        /// The key's id or a unique prefix of it.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Change the password: add a key for the new one, then remove the key in use.
+    Passwd {
+        /// The new password: the first line of FILE.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: PathBuf,
+    },
 }
 
 /// `copy`.
@@ -121,6 +177,14 @@ pub struct CopyArgs {
     /// List what would be copied, copy nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The source repository's password: the first line of FILE (or set
+    /// CACHEVAULT_FROM_PASSWORD_FILE; CACHEVAULT_FROM_PASSWORD gives it directly).
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// The source repository's password: the first line CMD prints (or set
+    /// CACHEVAULT_FROM_PASSWORD_COMMAND).
+    #[arg(long, value_name = "CMD", conflicts_with = "from_password_file")]
+    pub from_password_command: Option<String>,
 }
 
 /// `unlock`.

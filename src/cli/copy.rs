@@ -14,7 +14,7 @@ pub fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<Outcome> {
     if a.from_repo == dst_location {
         anyhow::bail!("--from-repo {:?} is the repository itself", a.from_repo);
     }
-    let src = Repository::open_at(&a.from_repo)
+    let src = Repository::open_at_as(&a.from_repo, cachevault::crypto::Role::From)
         .with_context(|| format!("opening the source repository {}", a.from_repo))?;
     let dst = ctx.open_repo()?;
     let _src_lock = ctx.lock(&src, LockKind::Shared, "copy (source)")?;
@@ -118,6 +118,7 @@ pub fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<Outcome> {
             "bytes_sent": s.bytes,
             "bytes_written": s.bytes_written,
             "seconds": s.seconds,
+            "ids": s.ids,
         }),
         human,
         exit::OK,

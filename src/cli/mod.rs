@@ -11,6 +11,7 @@ mod find;
 mod forget;
 mod health;
 mod history;
+mod key;
 mod progress;
 mod recover;
 mod repair;
@@ -333,6 +334,8 @@ pub mod kind {
     pub const PARTIAL: &str = "partial";
     /// A signal stopped the command at a safe point (exit code 130 or 143).
     pub const INTERRUPTED: &str = "interrupted";
+    /// An encrypted repository's password is missing or opens no key (exit code 2).
+    pub const PASSWORD: &str = "password";
 }
 
 /// Marks an error from loading or checking the config file, whatever lies beneath (a
@@ -398,6 +401,7 @@ fn library_kind(err: &Error) -> &'static str {
         Error::NotARepository(_) => kind::NO_REPOSITORY,
         Error::AlreadyExists(_) => kind::EXISTS,
         Error::UnsupportedFormat { .. } => kind::UNSUPPORTED_FORMAT,
+        Error::Password(_) => kind::PASSWORD,
         // `Invalid`, and variants added later until they get a kind of their own.
         _ => kind::USAGE,
     }
@@ -432,7 +436,7 @@ fn code_for(e: &anyhow::Error) -> u8 {
 
 fn run(ctx: &Ctx) -> Result<Outcome> {
     match &ctx.cli.command {
-        Command::Init => init(ctx),
+        Command::Init(a) => key::init(ctx, a),
         Command::Snapshot(a) => snapshot::snapshot(ctx, a),
         Command::Snapshots(a) => snapshot::list(ctx, a),
         Command::Ls(a) => snapshot::ls(ctx, a),
@@ -459,11 +463,27 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Schedule(a) => schedule::schedule(ctx, a),
         Command::Copy(a) => copy::copy(ctx, a),
         Command::Unlock(a) => copy::unlock(ctx, a),
+        Command::Key { action } => key::key(ctx, action),
     }
 }
 
 impl Ctx {
     fn new(cli: Cli) -> Result<Ctx> {
+        use cachevault::crypto::{set_password_source, PasswordSource, Role};
+        if let Some(f) = &cli.password_file {
+            set_password_source(Role::Main, PasswordSource::File(f.clone()));
+        }
+        if let Some(c) = &cli.password_command {
+            set_password_source(Role::Main, PasswordSource::Command(c.clone()));
+        }
+        if let Command::Copy(a) = &cli.command {
+            if let Some(f) = &a.from_password_file {
+                set_password_source(Role::From, PasswordSource::File(f.clone()));
+            }
+            if let Some(c) = &a.from_password_command {
+                set_password_source(Role::From, PasswordSource::Command(c.clone()));
+            }
+        }
         let config = match &cli.config {
             Some(p) => Some(Config::load(p).map_err(ConfigError)?),
             None => None,
@@ -658,17 +678,6 @@ fn config_check(ctx: &Ctx) -> Result<Outcome> {
         serde_json::to_string_pretty(&doc)?
     );
     Ok(Outcome::new(doc, human, exit::OK))
-}
-
-fn init(ctx: &Ctx) -> Result<Outcome> {
-    let p = ctx.repo_location()?;
-    let repo = Repository::init_at(&p).with_context(|| format!("initialising {p}"))?;
-    let c = repo.config();
-    Ok(Outcome::new(
-        serde_json::json!({"repository": p, "id": c.id, "format_version": c.format_version}),
-        format!("created cachevault repository {} at {p}\n", &c.id[..8]),
-        exit::OK,
-    ))
 }
 
 /// Parses the time given to `flag`: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DD` in

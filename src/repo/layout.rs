@@ -60,6 +60,17 @@ pub fn is_journal(name: &str) -> bool {
     name.ends_with(JOURNAL_SUFFIX)
 }
 
+/// Name of a key file: `<key id>.json`.
+pub fn key(id: &str) -> String {
+    format!("{id}{JSON_SUFFIX}")
+}
+
+/// The key id a key file name carries, if it is one (64 hex characters).
+pub fn key_id(name: &str) -> Option<String> {
+    let id = name.strip_suffix(JSON_SUFFIX)?;
+    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
 /// Name of an operation record: `<operation id>.json`.
 pub fn record(id: &str) -> String {
     format!("{id}{JSON_SUFFIX}")

@@ -9,16 +9,32 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::FrameCodec;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, LockGuard, ObjectKind, ObjectRead};
+use crate::crypto::{Crypto, IdHasher, KeyFile, Role};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
 pub use crate::backend::lock::{LockKind, RepoLock};
 
-/// Repository format version this build writes and reads; frozen per release, because
-/// every repository's config.json records it. See docs/FORMAT.md.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest repository format version this build reads; frozen per release, because every
+/// repository's config.json records it. See docs/FORMAT.md. Version 2 is the encrypted
+/// variant; a plain repository is still written as version 1, which every reader takes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format version of a plain (unencrypted) repository.
+pub const PLAIN_FORMAT_VERSION: u32 = 1;
+
+/// config.json's `encryption`: how an encrypted repository's objects are sealed and named.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EncryptionConfig {
+    /// The AEAD ([`crate::crypto::CIPHER`]).
+    pub cipher: String,
+    /// How blob and snapshot ids are made ([`crate::crypto::KEYED_IDS`]).
+    pub ids: String,
+    /// The key files' password hash ([`crate::crypto::KDF`]).
+    pub kdf: String,
+}
 
 /// Content-defined chunking parameters; fixed per repository at init so that the same
 /// content always cuts the same way (changing them would defeat deduplication).
@@ -58,6 +74,24 @@ pub struct RepoConfig {
     pub zstd_level: i32,
     /// Archives are closed once they reach this many compressed bytes.
     pub archive_target_size: u64,
+    /// Present in an encrypted repository (format version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// One key of an encrypted repository, as `key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// The key file's id (the blake3 of its bytes).
+    pub id: String,
+    /// When it was added.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Host it was added on.
+    pub host: String,
+    /// User who added it.
+    pub username: String,
+    /// Whether this process opened the repository with it.
+    pub current: bool,
 }
 
 /// An open repository: its config and the backend its objects live in. Every module reaches
@@ -66,6 +100,7 @@ pub struct RepoConfig {
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: RepoConfig,
+    crypto: Option<Arc<Crypto>>,
 }
 
 /// A repository object that could not be used: a manifest or index that does not parse or
@@ -100,6 +135,22 @@ impl Repository {
     /// # Errors
     /// As [`Repository::init`].
     pub fn init_in(backend: Box<dyn Backend>) -> Result<Repository> {
+        Repository::init_with(backend, None)
+    }
+
+    /// Creates a new, empty encrypted repository in `backend`: a random master key, stored
+    /// only in a key file sealed under `password`.
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub fn init_encrypted_in(backend: Box<dyn Backend>, password: &str) -> Result<Repository> {
+        if password.is_empty() {
+            return Err(Error::Password("an empty password encrypts nothing".into()));
+        }
+        Repository::init_with(backend, Some(password))
+    }
+
+    fn init_with(backend: Box<dyn Backend>, password: Option<&str>) -> Result<Repository> {
         backend.create()?;
         let seed = format!(
             "{:?}{}{}",
@@ -107,19 +158,39 @@ impl Repository {
             std::process::id(),
             backend.location()
         );
-        let config = RepoConfig {
-            format_version: FORMAT_VERSION,
+        let mut config = RepoConfig {
+            format_version: PLAIN_FORMAT_VERSION,
             id: BlobId::of(seed.as_bytes()).to_hex(),
             chunker: ChunkerParams::default(),
             zstd_level: 3,
             archive_target_size: 32 << 20,
+            encryption: None,
         };
+        let mut crypto = None;
+        if let Some(password) = password {
+            config.format_version = FORMAT_VERSION;
+            config.encryption = Some(EncryptionConfig {
+                cipher: crate::crypto::CIPHER.into(),
+                ids: crate::crypto::KEYED_IDS.into(),
+                kdf: crate::crypto::KDF.into(),
+            });
+            let master = Crypto::generate(&config.id)?;
+            let (key_id, bytes) = KeyFile::wrap(&master, password)?;
+            // The key before the config: a repository exists once its config does, and an
+            // encrypted one is useless without a key.
+            backend.write(ObjectKind::Key, &layout::key(&key_id), &bytes)?;
+            backend.sync(ObjectKind::Key)?;
+            let master = Arc::new(master.with_key_id(key_id));
+            crate::crypto::remember(&config.id, master.clone());
+            crypto = Some(master);
+        }
         let json = serde_json::to_vec_pretty(&config).expect("config serialises");
         backend.write(ObjectKind::Config, layout::CONFIG, &json)?;
         backend.sync(ObjectKind::Config)?;
         Ok(Repository {
             backend: Arc::from(backend),
             config,
+            crypto,
         })
     }
 
@@ -145,6 +216,23 @@ impl Repository {
     /// # Errors
     /// As [`Repository::open`].
     pub fn open_in(backend: Box<dyn Backend>) -> Result<Repository> {
+        Repository::open_as(backend, Role::Main)
+    }
+
+    /// Opens the existing repository at `location` with the password of `role`.
+    ///
+    /// # Errors
+    /// As [`Repository::open`]; [`Error::Password`] when an encrypted repository's password
+    /// is missing or opens no key.
+    pub fn open_at_as(location: &str, role: Role) -> Result<Repository> {
+        Repository::open_as(crate::backend::open(location)?, role)
+    }
+
+    /// Opens the existing repository in `backend` with the password of `role`.
+    ///
+    /// # Errors
+    /// As [`Repository::open_at_as`].
+    pub fn open_as(backend: Box<dyn Backend>, role: Role) -> Result<Repository> {
         let bytes = match backend.read(ObjectKind::Config, layout::CONFIG) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -167,10 +255,195 @@ impl Repository {
         }
         let config: RepoConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(format!("{what} does not parse: {e}")))?;
+        let keys = backend.list(ObjectKind::Key)?;
+        let crypto = match &config.encryption {
+            None if keys.is_empty() => None,
+            // Someone rewrote the config to read as plain: new snapshots would go out in
+            // clear. Refused while any key says otherwise.
+            None => {
+                return Err(Error::corrupt(format!(
+                    "{what} says the repository is not encrypted, but it holds key files: the config was altered"
+                )))
+            }
+            Some(enc) => {
+                if enc.cipher != crate::crypto::CIPHER
+                    || enc.ids != crate::crypto::KEYED_IDS
+                    || enc.kdf != crate::crypto::KDF
+                    || config.format_version < FORMAT_VERSION
+                {
+                    return Err(Error::corrupt(format!(
+                        "{what}: unknown encryption {enc:?} for format version {}",
+                        config.format_version
+                    )));
+                }
+                Some(unlock(&*backend, &config.id, role)?)
+            }
+        };
         Ok(Repository {
             backend: Arc::from(backend),
             config,
+            crypto,
         })
+    }
+
+    /// The master key of an encrypted repository.
+    pub fn crypto(&self) -> Option<&Arc<Crypto>> {
+        self.crypto.as_ref()
+    }
+
+    /// Whether objects are sealed.
+    pub fn is_encrypted(&self) -> bool {
+        self.crypto.is_some()
+    }
+
+    /// How blob and snapshot ids are made: plain blake3, or keyed in an encrypted repository.
+    pub fn ids(&self) -> IdHasher {
+        self.crypto.as_ref().map_or(IdHasher::PLAIN, |c| c.ids())
+    }
+
+    /// How archive frames are stored.
+    pub fn frame_codec(&self) -> FrameCodec {
+        self.crypto
+            .as_ref()
+            .map_or_else(FrameCodec::plain, |c| FrameCodec::sealed(c.clone()))
+    }
+
+    fn aad(kind: ObjectKind, name: &str) -> Vec<u8> {
+        format!("cachevault object v1\0{}", kind.path_of(name)).into_bytes()
+    }
+
+    /// Seals a whole object (index, manifest, record, state) for where it goes; a plain
+    /// repository stores the bytes as they are.
+    pub fn seal(&self, kind: ObjectKind, name: &str, plain: &[u8]) -> Vec<u8> {
+        match &self.crypto {
+            None => plain.to_vec(),
+            Some(c) => c.seal(&Self::aad(kind, name), plain),
+        }
+    }
+
+    /// Opens what [`Repository::seal`] made.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the object when it does not authenticate.
+    pub fn unseal(&self, kind: ObjectKind, name: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+        match &self.crypto {
+            None => Ok(stored),
+            Some(c) => c.open(&Self::aad(kind, name), &stored, &self.describe(kind, name)),
+        }
+    }
+
+    /// Reads one whole object and opens it.
+    ///
+    /// # Errors
+    /// I/O and service errors; [`Error::Corrupt`] when it does not authenticate.
+    pub fn read_object(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        self.unseal(kind, name, self.backend.read(kind, name)?)
+    }
+
+    /// Seals and writes one whole object atomically.
+    ///
+    /// # Errors
+    /// I/O and service errors.
+    pub fn write_object(&self, kind: ObjectKind, name: &str, plain: &[u8]) -> Result<()> {
+        self.backend
+            .write(kind, name, &self.seal(kind, name, plain))
+    }
+
+    /// One journal line as stored: the JSON itself, or sealed and base64 in an encrypted
+    /// repository (bound to the month's object).
+    pub fn seal_line(&self, name: &str, json: &[u8]) -> Vec<u8> {
+        match &self.crypto {
+            None => json.to_vec(),
+            Some(c) => crate::crypto::b64(&c.seal(&Self::aad(ObjectKind::Journal, name), json))
+                .into_bytes(),
+        }
+    }
+
+    /// Opens one stored journal line.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when it does not authenticate.
+    pub fn unseal_line(&self, name: &str, line: &[u8]) -> Result<Vec<u8>> {
+        match &self.crypto {
+            None => Ok(line.to_vec()),
+            Some(c) => {
+                let what = self.describe(ObjectKind::Journal, name);
+                let sealed = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(crate::crypto::unb64)
+                    .ok_or_else(|| Error::corrupt(format!("{what}: a line is not base64")))?;
+                c.open(&Self::aad(ObjectKind::Journal, name), &sealed, &what)
+            }
+        }
+    }
+
+    /// The keys of an encrypted repository (empty for a plain one).
+    ///
+    /// # Errors
+    /// I/O and service errors; a key file that does not parse.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for o in self.backend.list(ObjectKind::Key)? {
+            let Some(id) = layout::key_id(&o.name) else {
+                continue;
+            };
+            let what = self.describe(ObjectKind::Key, &o.name);
+            let f = KeyFile::decode(&id, &self.backend.read(ObjectKind::Key, &o.name)?, &what)?;
+            out.push(KeyInfo {
+                current: self.crypto.as_ref().is_some_and(|c| c.key_id == id),
+                id,
+                created: f.created,
+                host: f.host,
+                username: f.username,
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Adds a key opening this repository with `password`; returns its id.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a plain repository; I/O and service errors.
+    pub fn add_key(&self, password: &str) -> Result<String> {
+        let c = self.crypto.as_ref().ok_or_else(|| {
+            Error::Invalid("the repository is not encrypted: it has no keys".into())
+        })?;
+        if password.is_empty() {
+            return Err(Error::Password("an empty password encrypts nothing".into()));
+        }
+        let (id, bytes) = KeyFile::wrap(c, password)?;
+        self.backend
+            .write(ObjectKind::Key, &layout::key(&id), &bytes)?;
+        self.backend.sync(ObjectKind::Key)?;
+        Ok(id)
+    }
+
+    /// Removes the key `id` (a unique prefix will do); refuses the key in use and the last.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for the key in use, the last key, or no such key.
+    pub fn remove_key(&self, id: &str) -> Result<String> {
+        let keys = self.keys()?;
+        let matching: Vec<&KeyInfo> = keys.iter().filter(|k| k.id.starts_with(id)).collect();
+        let key = match matching.as_slice() {
+            [k] => *k,
+            [] => return Err(Error::Invalid(format!("no key {id:?} in this repository"))),
+            _ => return Err(Error::Invalid(format!("key prefix {id:?} is ambiguous"))),
+        };
+        if key.current {
+            return Err(Error::Invalid(format!(
+                "key {} is the one in use: open the repository with another key's password to remove it",
+                crate::crypto::short(&key.id)
+            )));
+        }
+        if keys.len() == 1 {
+            return Err(Error::Invalid("refusing to remove the last key".into()));
+        }
+        self.backend
+            .remove(ObjectKind::Key, &layout::key(&key.id))?;
+        self.backend.sync(ObjectKind::Key)?;
+        Ok(key.id.clone())
     }
 
     /// Where the repository is, in words (a folder, a URL).
@@ -274,7 +547,7 @@ impl Repository {
         let name = layout::index(id);
         let what = self.describe(ObjectKind::Index, &name);
         let idx = crate::archive::ArchiveIndex::decode(
-            &self.backend.read(ObjectKind::Index, &name)?,
+            &self.read_object(ObjectKind::Index, &name)?,
             &what,
         )?;
         if idx.archive != *id {
@@ -292,8 +565,7 @@ impl Repository {
     /// I/O and service errors.
     pub fn write_index(&self, idx: &crate::archive::ArchiveIndex) -> Result<()> {
         let json = serde_json::to_vec(idx).expect("index serialises");
-        self.backend
-            .write(ObjectKind::Index, &layout::index(&idx.archive), &json)
+        self.write_object(ObjectKind::Index, &layout::index(&idx.archive), &json)
     }
 
     /// Removes one archive's index.
@@ -363,8 +635,7 @@ impl Repository {
     /// # Errors
     /// I/O and service errors; a missing manifest ([`Error::is_not_found`]).
     pub fn read_manifest(&self, id: &BlobId) -> Result<Vec<u8>> {
-        self.backend
-            .read(ObjectKind::Snapshot, &layout::manifest(id))
+        self.read_object(ObjectKind::Snapshot, &layout::manifest(id))
     }
 
     /// Writes one manifest header (the snapshot exists from then on); durable.
@@ -372,8 +643,7 @@ impl Repository {
     /// # Errors
     /// I/O and service errors.
     pub fn write_manifest(&self, id: &BlobId, json: &[u8]) -> Result<()> {
-        self.backend
-            .write(ObjectKind::Snapshot, &layout::manifest(id), json)
+        self.write_object(ObjectKind::Snapshot, &layout::manifest(id), json)
     }
 
     /// Removes one manifest (forgets the snapshot; a missing one is not an error).
@@ -429,4 +699,54 @@ impl Repository {
     ) -> Result<Box<dyn LockGuard>> {
         self.backend.lock(kind, command, wait, on_wait)
     }
+}
+
+/// The master key of the encrypted repository `repository_id`: one this process already
+/// unlocked, else the first key file the password of `role` opens.
+fn unlock(backend: &dyn Backend, repository_id: &str, role: Role) -> Result<Arc<Crypto>> {
+    if let Some(c) = crate::crypto::unlocked(repository_id) {
+        return Ok(c);
+    }
+    let location = backend.location();
+    let source = crate::crypto::password_source(role).ok_or_else(|| {
+        Error::Password(format!(
+            "{location} is encrypted: give its password with CACHEVAULT_PASSWORD, --password-file FILE or --password-command CMD{}",
+            if role == Role::From {
+                " (for --from-repo: CACHEVAULT_FROM_PASSWORD, --from-password-file or --from-password-command)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    let password = source.read()?;
+    let mut damaged = Vec::new();
+    for o in backend.list(ObjectKind::Key)? {
+        let Some(id) = layout::key_id(&o.name) else {
+            continue;
+        };
+        let what = backend.describe(ObjectKind::Key, &o.name);
+        let opened = backend
+            .read(ObjectKind::Key, &o.name)
+            .and_then(|bytes| KeyFile::decode(&id, &bytes, &what))
+            .and_then(|f| f.unwrap(&id, &password, repository_id, &what));
+        match opened {
+            Ok(Some(c)) => {
+                let c = Arc::new(c);
+                crate::crypto::remember(repository_id, c.clone());
+                return Ok(c);
+            }
+            Ok(None) => {}
+            Err(e) if e.is_corruption() => damaged.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    if !damaged.is_empty() {
+        return Err(Error::corrupt(format!(
+            "no key of {location} opens with this password, and some key files are damaged: {}",
+            damaged.join("; ")
+        )));
+    }
+    Err(Error::Password(format!(
+        "wrong password: no key of {location} opens with it"
+    )))
 }

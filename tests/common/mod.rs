@@ -347,5 +347,9 @@ impl LocalLayout for cachevault::Repository {
 /// Scans an archive file the way `rebuild-index` does.
 pub fn scan_archive_file(p: &Path) -> cachevault::Result<cachevault::archive::ArchiveIndex> {
     let bytes = std::fs::read(p).map_err(cachevault::Error::io(p))?;
-    cachevault::archive::scan_archive(&bytes, &p.display().to_string())
+    cachevault::archive::scan_archive(
+        &bytes,
+        &p.display().to_string(),
+        &cachevault::archive::FrameCodec::plain(),
+    )
 }
