@@ -72,7 +72,7 @@ for run in $(seq "$RUNS"); do
         rm -rf "$RESTIC_CACHE_DIR"
         if [[ $tool = cachevault ]]; then
             repo="s3:$ENDPOINT/$bucket/repo"
-            "$CV" --repo "$repo" init >/dev/null
+            "$CV" --repo "$repo" init --no-encrypt >/dev/null
             timed "$tool" initial "$CV" --repo "$repo" --quiet snapshot "$live"
             "$GEN" "$WORK/live" --mutate --day 2 --seed "$SEED" >>"$WORK/gen.log" 2>&1
             timed "$tool" incremental "$CV" --repo "$repo" --quiet snapshot "$live"

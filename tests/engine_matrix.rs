@@ -1,6 +1,7 @@
 //! The engine's life cycle, run once per kind of repository: a local folder and an S3 bucket
-//! (moto). Each scenario is written once over a [`Target`]; the `matrix!` macro gives it a
-//! test per kind, so a backend cannot pass by being tested less. Snapshot, restore (whole and
+//! (moto), each plain and encrypted. Each scenario is written once over a [`Target`]; the
+//! `matrix!` macro gives it a test per kind, so a backend or the encryption cannot pass by
+//! being tested less. Snapshot, restore (whole and
 //! one file), check --read-data, forget + prune, clear + undo, repair + undo, every crash
 //! point, and kill -9 in the middle of a snapshot and of a prune.
 
@@ -19,28 +20,60 @@ const BIN: &str = env!("CARGO_BIN_EXE_cachevault");
 struct Target {
     repo: String,
     dir: TestDir,
+    encrypt: bool,
     _moto: Option<Moto>,
 }
 
+/// The password every encrypted target uses (child processes inherit it), with the cheap key
+/// derivation meant for tests; plain repositories ignore both.
+fn password_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("CACHEVAULT_PASSWORD", "matrix password");
+        std::env::set_var("CACHEVAULT_INSECURE_TEST_KDF", "1");
+    });
+}
+
 impl Target {
-    fn local() -> Option<Target> {
+    fn local(encrypt: bool) -> Option<Target> {
+        password_env();
         let dir = TestDir::new();
         let repo = dir.join("repo").to_str().unwrap().to_owned();
         Some(Target {
             repo,
             dir,
+            encrypt,
             _moto: None,
         })
     }
 
-    fn s3() -> Option<Target> {
+    fn s3(encrypt: bool) -> Option<Target> {
+        password_env();
         let moto = Moto::start()?;
         moto.bucket("matrix");
         Some(Target {
             repo: moto.url("matrix", "repo"),
             dir: TestDir::new(),
+            encrypt,
             _moto: Some(moto),
         })
+    }
+
+    fn init_args(&self) -> [&'static str; 2] {
+        [
+            "init",
+            if self.encrypt {
+                "--encrypt"
+            } else {
+                "--no-encrypt"
+            },
+        ]
+    }
+
+    /// Creates the repository, encrypted or not.
+    fn init(&self) {
+        let i = self.json(&self.init_args(), 0);
+        assert_eq!(i["encrypted"], self.encrypt, "{i}");
     }
 
     /// `--json` run against this repository, asserting the exit code.
@@ -118,7 +151,7 @@ macro_rules! matrix {
         mod local {
             $(#[test]
             fn $scenario() {
-                if let Some(t) = super::Target::local() {
+                if let Some(t) = super::Target::local(false) {
                     super::$scenario(&t);
                 }
             })*
@@ -126,7 +159,23 @@ macro_rules! matrix {
         mod s3 {
             $(#[test]
             fn $scenario() {
-                if let Some(t) = super::Target::s3() {
+                if let Some(t) = super::Target::s3(false) {
+                    super::$scenario(&t);
+                }
+            })*
+        }
+        mod local_encrypted {
+            $(#[test]
+            fn $scenario() {
+                if let Some(t) = super::Target::local(true) {
+                    super::$scenario(&t);
+                }
+            })*
+        }
+        mod s3_encrypted {
+            $(#[test]
+            fn $scenario() {
+                if let Some(t) = super::Target::s3(true) {
                     super::$scenario(&t);
                 }
             })*
@@ -144,7 +193,7 @@ matrix!(
 
 /// Two snapshots; each restores exactly, whole and one file; ls and diff see the change.
 fn snapshot_restore_check(t: &Target) {
-    t.json(&["init"], 0);
+    t.init();
     let src = t.dir.join("OUTPUTS");
     fixture_tree(&src);
     add_awkward(&src);
@@ -200,7 +249,7 @@ fn snapshot_restore_check(t: &Target) {
 /// Snapshots a day apart; forget --keep-daily 3 --prune keeps the newest three, each of which
 /// still restores exactly, and check reads every byte afterwards.
 fn forget_prune_keep_what_the_policy_keeps(t: &Target) {
-    t.json(&["init"], 0);
+    t.init();
     let src = t.dir.join("OUTPUTS");
     fixture_tree(&src);
     let day = 86_400;
@@ -246,7 +295,7 @@ fn forget_prune_keep_what_the_policy_keeps(t: &Target) {
 /// history and its undo, each leaving the tree exactly as it was.
 fn clear_undo_and_repair_undo_are_exact(t: &Target) {
     let (cfg, root) = t.config();
-    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &t.init_args(), 0);
     let before = frozen(&root, &t.dir.join("before-clear"));
     let c = json_cfg(&cfg, &["clear", "--strategy", "full"], 0);
     assert!(c["bytes_freed"].as_u64().unwrap_or(0) > 0, "{c}");
@@ -273,7 +322,7 @@ fn clear_undo_and_repair_undo_are_exact(t: &Target) {
 /// Each deterministic crash point (an abort between two writes, as a power cut): nothing
 /// half-made is visible, check reads every byte, and the next run restores exactly.
 fn every_crash_point_leaves_a_sound_repository(t: &Target) {
-    t.json(&["init"], 0);
+    t.init();
     let src = t.dir.join("OUTPUTS");
     fixture_tree(&src);
     t.json(&["snapshot", src.to_str().unwrap()], 0);
@@ -328,7 +377,7 @@ fn every_crash_point_leaves_a_sound_repository(t: &Target) {
 /// kill -9 while a snapshot reads and while a prune repacks (each stopped exactly there first):
 /// the repository stays sound, and the next snapshot and prune complete.
 fn kill_9_mid_snapshot_and_mid_prune(t: &Target) {
-    t.json(&["init"], 0);
+    t.init();
     let src = t.dir.join("OUTPUTS");
     fixture_tree(&src);
     for i in 0..40 {

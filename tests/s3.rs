@@ -56,11 +56,21 @@ fn the_engine_works_on_s3_snapshot_restore_forget_prune_clear_undo() {
     moto.bucket("engine");
     let t = TestDir::new();
     let url = moto.url("engine", "team/cache");
-    let init = json_with(&["--repo", &url], &["init"], 0);
+    let init = json_with(&["--repo", &url], &["init", "--no-encrypt"], 0);
     assert_eq!(init["repository"], url.as_str());
+    // Off the machine, init asks whether to encrypt rather than guess.
+    let t2 = moto.url("engine", "undecided");
+    let undecided = cli(&t2, &["init"]);
+    assert_eq!(undecided.status.code(), Some(2), "{}", err(&undecided));
+    let said = String::from_utf8_lossy(&undecided.stderr);
+    assert!(
+        said.contains("--encrypt") && said.contains("--no-encrypt"),
+        "{said}"
+    );
+    assert!(moto.keys("engine", "undecided/").is_empty());
     // Nothing of it on the local disk, and a second init is refused.
     assert!(!Path::new("s3:http:").exists());
-    let again = cli(&url, &["init"]);
+    let again = cli(&url, &["init", "--no-encrypt"]);
     assert_eq!(again.status.code(), Some(2), "{}", err(&again));
 
     let src = t.join("OUTPUTS");
@@ -101,7 +111,7 @@ fn the_engine_works_on_s3_snapshot_restore_forget_prune_clear_undo() {
     let url2 = moto.url("engine", "configured");
     doc["cache"]["repository"] = url2.clone().into();
     fs::write(&cfg, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["init", "--no-encrypt"], 0);
     let before = files_under(&ct.join("OUTPUTS"));
     let copy = ct.join("before");
     copy_tree(&ct.join("OUTPUTS"), &copy);
@@ -168,7 +178,7 @@ fn unsupported_urls_are_errors_never_folders() {
         "s3:http://127.0.0.1:1/BAD_bucket",
     ] {
         let o = Command::new(BIN)
-            .args(["--repo", url, "--json", "init"])
+            .args(["--repo", url, "--json", "init", "--no-encrypt"])
             .current_dir(t.path())
             .env_remove("CACHEVAULT_REPO")
             .output()
@@ -189,7 +199,7 @@ fn in_a_bucket(bucket: &str) -> Option<(Moto, String, TestDir, std::path::PathBu
     let moto = Moto::start()?;
     moto.bucket(bucket);
     let url = moto.url(bucket, "r");
-    json_with(&["--repo", &url], &["init"], 0);
+    json_with(&["--repo", &url], &["init", "--no-encrypt"], 0);
     let t = TestDir::new();
     let src = t.join("OUTPUTS");
     fixture_tree(&src);
@@ -203,7 +213,7 @@ fn behind_a_proxy(bucket: &str) -> Option<(Moto, FaultProxy, String, TestDir, st
     moto.bucket(bucket);
     let proxy = FaultProxy::start(moto.port);
     let url = proxy.url(bucket, "r");
-    json_with(&["--repo", &url], &["init"], 0);
+    json_with(&["--repo", &url], &["init", "--no-encrypt"], 0);
     let t = TestDir::new();
     let src = t.join("OUTPUTS");
     fixture_tree(&src);
@@ -303,7 +313,7 @@ fn network_cuts_leave_the_repository_sound() {
 
     // Copy cut while it writes the manifest: run again, it finishes.
     let local = t.join("local");
-    json(&local, &["init"], 0);
+    json(&local, &["init", "--no-encrypt"], 0);
     proxy.set(Faults {
         when: Some("GET /cuts/r/archives/".into()),
         cut_after: Some(10),
@@ -334,7 +344,7 @@ fn two_hosts_snapshot_to_one_bucket_at_once() {
     let Some(moto) = Moto::start() else { return };
     moto.bucket("shared");
     let url = moto.url("shared", "r");
-    json_with(&["--repo", &url], &["init"], 0);
+    json_with(&["--repo", &url], &["init", "--no-encrypt"], 0);
     let t = TestDir::new();
     let (a, b) = (t.join("host-a/OUTPUTS"), t.join("host-b/OUTPUTS"));
     fixture_tree(&a);
@@ -458,7 +468,7 @@ fn copy_between_local_and_s3_sends_only_what_is_missing() {
     fixture_tree(&src);
     let local = t.join("local");
     let l = local.to_str().unwrap();
-    json(&local, &["init"], 0);
+    json(&local, &["init", "--no-encrypt"], 0);
     json(&local, &["snapshot", src.to_str().unwrap()], 0);
     fs::write(src.join("more.json"), json_array(2500, 4)).unwrap();
     json(&local, &["snapshot", src.to_str().unwrap()], 0);
@@ -469,7 +479,7 @@ fn copy_between_local_and_s3_sends_only_what_is_missing() {
     );
 
     let s3 = moto.url("copies", "offsite");
-    json_with(&["--repo", &s3], &["init"], 0);
+    json_with(&["--repo", &s3], &["init", "--no-encrypt"], 0);
     // Filters choose; then the default (every complete backup) copies the rest.
     let c = json_with(
         &["--repo", &s3],
@@ -503,7 +513,7 @@ fn copy_between_local_and_s3_sends_only_what_is_missing() {
 
     // S3 to local, and local to local; a new snapshot sends only its new blobs.
     let back = t.join("back");
-    json(&back, &["init"], 0);
+    json(&back, &["init", "--no-encrypt"], 0);
     let c = json_with(
         &["--repo", back.to_str().unwrap()],
         &["copy", "--from-repo", &s3],
@@ -528,7 +538,7 @@ fn copy_between_local_and_s3_sends_only_what_is_missing() {
 
     // A damaged blob in the source is refused on arrival: nothing of that snapshot lands.
     let bad = t.join("bad");
-    json(&bad, &["init"], 0);
+    json(&bad, &["init", "--no-encrypt"], 0);
     let src_repo = cachevault::Repository::open(&local).unwrap();
     for a in fs::read_dir(src_repo.archives_dir()).unwrap() {
         let p = a.unwrap().path();
@@ -558,9 +568,9 @@ fn run_due_copies_every_backup_and_keeps_the_retention_policy_there() {
         serde_json::json!({"daily_backups": 2, "weekly_backups": 0, "monthly_backups": 0});
     b["copy_to"] = serde_json::json!([offsite_dir.to_str().unwrap(), offsite_s3]);
     fs::write(&cfg, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    json_cfg(&cfg, &["init"], 0);
-    json(&offsite_dir, &["init"], 0);
-    json_with(&["--repo", &offsite_s3], &["init"], 0);
+    json_cfg(&cfg, &["init", "--no-encrypt"], 0);
+    json(&offsite_dir, &["init", "--no-encrypt"], 0);
+    json_with(&["--repo", &offsite_s3], &["init", "--no-encrypt"], 0);
 
     let backups = |repo: &str| -> Vec<String> {
         let mut v: Vec<String> =
