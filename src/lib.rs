@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod browse;
 pub mod cache;
 pub mod cancel;
 pub mod check;

@@ -46,8 +46,11 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// List snapshots (filters: --tag, --kind, --path, --host).
     Snapshots(SnapshotsArgs),
-    /// List the entries of a snapshot.
+    /// List the entries of a snapshot, or those at or below PATH.
     Ls(LsArgs),
+    /// Write one file of a snapshot to stdout (its bytes), or a folder as a tar stream,
+    /// verified while read. stdout is the data: --json is ignored.
+    Dump(DumpArgs),
     /// Restore a snapshot (whole or some paths), verified byte for byte.
     Restore(RestoreArgs),
     /// Verify the repository's structure and, optionally, its data.
@@ -315,11 +318,34 @@ pub struct SnapshotsArgs {
 pub struct LsArgs {
     /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup).
     pub snapshot: String,
+    /// Only this path and what lies below it (relative to the snapshot root, or absolute
+    /// under it).
+    pub path: Option<PathBuf>,
     /// Filters for `latest`.
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Only entries under this cache type's folder (repeatable; needs --config); `latest`
     /// means the newest complete backup holding it.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
+}
+
+/// `dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup of the
+    /// config's root, or of the root the filters name).
+    pub snapshot: String,
+    /// A file (its bytes) or a folder (a tar stream of it and what lies below, paths relative
+    /// to the snapshot root; `.` for everything), relative to the snapshot root or absolute
+    /// under it. Default with --type: the type's folder.
+    #[arg(required_unless_present = "types")]
+    pub path: Option<PathBuf>,
+    /// Filters for `latest`.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// A cache type (needs --config): `latest` means the newest complete backup holding its
+    /// folder (a full or a type backup), and PATH must lie in that folder.
     #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
 }

@@ -1,0 +1,285 @@
+//! Browsing snapshots without restoring them: `dump` (a file's bytes, a folder as a tar
+//! stream that the system tar extracts, verified reads), `ls SNAP PATH`, `find` by bare name
+//! and glob, the read-only FUSE `mount`, and the generated docs (`completions`, `man`,
+//! examples in every `--help`). Real trees, the real binary.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+const LINK: &str = "FBA_ANALYSIS/Linking map/linking_map.json";
+const AMAZON: &str = "FBA_ANALYSIS/amazon_cache/amazon_B0D98139R0.json";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs with `prefix` then `args`; returns the output after checking the exit code.
+fn run_code(prefix: &[&str], args: &[&str], code: i32) -> Output {
+    let mut all = prefix.to_vec();
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "cachevault {all:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every regular file under `root`, relative, with its exact (not always UTF-8) name.
+fn raw_files(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(root).unwrap().to_path_buf())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The fixture tree (with a symlink, an empty folder, modes) snapshotted into a new
+/// repository: (test dir, tree, repository, snapshot id).
+fn snapshotted() -> (TestDir, PathBuf, PathBuf, String) {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    let snap = json(&repo, &["snapshot", s(&src)], 0);
+    let id = snap["id"].as_str().unwrap().to_string();
+    (t, src, repo, id)
+}
+
+#[test]
+fn dump_of_a_file_writes_its_bytes() {
+    let (_t, src, repo, id) = snapshotted();
+    let r = ["--repo", s(&repo)];
+    let out = run_code(&r, &["dump", "latest", LINK], 0);
+    assert_eq!(out.stdout, fs::read(src.join(LINK)).unwrap());
+    // By an id prefix, by an absolute path under the root, with --json ignored: the bytes.
+    let root = src.canonicalize().unwrap();
+    let abs = root.join(AMAZON);
+    let out = run_code(&r, &["--json", "dump", &id[..8], s(&abs)], 0);
+    assert_eq!(out.stdout, fs::read(src.join(AMAZON)).unwrap());
+    // An empty file is zero bytes; a symlink is its target.
+    let out = run_code(
+        &r,
+        &["dump", "latest", "cached_products/awkward/empty.json"],
+        0,
+    );
+    assert!(out.stdout.is_empty());
+    let out = run_code(
+        &r,
+        &["dump", "latest", "cached_products/awkward/link.json"],
+        0,
+    );
+    assert_eq!(out.stdout, b"private.json");
+}
+
+#[test]
+fn dump_of_a_missing_path_names_it_and_exits_2() {
+    let (_t, _src, repo, _id) = snapshotted();
+    let out = run_code(
+        &["--repo", s(&repo)],
+        &[
+            "dump",
+            "latest",
+            "FBA_ANALYSIS/amazon_cache/amazon_NOPE.json",
+        ],
+        2,
+    );
+    assert!(out.stdout.is_empty(), "no data, no document on stdout");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("amazon_NOPE.json"), "{err}");
+    // `..` and paths outside the root are refused the same way.
+    let out = run_code(
+        &["--repo", s(&repo)],
+        &["dump", "latest", "../etc/passwd"],
+        2,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".."));
+    run_code(&["--repo", s(&repo)], &["dump", "ffffffff", LINK], 2);
+}
+
+#[test]
+fn dump_of_a_folder_is_a_tar_stream_that_tar_extracts() {
+    if !require("tar", "extract the stream dump writes for a folder") {
+        return;
+    }
+    let (t, src, repo, _id) = snapshotted();
+    let out = run_code(
+        &["--repo", s(&repo)],
+        &["dump", "latest", "cached_products"],
+        0,
+    );
+    let tarball = t.join("dump.tar");
+    fs::write(&tarball, &out.stdout).unwrap();
+    let dest = t.mkdirp("extracted");
+    let x = Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    // Paths are relative to the snapshot root: the folder itself and what lies below it.
+    let want = raw_files(&src.join("cached_products"));
+    assert!(want.len() > 5, "{want:?}");
+    assert_eq!(raw_files(&dest.join("cached_products")), want);
+    for f in &want {
+        let rel = Path::new("cached_products").join(f);
+        assert_eq!(
+            fs::read(dest.join(&rel)).unwrap(),
+            fs::read(src.join(&rel)).unwrap(),
+            "{f:?}"
+        );
+    }
+    let awkward = dest.join("cached_products/awkward");
+    assert_eq!(
+        fs::read_link(awkward.join("link.json")).unwrap(),
+        Path::new("private.json")
+    );
+    assert!(awkward.join("empty-folder").is_dir());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(awkward.join("tool.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    // Nothing outside the folder asked for.
+    assert!(!dest.join("FBA_ANALYSIS").exists());
+
+    // `.` is the whole snapshot.
+    let out = run_code(&["--repo", s(&repo)], &["dump", "latest", "."], 0);
+    let listing = Command::new("tar")
+        .arg("-t")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&out.stdout)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    assert!(names.lines().any(|l| l == LINK), "{names}");
+    assert!(names.lines().any(|l| l == AMAZON), "{names}");
+}
+
+#[test]
+fn dump_of_a_flipped_byte_fails_with_exit_3_naming_the_archive() {
+    let t = TestDir::new();
+    let src = t.join("tree");
+    // Incompressible, so the archive is mostly this file's bytes and a third of the way in
+    // lies inside them.
+    t.write("tree/big.json", noise(300_000, 7));
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    json(&repo, &["snapshot", s(&src)], 0);
+    let repository = cachevault::Repository::open(&repo).unwrap();
+    let archives: Vec<PathBuf> = fs::read_dir(repository.archives_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archives.len(), 1);
+    let mut bytes = fs::read(&archives[0]).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    fs::write(&archives[0], &bytes).unwrap();
+
+    let out = run_code(&["--repo", s(&repo)], &["dump", "latest", "big.json"], 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = archives[0].file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name), "stderr does not name {name}: {err}");
+    assert!(err.contains("big.json"), "{err}");
+    assert!(
+        out.stdout.len() < 300_000,
+        "the damaged blob must not be written"
+    );
+    // As a folder too: the tar stream stops, exit 3.
+    run_code(&["--repo", s(&repo)], &["dump", "latest", "."], 3);
+}
+
+#[test]
+fn dump_type_takes_the_newest_backup_holding_the_type() {
+    let t = TestDir::new();
+    let cfg = config_tree(&t, 1_793_000_000);
+    let c = ["--config", s(&cfg)];
+    json_cfg(&cfg, &["init"], 0);
+    json_cfg(&cfg, &["snapshot"], 0);
+    let map = t.join("OUTPUTS").join(LINK);
+    let before = fs::read(&map).unwrap();
+    let mut after = before.clone();
+    after.extend_from_slice(b"\n");
+    fs::write(&map, &after).unwrap();
+    let typed = json_cfg(&cfg, &["snapshot", "--type", "linking_map"], 0);
+
+    // Plain `latest` passes over type backups; --type takes the newest one holding it.
+    let plain = run_code(&c, &["dump", "latest", LINK], 0);
+    assert_eq!(plain.stdout, before);
+    let out = run_code(&c, &["dump", "--type", "linking_map", "latest", LINK], 0);
+    assert_eq!(out.stdout, after);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let short = &typed["id"].as_str().unwrap()[..8];
+    assert!(err.contains(short), "says which snapshot: {err}");
+
+    // Without PATH: the type's folder, as tar.
+    let out = run_code(&c, &["dump", "--type", "linking_map", "latest"], 0);
+    assert!(out.stdout.len() > after.len());
+    // A path outside the type's folder, or an unknown type: exit 2.
+    run_code(&c, &["dump", "--type", "linking_map", "latest", AMAZON], 2);
+    let out = run_code(&c, &["dump", "--type", "nope", "latest", LINK], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[test]
+fn ls_with_a_path_lists_that_path_and_what_lies_below() {
+    let (_t, _src, repo, _id) = snapshotted();
+    let paths = |args: &[&str]| -> Vec<String> {
+        json(&repo, args, 0)["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            // Names that are not UTF-8 are `{"bytes": ...}`.
+            .map(|e| {
+                e["path"]
+                    .as_str()
+                    .map_or_else(|| e["path"].to_string(), String::from)
+            })
+            .collect()
+    };
+    assert_eq!(paths(&["ls", "latest", LINK]), [LINK]);
+    let dir = paths(&["ls", "latest", "FBA_ANALYSIS/Linking map"]);
+    assert_eq!(dir, ["FBA_ANALYSIS/Linking map", LINK]);
+    let amazon = paths(&["ls", "latest", "FBA_ANALYSIS/amazon_cache/"]);
+    assert!(amazon.len() > 10);
+    assert!(amazon
+        .iter()
+        .all(|p| p.starts_with("FBA_ANALYSIS/amazon_cache")));
+    // Paths match whole components: `amazon` is not `amazon_cache`.
+    json(&repo, &["ls", "latest", "FBA_ANALYSIS/amazon"], 2);
+    let all = paths(&["ls", "latest"]);
+    assert!(all.len() > amazon.len() + 5);
+
+    let err = json(&repo, &["ls", "latest", "FBA_ANALYSIS/nothing"], 2);
+    assert_eq!(err["kind"], "not_found");
+    assert!(err["error"]
+        .as_str()
+        .unwrap()
+        .contains("FBA_ANALYSIS/nothing"));
+    // The human listing too.
+    let out = run_code(&["--repo", s(&repo)], &["ls", "latest", LINK], 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("linking_map.json"));
+}
