@@ -283,3 +283,81 @@ fn ls_with_a_path_lists_that_path_and_what_lies_below() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("linking_map.json"));
 }
+
+#[test]
+fn find_takes_a_bare_name_or_a_glob() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    copy_fixture(&src);
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    json(
+        &repo,
+        &["snapshot", s(&src), "--time", "2026-11-01T00:00:00Z"],
+        0,
+    );
+    let amazon = src.join(AMAZON);
+    let mut changed = fs::read(&amazon).unwrap();
+    changed.extend_from_slice(b"\n");
+    fs::write(&amazon, changed).unwrap();
+    json(
+        &repo,
+        &["snapshot", s(&src), "--time", "2026-11-02T00:00:00Z"],
+        0,
+    );
+    let versions = |q: &str| -> Vec<(String, bool)> {
+        json(&repo, &["find", q], 0)["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["path"].as_str().unwrap().to_string(),
+                    v["changed"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // A bare name, at any depth: both versions, the newer one changed.
+    assert_eq!(
+        versions("amazon_B0D98139R0.json"),
+        [(AMAZON.to_string(), true), (AMAZON.to_string(), true)]
+    );
+    assert_eq!(
+        versions("linking_map.json"),
+        [(LINK.to_string(), false), (LINK.to_string(), true)]
+    );
+    assert!(versions("amazon_NOPE.json").is_empty());
+    // Globs: `**` across folders, `*` within one; without a `/`, file names anywhere.
+    assert_eq!(
+        versions("**/linking_map.json"),
+        versions("linking_map.json")
+    );
+    let amazon_all = versions("FBA_ANALYSIS/amazon_cache/amazon_*.json");
+    let files = files_under(&src.join("FBA_ANALYSIS/amazon_cache"));
+    assert_eq!(amazon_all.len(), 2 * files.len());
+    assert!(versions("FBA_ANALYSIS/*.json")
+        .iter()
+        .all(|(p, _)| p == "FBA_ANALYSIS/processing_state.json"));
+    let states = versions("*_state.json");
+    let mut paths: Vec<&str> = states.iter().map(|(p, _)| p.as_str()).collect();
+    paths.dedup();
+    assert_eq!(
+        paths,
+        [
+            "FBA_ANALYSIS/processing_state.json",
+            "cached_products/resume_state.json"
+        ]
+    );
+    // The table names each path when there are several.
+    let out = run_code(&["--repo", s(&repo)], &["find", "*_state.json"], 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Path") && text.contains("resume_state.json"),
+        "{text}"
+    );
+    // An exact path still means that path only.
+    assert_eq!(versions(AMAZON).len(), 2);
+    let err = json(&repo, &["find", "amazon_[.json"], 2);
+    assert!(err["error"].as_str().unwrap().contains("amazon_["), "{err}");
+}

@@ -95,7 +95,7 @@ pub enum Command {
     Report(ReportArgs),
     /// What changed between two snapshots.
     Diff(DiffArgs),
-    /// Every version of one file across snapshots, newest first.
+    /// Every version of a file across snapshots, newest first: by path, bare name or glob.
     Find(FindArgs),
     /// The journal of operations: what, when, how long, result, bytes.
     History(HistoryArgs),
@@ -551,7 +551,9 @@ pub struct DiffArgs {
 /// `find`.
 #[derive(Debug, Args)]
 pub struct FindArgs {
-    /// Path relative to the snapshot root, or an absolute path under it.
+    /// A path relative to the snapshot root (or absolute under it); a bare file name, which
+    /// matches in any folder; or a glob (`*` within one folder, `**` across folders; without
+    /// a `/` it matches file names in any folder).
     pub path: PathBuf,
     /// Only these snapshots.
     #[command(flatten)]
