@@ -361,3 +361,157 @@ fn find_takes_a_bare_name_or_a_glob() {
     let err = json(&repo, &["find", "amazon_[.json"], 2);
     assert!(err["error"].as_str().unwrap().contains("amazon_["), "{err}");
 }
+
+/// The subcommands `cachevault --help` lists (without `help`).
+fn subcommands() -> Vec<String> {
+    let out = run_code(&[], &["--help"], 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let list = text
+        .split("Commands:\n")
+        .nth(1)
+        .expect("a Commands section")
+        .split("\n\n")
+        .next()
+        .unwrap();
+    list.lines()
+        // Descriptions that wrap continue on lines indented deeper than the names.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_help_has_examples_and_global_options_apart() {
+    let names = subcommands();
+    for want in [
+        "snapshot",
+        "restore",
+        "dump",
+        "find",
+        "completions",
+        "man",
+        "config",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    let top = String::from_utf8(run_code(&[], &["--help"], 0).stdout).unwrap();
+    assert!(top.contains("Examples:"), "{top}");
+    let mut commands: Vec<Vec<String>> = names.iter().map(|n| vec![n.clone()]).collect();
+    commands.push(vec!["config".into(), "check".into()]);
+    for c in commands {
+        let mut args: Vec<&str> = c.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = run_code(&[], &args, 0);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let examples = text
+            .split("Examples:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{c:?} --help has no Examples section:\n{text}"));
+        assert!(
+            examples
+                .lines()
+                .any(|l| l.trim_start().starts_with("cachevault ")),
+            "{c:?}: no example command line:\n{text}"
+        );
+        // Global options under a heading of their own, apart from the command's options.
+        let global = text
+            .split("Global options:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{c:?} --help has no Global options section:\n{text}"));
+        assert!(
+            global.contains("--repo") && global.contains("--json"),
+            "{text}"
+        );
+        let own = text.split("Global options:\n").next().unwrap();
+        assert!(
+            !own.contains("--lock-wait"),
+            "{c:?}: globals mixed in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn completions_for_each_shell_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_code(&[], &["completions", shell], 0);
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.len() > 1000, "{shell}: {script}");
+        for sub in ["snapshot", "restore", "dump", "find", "run-due"] {
+            assert!(
+                script.contains(sub),
+                "{shell} script does not mention {sub}"
+            );
+        }
+        assert!(script.contains("--config"), "{shell}");
+    }
+    run_code(&[], &["completions", "powershell-nope"], 2);
+    if !require("bash", "check that the bash completion script parses") {
+        return;
+    }
+    let t = TestDir::new();
+    let script = t.write(
+        "cachevault.bash",
+        run_code(&[], &["completions", "bash"], 0).stdout,
+    );
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Sourced, it registers a completion function for the command.
+    let registered = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p cachevault", s(&script)))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&registered.stdout).contains("cachevault"),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+}
+
+#[test]
+fn man_prints_a_roff_page_that_groff_formats() {
+    let out = run_code(&[], &["man"], 0);
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.contains(".TH cachevault 1"),
+        "{}",
+        &page[..page.len().min(400)]
+    );
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        "COMMAND: CACHEVAULT DUMP",
+        "COMMAND: CACHEVAULT FIND",
+    ] {
+        assert!(page.contains(section), "no {section}");
+    }
+    if !require("groff", "format the manual page and find roff errors") {
+        return;
+    }
+    let t = TestDir::new();
+    let file = t.write("cachevault.1", &page);
+    let formatted = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(formatted.status.success());
+    let warnings = String::from_utf8_lossy(&formatted.stderr);
+    assert!(warnings.trim().is_empty(), "groff warns: {warnings}");
+    let text = String::from_utf8_lossy(&formatted.stdout);
+    assert!(
+        text.contains("Examples:") || text.contains("Examples"),
+        "{text}"
+    );
+    assert!(text.contains("dump"), "{text}");
+}

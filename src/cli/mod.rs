@@ -7,6 +7,7 @@ mod clear;
 mod copy;
 mod demo;
 mod diff;
+mod docs;
 mod dump;
 mod find;
 mod forget;
@@ -480,6 +481,8 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Diff(a) => diff::diff(ctx, a),
         Command::Find(a) => find::find(ctx, a),
         Command::Dump(a) => dump::dump(ctx, a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man => docs::man(),
         Command::History(a) => history::history(ctx, a),
         Command::Schedule(a) => schedule::schedule(ctx, a),
         Command::Copy(a) => copy::copy(ctx, a),
