@@ -45,6 +45,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod units;
+pub mod vfs;
 
 pub use error::{Error, Result};
 pub use id::BlobId;

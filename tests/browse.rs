@@ -515,3 +515,213 @@ fn man_prints_a_roff_page_that_groff_formats() {
     );
     assert!(text.contains("dump"), "{text}");
 }
+
+/// Whether `dir` is a mount point now (listed in /proc/self/mounts).
+fn is_mounted(dir: &Path) -> bool {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let want = dir.to_str().unwrap().replace(' ', "\\040");
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(want.as_str()))
+}
+
+/// A running `cachevault mount`, unmounted and stopped on drop whatever the test did.
+struct Mounted {
+    child: std::process::Child,
+    dir: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Mounted {
+    /// Starts `mount` on `dir` and waits until the tree is served.
+    fn start(repo: &Path, dir: &Path, log: &Path) -> Mounted {
+        let child = Command::new(BIN)
+            .args(["--repo", s(repo), "mount", s(dir)])
+            .env_remove("CACHEVAULT_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut m = Mounted {
+            child,
+            dir: dir.to_path_buf(),
+            stderr: log.to_path_buf(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !(is_mounted(dir) && dir.join("snapshots").is_dir()) {
+            if let Some(status) = m.child.try_wait().unwrap() {
+                panic!("mount exited with {status}: {}", m.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not mounted after 30 s: {}",
+                m.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for the process to end by itself; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mount did not stop: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Unmounts a FUSE mount as a user would: `fusermount3 -u` or `fusermount -u`, else (as root)
+/// `umount`.
+fn unmount(dir: &Path) {
+    for tool in ["fusermount3", "fusermount"] {
+        if let Ok(out) = Command::new(tool).arg("-u").arg(dir).output() {
+            assert!(
+                out.status.success(),
+                "{tool} -u: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+    }
+    let out = Command::new("umount").arg(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "umount: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mount_serves_snapshots_read_only_and_verified() {
+    if !require_that(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing",
+        "mount the repository with FUSE",
+    ) {
+        return;
+    }
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    copy_fixture(&src);
+    // Larger than one chunk: a file of several blobs, read back across their edges.
+    t.write("OUTPUTS/FBA_ANALYSIS/big_state.json", noise(3_500_000, 11));
+    let repo = t.join("repo");
+    json(&repo, &["init"], 0);
+    let first = json(
+        &repo,
+        &["snapshot", s(&src), "--time", "2026-11-01T10:00:00Z"],
+        0,
+    );
+    fs::write(src.join(AMAZON), b"{\"asin\": \"changed\"}").unwrap();
+    let second = json(
+        &repo,
+        &["snapshot", s(&src), "--time", "2026-11-02T10:00:00Z"],
+        0,
+    );
+    let mnt = t.mkdirp("mnt");
+    let mut m = Mounted::start(&repo, &mnt, &t.join("mount.log"));
+
+    // The layout: every snapshot by time, by kind, and `latest`.
+    let names = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&mnt), ["by-kind", "latest", "snapshots"]);
+    let short = |v: &serde_json::Value| v["id"].as_str().unwrap()[..8].to_string();
+    let older = format!("2026-11-01T10:00:00_{}", short(&first));
+    let newer = format!("2026-11-02T10:00:00_{}", short(&second));
+    assert_eq!(
+        names(&mnt.join("snapshots")),
+        [older.clone(), newer.clone()]
+    );
+    assert_eq!(names(&mnt.join("by-kind")), ["backup"]);
+    assert_eq!(
+        names(&mnt.join("by-kind/backup")),
+        [older.clone(), newer.clone()]
+    );
+    assert_eq!(
+        fs::read_link(mnt.join("latest")).unwrap(),
+        Path::new("snapshots").join(&newer)
+    );
+    assert_eq!(
+        names(&mnt.join("latest")),
+        names(&src),
+        "a snapshot folder holds the snapshot's root"
+    );
+
+    // Byte for byte, old and new versions, through the link and by kind.
+    let original = fs::read(src.join(LINK)).unwrap();
+    assert_eq!(fs::read(mnt.join("latest").join(LINK)).unwrap(), original);
+    let old_amazon = fs::read(mnt.join("snapshots").join(&older).join(AMAZON)).unwrap();
+    assert_ne!(old_amazon, fs::read(src.join(AMAZON)).unwrap());
+    assert!(old_amazon.starts_with(b"{"), "the fixture's original JSON");
+    assert_eq!(
+        fs::read(mnt.join("by-kind/backup").join(&newer).join(AMAZON)).unwrap(),
+        b"{\"asin\": \"changed\"}"
+    );
+    assert_eq!(
+        fs::read(mnt.join("latest/FBA_ANALYSIS/big_state.json")).unwrap(),
+        noise(3_500_000, 11)
+    );
+    // Ranges across a blob edge.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::open(mnt.join("latest/FBA_ANALYSIS/big_state.json")).unwrap();
+        let mut buf = vec![0u8; 100_000];
+        f.read_exact_at(&mut buf, 1_000_000).unwrap();
+        assert_eq!(buf, noise(3_500_000, 11)[1_000_000..1_100_000]);
+    }
+    let meta = fs::metadata(mnt.join("latest").join(LINK)).unwrap();
+    assert_eq!(meta.len(), original.len() as u64);
+
+    // Read-only.
+    assert!(fs::write(mnt.join("latest/new.json"), b"{}").is_err());
+    assert!(fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("latest").join(LINK))
+        .is_err());
+    assert!(fs::remove_file(mnt.join("latest").join(LINK)).is_err());
+
+    // Unmounted from outside, the command ends cleanly.
+    unmount(&mnt);
+    assert_eq!(m.wait(), Some(0), "{}", m.log());
+    assert!(!is_mounted(&mnt));
+    assert!(m.log().contains("unmounted"), "{}", m.log());
+    drop(m);
+
+    // SIGTERM (as Ctrl-C) unmounts and ends it too.
+    let mut m = Mounted::start(&repo, &mnt, &t.join("mount2.log"));
+    Command::new("kill")
+        .args(["-TERM", &m.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(m.wait(), Some(0), "{}", m.log());
+    assert!(!is_mounted(&mnt), "{}", m.log());
+}

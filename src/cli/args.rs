@@ -76,6 +76,12 @@ pub enum Command {
         after_help = "Examples:\n  cachevault --config cachevault.json dump latest 'FBA_ANALYSIS/Linking map/linking_map.json' > linking_map.json\n  cachevault --config cachevault.json dump latest FBA_ANALYSIS/amazon_cache | tar -tv\n  cachevault --config cachevault.json dump --type linking_map latest | tar -x -C /tmp/map"
     )]
     Dump(DumpArgs),
+    /// Mount the repository read-only (FUSE): snapshots/, by-kind/ and latest; files are read
+    /// from the repository and verified. Runs in the foreground until unmounted or Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json mount /mnt/cachevault\n  cachevault --repo /srv/cachevault mount /mnt/cachevault --kind pre-clear\n  fusermount -u /mnt/cachevault"
+    )]
+    Mount(MountArgs),
     /// Restore a snapshot (whole or some paths), verified byte for byte.
     #[command(
         after_help = "Examples:\n  cachevault --config cachevault.json restore latest --target /tmp/restored\n  cachevault --config cachevault.json restore --at \"2026-11-20 14:00\" --in-place --dry-run\n  cachevault --config cachevault.json restore --type linking_map --in-place"
@@ -448,6 +454,16 @@ pub struct LsArgs {
     /// means the newest complete backup holding it.
     #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
+}
+
+/// `mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing folder to mount on.
+    pub mountpoint: PathBuf,
+    /// Only these snapshots (and `latest` among them).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `dump`.

@@ -13,6 +13,7 @@ mod find;
 mod forget;
 mod health;
 mod history;
+mod mount;
 mod progress;
 mod recover;
 mod repair;
@@ -481,6 +482,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Diff(a) => diff::diff(ctx, a),
         Command::Find(a) => find::find(ctx, a),
         Command::Dump(a) => dump::dump(ctx, a),
+        Command::Mount(a) => mount::mount(ctx, a),
         Command::Completions(a) => docs::completions(a),
         Command::Man => docs::man(),
         Command::History(a) => history::history(ctx, a),
