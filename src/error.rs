@@ -69,6 +69,16 @@ pub enum Error {
     /// An encrypted repository's password is missing, unreadable or wrong.
     #[error("{0}")]
     Password(String),
+    /// A path the snapshot does not hold (`dump`, `ls PATH`).
+    #[error("snapshot {snapshot} has nothing at {path:?} (paths are relative to its root {root})")]
+    PathNotFound {
+        /// The path asked for, relative to the snapshot root.
+        path: String,
+        /// The snapshot's short id.
+        snapshot: String,
+        /// The snapshot's root.
+        root: String,
+    },
     /// A lock held by another process when waiting is not allowed or timed out.
     #[error("repository is locked: {0}")]
     Locked(String),

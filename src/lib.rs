@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod browse;
 pub mod cache;
 pub mod cancel;
 pub mod check;
@@ -45,6 +46,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod units;
+pub mod vfs;
 
 pub use error::{Error, Result};
 pub use id::BlobId;

@@ -4,24 +4,33 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Heading of the options every command takes, shown apart from the command's own.
+const GLOBAL: &str = "Global options";
+
 /// Backup and archival engine for application cache directories.
 #[derive(Debug, Parser)]
-#[command(name = "cachevault", version, about, long_about = None)]
+#[command(
+    name = "cachevault",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  cachevault --config cachevault.json init\n  cachevault --config cachevault.json snapshot\n  cachevault --config cachevault.json snapshots\n  cachevault --config cachevault.json schedule --crontab\n\nEach command's --help has examples of its own; `cachevault man` prints the manual page."
+)]
 pub struct Cli {
     /// Repository folder.
-    #[arg(long, global = true, env = "CACHEVAULT_REPO", value_name = "DIR")]
+    #[arg(long, global = true, env = "CACHEVAULT_REPO", value_name = "DIR", help_heading = GLOBAL)]
     pub repo: Option<PathBuf>,
     /// Config file (cache root, repository, cache types, policies).
-    #[arg(long, global = true, env = "CACHEVAULT_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "CACHEVAULT_CONFIG", value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Print exactly one JSON document on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print less.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// Print more.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Seconds to wait for a repository lock held by another process.
     #[arg(
@@ -29,7 +38,8 @@ pub struct Cli {
         global = true,
         default_value_t = 60,
         value_name = "SECONDS",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        help_heading = GLOBAL
     )]
     pub lock_wait: u64,
     /// Read an encrypted repository's password from the first line of FILE (or set
@@ -54,75 +64,194 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new, empty repository.
+    #[command(
+        after_help = "Examples:\n  cachevault --repo /srv/cachevault init\n  cachevault --config cachevault.json init\n  CACHEVAULT_PASSWORD_FILE=~/.cv-pw cachevault --repo s3:https://s3.example.com/fba/agent init --encrypt"
+    )]
     Init(InitArgs),
     /// Snapshot PATH (or the config's backup-enabled cache types) into the repository.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json snapshot\n  cachevault --config cachevault.json snapshot --type linking_map --tag before-import\n  cachevault --repo /srv/cachevault snapshot /srv/OUTPUTS --dry-run"
+    )]
     Snapshot(SnapshotArgs),
     /// List snapshots (filters: --tag, --kind, --path, --host).
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json snapshots\n  cachevault --config cachevault.json snapshots --kind pre-clear --json"
+    )]
     Snapshots(SnapshotsArgs),
-    /// List the entries of a snapshot.
+    /// List the entries of a snapshot, or those at or below PATH.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json ls latest\n  cachevault --config cachevault.json ls latest 'FBA_ANALYSIS/Linking map'\n  cachevault --config cachevault.json ls --type amazon_cache 3f2a91c0"
+    )]
     Ls(LsArgs),
+    /// Write one file of a snapshot to stdout (its bytes), or a folder as a tar stream,
+    /// verified while read. stdout is the data: --json is ignored.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json dump latest 'FBA_ANALYSIS/Linking map/linking_map.json' > linking_map.json\n  cachevault --config cachevault.json dump latest FBA_ANALYSIS/amazon_cache | tar -tv\n  cachevault --config cachevault.json dump --type linking_map latest | tar -x -C /tmp/map"
+    )]
+    Dump(DumpArgs),
+    /// Mount the repository read-only (FUSE): snapshots/, by-kind/ and latest; files are read
+    /// from the repository and verified. Runs in the foreground until unmounted or Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json mount /mnt/cachevault\n  cachevault --repo /srv/cachevault mount /mnt/cachevault --kind pre-clear\n  fusermount -u /mnt/cachevault"
+    )]
+    Mount(MountArgs),
     /// Restore a snapshot (whole or some paths), verified byte for byte.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json restore latest --target /tmp/restored\n  cachevault --config cachevault.json restore --at \"2026-11-20 14:00\" --in-place --dry-run\n  cachevault --config cachevault.json restore --type linking_map --in-place"
+    )]
     Restore(RestoreArgs),
     /// Verify the repository's structure and, optionally, its data.
+    #[command(
+        after_help = "Examples:\n  cachevault --repo /srv/cachevault check\n  cachevault --repo /srv/cachevault check --read-data-subset 10%"
+    )]
     Check(CheckArgs),
     /// Remove snapshots by a keep policy (restic's forget semantics).
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json forget --dry-run\n  cachevault --repo /srv/cachevault forget --keep-daily 7 --keep-weekly 4 --prune\n  cachevault --repo /srv/cachevault forget 3f2a91c0"
+    )]
     Forget(Box<ForgetArgs>),
     /// Remove data no snapshot references; repack mostly-unused archives.
+    #[command(
+        after_help = "Examples:\n  cachevault --repo /srv/cachevault prune --dry-run\n  cachevault --repo /srv/cachevault prune --max-unused 5%"
+    )]
     Prune(PruneArgs),
     /// Rewrite missing, damaged or disagreeing indexes from the archives themselves;
     /// salvage the readable blobs of damaged archives.
+    #[command(
+        after_help = "Examples:\n  cachevault --repo /srv/cachevault rebuild-index --dry-run\n  cachevault --repo /srv/cachevault rebuild-index --read-data"
+    )]
     RebuildIndex(RebuildIndexArgs),
     /// Rewrite snapshots that reference missing data without the lost files (tagged
     /// `repaired`), listing what was lost.
+    #[command(
+        after_help = "Examples:\n  cachevault --repo /srv/cachevault repair-snapshots --dry-run\n  cachevault --repo /srv/cachevault repair-snapshots --forget"
+    )]
     RepairSnapshots(RepairSnapshotsArgs),
     /// Clear caches by strategy, after a verified pre-clear snapshot.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json clear --dry-run\n  cachevault --config cachevault.json clear --strategy ttl --type amazon_cache --json"
+    )]
     Clear(ClearArgs),
     /// Put back what a clear removed or rewrote (default: the last clear).
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json undo --list\n  cachevault --config cachevault.json undo --dry-run\n  cachevault --config cachevault.json undo"
+    )]
     Undo(UndoArgs),
     /// After a clear, restore the most recently used entries (or the config's priority list).
+    #[command(after_help = "Examples:\n  cachevault --config cachevault.json warm --top 50")]
     Warm(WarmArgs),
     /// Run every scheduled job of the config that is due (backup, clearing, validation,
     /// optimization), each at most once per period.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json run-due --dry-run\n  cachevault --config /etc/cachevault.json --quiet run-due"
+    )]
     RunDue(RunDueArgs),
     /// Check every cache file: UTF-8, non-empty, parses, its type's schema and cache_version.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json validate\n  cachevault --config cachevault.json validate --type amazon_cache --json"
+    )]
     Validate(ValidateArgs),
     /// Replace invalid cache files by their newest valid snapshot version; quarantine the rest.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json repair --dry-run\n  cachevault --config cachevault.json repair --type supplier_cache"
+    )]
     Repair(RepairArgs),
     /// Inspect the config file.
+    #[command(after_help = "Examples:\n  cachevault --config cachevault.json config check")]
     Config {
         /// What to do with it.
         #[command(subcommand)]
         action: ConfigAction,
     },
     /// Snapshot the shipped fixtures with the default config, verify, restore and compare.
+    #[command(
+        after_help = "Examples:\n  cachevault demo\n  cachevault demo --dir /tmp/cachevault-demo"
+    )]
     Demo(DemoArgs),
     /// Files, bytes, ages, TTL and limits per cache type; repository size, ratios, growth.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json stats\n  cachevault --config cachevault.json stats --prometheus /var/lib/node_exporter/cachevault.prom"
+    )]
     Stats(StatsArgs),
     /// Exit 0 when healthy, 1 on a warning, 2 when critical, with the reasons.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json health\n  cachevault --config cachevault.json health --json"
+    )]
     Health(HealthArgs),
     /// One self-contained HTML page (or JSON): health, cache size over time, snapshots and
     /// retention, repository growth, the last scheduled runs.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json report\n  cachevault --config cachevault.json report --html /var/www/cachevault.html --days 14"
+    )]
     Report(ReportArgs),
     /// What changed between two snapshots.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json diff\n  cachevault --config cachevault.json diff 3f2a91c0 latest --type amazon_cache"
+    )]
     Diff(DiffArgs),
-    /// Every version of one file across snapshots, newest first.
+    /// Every version of a file across snapshots, newest first: by path, bare name or glob.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json find amazon_B0ZKC80M8P.json\n  cachevault --config cachevault.json find '**/linking_map.json'\n  cachevault --config cachevault.json find 'cached_products/*/*_page_1.json' --kind backup"
+    )]
     Find(FindArgs),
     /// The journal of operations: what, when, how long, result, bytes.
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json history --last 20\n  cachevault --config cachevault.json history --operation clear --this-root"
+    )]
     History(HistoryArgs),
     /// Print a crontab line or systemd units that call `run-due`.
+    #[command(
+        after_help = "Examples:\n  cachevault --config /etc/cachevault.json schedule --crontab\n  cachevault --config /etc/cachevault.json schedule --systemd --every 30"
+    )]
     Schedule(ScheduleArgs),
     /// Copy snapshots from another repository (--from-repo) into this one, sending only the
     /// blobs it lacks (default: every complete backup it lacks).
+    #[command(
+        after_help = "Examples:\n  cachevault --repo s3:https://s3.eu-west-2.amazonaws.com/fba-backups/agent-1 copy --from-repo /srv/cachevault\n  cachevault --repo /mnt/usb/cachevault copy --from-repo /srv/cachevault --dry-run"
+    )]
     Copy(CopyArgs),
     /// Remove locks nobody holds any more (lock objects past their expiry; holder files of
     /// dead processes).
+    #[command(after_help = "Examples:\n  cachevault --repo /srv/cachevault unlock")]
     Unlock(UnlockArgs),
     /// Keys of an encrypted repository: list, add, remove, change a password.
+    #[command(
+        after_help = "Examples:\n  cachevault --repo s3:https://s3.example.com/fba/agent key list\n  cachevault --repo /srv/cachevault key add --new-password-file ~/.cv-pw2\n  cachevault --repo /srv/cachevault key passwd --new-password-file ~/.cv-new"
+    )]
     Key {
         /// What to do.
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(
+        after_help = "Examples:\n  cachevault completions bash > /etc/bash_completion.d/cachevault\n  cachevault completions zsh > \"${fpath[1]}/_cachevault\"\n  cachevault completions fish > ~/.config/fish/completions/cachevault.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout.
+    #[command(
+        after_help = "Examples:\n  cachevault man > /usr/local/share/man/man1/cachevault.1\n  cachevault man | man -l -"
+    )]
+    Man,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells `completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `init`.
@@ -200,6 +329,9 @@ pub struct UnlockArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
     /// Check the config and print it resolved (absolute paths, defaults filled in).
+    #[command(
+        after_help = "Examples:\n  cachevault --config cachevault.json config check\n  cachevault --config cachevault.json --json config check"
+    )]
     Check,
 }
 
@@ -379,11 +511,44 @@ pub struct SnapshotsArgs {
 pub struct LsArgs {
     /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup).
     pub snapshot: String,
+    /// Only this path and what lies below it (relative to the snapshot root, or absolute
+    /// under it).
+    pub path: Option<PathBuf>,
     /// Filters for `latest`.
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Only entries under this cache type's folder (repeatable; needs --config); `latest`
     /// means the newest complete backup holding it.
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
+}
+
+/// `mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing folder to mount on.
+    pub mountpoint: PathBuf,
+    /// Only these snapshots (and `latest` among them).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot: full id, unique prefix, or `latest` (the newest complete backup of the
+    /// config's root, or of the root the filters name).
+    pub snapshot: String,
+    /// A file (its bytes) or a folder (a tar stream of it and what lies below, paths relative
+    /// to the snapshot root; `.` for everything), relative to the snapshot root or absolute
+    /// under it. Default with --type: the type's folder.
+    #[arg(required_unless_present = "types")]
+    pub path: Option<PathBuf>,
+    /// Filters for `latest`.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// A cache type (needs --config): `latest` means the newest complete backup holding its
+    /// folder (a full or a type backup), and PATH must lie in that folder.
     #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
 }
@@ -589,7 +754,9 @@ pub struct DiffArgs {
 /// `find`.
 #[derive(Debug, Args)]
 pub struct FindArgs {
-    /// Path relative to the snapshot root, or an absolute path under it.
+    /// A path relative to the snapshot root (or absolute under it); a bare file name, which
+    /// matches in any folder; or a glob (`*` within one folder, `**` across folders; without
+    /// a `/` it matches file names in any folder).
     pub path: PathBuf,
     /// Only these snapshots.
     #[command(flatten)]

@@ -1,4 +1,4 @@
-//! `find PATH`.
+//! `find PATH|GLOB|NAME`: every version of the files it names across snapshots.
 
 use anyhow::Result;
 use rayon::prelude::*;
@@ -25,12 +25,13 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
         .filter(|(_, m)| filter.matches(m))
         .collect();
     let total = headers.len();
+    let query = find::Query::parse(&a.path)?;
     let kinds: std::collections::HashMap<_, _> =
         headers.iter().map(|(id, m)| (*id, m.kind())).collect();
     // Only snapshots whose root can hold the path need their entries.
     let candidates: Vec<_> = headers
         .into_iter()
-        .filter(|(_, m)| find::path_in(m, &a.path).is_some())
+        .filter(|(_, m)| query.may_match(m))
         .collect();
     let index = BlobIndex::load(&repo)?;
     let results: Vec<_> = candidates
@@ -51,7 +52,8 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
     for d in &damaged {
         ctx.note(&format!("damaged: {d}"));
     }
-    let versions = find::versions(&loaded, &a.path);
+    let versions = find::versions_of(&loaded, &query);
+    let several = versions.iter().any(|v| v.path != versions[0].path);
 
     let docs: Vec<_> = versions
         .iter()
@@ -78,7 +80,7 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
         let rows: Vec<Vec<String>> = versions
             .iter()
             .map(|v| {
-                vec![
+                let mut row = vec![
                     v.snapshot.short(),
                     v.time.format("%Y-%m-%d %H:%M:%S").to_string(),
                     kinds
@@ -92,14 +94,34 @@ pub fn find(ctx: &Ctx, a: &FindArgs) -> Result<Outcome> {
                         .or_else(|| v.target.as_ref().map(|t| format!("-> {}", t.display())))
                         .unwrap_or_else(|| "-".into()),
                     if v.changed { "*" } else { "" }.to_string(),
-                ]
+                ];
+                if several {
+                    row.push(v.path.display());
+                }
+                row
             })
             .collect();
         format!(
-            "{}in {} of {total} snapshots, {} distinct contents; newest first, * marks a change from the version below\n",
-            table(&["Snapshot", "Time", "Kind", "Size", "Hash", "Changed"], &rows),
-            versions.len(),
+            "{}{}in {} of {total} snapshots, {} distinct contents; newest first{}, * marks a change from the version below\n",
+            table(
+                &["Snapshot", "Time", "Kind", "Size", "Hash", "Changed", "Path"][..if several { 7 } else { 6 }],
+                &rows
+            ),
+            if several {
+                let mut paths: Vec<_> = versions.iter().map(|v| &v.path).collect();
+                paths.dedup();
+                format!("{} paths ", paths.len())
+            } else {
+                String::new()
+            },
+            {
+                let mut snaps: Vec<_> = versions.iter().map(|v| v.snapshot).collect();
+                snaps.sort_unstable();
+                snaps.dedup();
+                snaps.len()
+            },
             versions.iter().filter(|v| v.changed).count(),
+            if several { " within each path" } else { "" },
         )
     };
     Ok(Outcome::new(

@@ -7,11 +7,14 @@ mod clear;
 mod copy;
 mod demo;
 mod diff;
+mod docs;
+mod dump;
 mod find;
 mod forget;
 mod health;
 mod history;
 mod key;
+mod mount;
 mod progress;
 mod recover;
 mod repair;
@@ -66,11 +69,28 @@ pub struct Outcome {
     pub json: serde_json::Value,
     pub human: String,
     pub code: u8,
+    /// The command wrote its own output (`dump`'s data): nothing more goes to stdout.
+    pub raw: bool,
 }
 
 impl Outcome {
     pub fn new(json: serde_json::Value, human: String, code: u8) -> Outcome {
-        Outcome { json, human, code }
+        Outcome {
+            json,
+            human,
+            code,
+            raw: false,
+        }
+    }
+
+    /// The outcome of a command whose stdout is its data, already written.
+    pub fn raw(code: u8) -> Outcome {
+        Outcome {
+            json: serde_json::Value::Null,
+            human: String::new(),
+            code,
+            raw: true,
+        }
     }
 }
 
@@ -116,6 +136,8 @@ pub fn main() -> ExitCode {
     };
     let json = cli.json;
     let quiet = cli.quiet;
+    // stdout of `dump` is data: no document, not even an error's, may be mixed into it.
+    let raw_stdout = matches!(cli.command, Command::Dump(_));
     let started = std::time::Instant::now();
     let start_time = now();
     let result = Ctx::new(cli).and_then(|ctx| {
@@ -125,7 +147,9 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(out) => {
-            let text = if json {
+            let text = if out.raw {
+                String::new()
+            } else if json {
                 let mut s = serde_json::to_string_pretty(&out.json).expect("json value serialises");
                 s.push('\n');
                 s
@@ -152,7 +176,7 @@ pub fn main() -> ExitCode {
                 );
             }
             eprintln!("cachevault: error: {e:#}");
-            if json {
+            if json && !raw_stdout {
                 print_error_json(&format!("{e:#}"), code, kind_for(&e));
             }
             ExitCode::from(code)
@@ -319,7 +343,7 @@ pub mod kind {
     pub const DISK_FULL: &str = "disk_full";
     /// Any other operating-system error.
     pub const IO: &str = "io";
-    /// No snapshot matches, or a prefix matches several.
+    /// No snapshot matches, a prefix matches several, or a snapshot lacks the path asked for.
     pub const NOT_FOUND: &str = "not_found";
     /// A manifest path that would leave the restore target.
     pub const UNSAFE_PATH: &str = "unsafe_path";
@@ -396,7 +420,9 @@ fn library_kind(err: &Error) -> &'static str {
     match err {
         Error::Locked(_) => kind::LOCKED,
         Error::Io { .. } | Error::Storage { .. } => kind::IO,
-        Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) => kind::NOT_FOUND,
+        Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) | Error::PathNotFound { .. } => {
+            kind::NOT_FOUND
+        }
         Error::UnsafePath { .. } => kind::UNSAFE_PATH,
         Error::NotARepository(_) => kind::NO_REPOSITORY,
         Error::AlreadyExists(_) => kind::EXISTS,
@@ -459,6 +485,10 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         Command::Report(a) => report::report(ctx, a),
         Command::Diff(a) => diff::diff(ctx, a),
         Command::Find(a) => find::find(ctx, a),
+        Command::Dump(a) => dump::dump(ctx, a),
+        Command::Mount(a) => mount::mount(ctx, a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man => docs::man(),
         Command::History(a) => history::history(ctx, a),
         Command::Schedule(a) => schedule::schedule(ctx, a),
         Command::Copy(a) => copy::copy(ctx, a),

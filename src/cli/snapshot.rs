@@ -212,6 +212,12 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Outcome> {
     let id = sel.id;
     let mut m = snapshot::load(&repo, &id)?;
     super::keep_under(&mut m.entries, &folders);
+    if let Some(p) = &a.path {
+        let rel = cachevault::browse::rel_in(&m, p)?;
+        // Names the path when the snapshot holds nothing there.
+        cachevault::browse::subtree(&m, &id, &rel)?;
+        m.entries.retain(|e| e.path.starts_with(&rel));
+    }
     let mut human = String::new();
     let mut docs = Vec::with_capacity(m.entries.len());
     for e in &m.entries {
