@@ -22,9 +22,9 @@ use super::args::RunDueArgs;
 use super::{exit, parse_time, Ctx, Outcome};
 
 pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
-    let cfg = ctx.config.clone().ok_or_else(|| {
-        anyhow!("run-due needs --config FILE (or CACHEVAULT_CONFIG): the schedule is in the config")
-    })?;
+    let cfg = ctx
+        .need_config("run-due", "the schedule is in the config")?
+        .clone();
     let repo = ctx.open_repo()?;
     let now = match &a.now {
         Some(t) => parse_time("--now", t)?,
