@@ -75,6 +75,10 @@ pub struct Outputs {
     /// Days the report's charts cover.
     #[serde(default = "default_report_days")]
     pub report_days: u32,
+    /// The Prometheus textfile (node_exporter's textfile collector), relative to the config
+    /// file's folder, rewritten atomically after every run-due; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 impl Default for Outputs {
@@ -82,6 +86,7 @@ impl Default for Outputs {
         Outputs {
             report_html: None,
             report_days: default_report_days(),
+            metrics_textfile: None,
         }
     }
 }
@@ -328,6 +333,8 @@ pub struct Config {
     pub base: PathBuf,
     /// Absolute path of `cache.outputs.report_html`, when set.
     pub report_html: Option<PathBuf>,
+    /// Absolute path of `cache.outputs.metrics_textfile`, when set.
+    pub metrics_textfile: Option<PathBuf>,
     /// `strategies.backup.copy_to`, folders resolved against the config's folder.
     pub copy_to: Vec<String>,
 }
@@ -381,6 +388,12 @@ impl Config {
                 .cache
                 .outputs
                 .report_html
+                .as_ref()
+                .map(|p| lexical_join(&base, p)),
+            metrics_textfile: raw
+                .cache
+                .outputs
+                .metrics_textfile
                 .as_ref()
                 .map(|p| lexical_join(&base, p)),
             copy_to: raw
@@ -667,19 +680,30 @@ impl Config {
                 ),
             );
         }
-        if let (Some(raw), Some(path)) = (&o.report_html, &self.report_html) {
+        let outputs = [
+            ("report_html", &o.report_html, &self.report_html),
+            (
+                "metrics_textfile",
+                &o.metrics_textfile,
+                &self.metrics_textfile,
+            ),
+        ];
+        for (key, raw, path) in outputs {
+            let (Some(raw), Some(path)) = (raw, path) else {
+                continue;
+            };
             if raw.as_os_str().is_empty()
                 || path.file_name().is_none()
                 || raw.as_os_str().as_encoded_bytes().ends_with(b"/")
             {
-                bad("report_html", format!("a file name, not {raw:?}"));
+                bad(key, format!("a file name, not {raw:?}"));
             }
-            // The report is not cache data: inside a cache folder it would be backed up,
+            // An output is not cache data: inside a cache folder it would be backed up,
             // cleared and undone with it; inside the repository, prune's business.
             let inside = |dir: &Path| path.starts_with(dir);
             if inside(&self.repository) {
                 bad(
-                    "report_html",
+                    key,
                     format!(
                         "a file outside the repository {}",
                         self.repository.display()
@@ -694,7 +718,7 @@ impl Config {
                 .find(|(_, t)| inside(&self.type_dir(t)))
             {
                 bad(
-                    "report_html",
+                    key,
                     format!(
                         "a file outside every cache folder (it lies inside {name}'s {})",
                         self.type_dir(t).display()

@@ -532,6 +532,24 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         );
     }
 
+    let deferrals = crate::journal::deferrals_in_a_row(&input.journal);
+    if input
+        .journal
+        .iter()
+        .any(|e| e.operation == crate::journal::job_operation("clearing"))
+    {
+        checks.push("clearing".into());
+    }
+    if deferrals >= crate::journal::DEFERRALS_WARNING {
+        add(
+            Level::Warning,
+            "clearing",
+            format!(
+                "the scheduled clear was deferred {deferrals} times in a row (the machine was busy each time): raise strategies.clearing.load_threshold_per_core, move strategies.clearing.schedule.cron to a quieter hour, or run `cachevault clear` by hand"
+            ),
+        );
+    }
+
     checks.push("journal".into());
     // A deferred clear (the machine was busy) changed nothing by design: neither a failure
     // nor a success of its kind.

@@ -409,7 +409,11 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             let name = parts.next().unwrap().to_string();
-            assert_eq!(parts.next(), Some("gauge"), "{line}");
+            let kind = parts.next();
+            assert!(
+                kind == Some("gauge") || (kind == Some("counter") && name.ends_with("_total")),
+                "{line}"
+            );
             typed.insert(name);
             continue;
         }
@@ -511,7 +515,7 @@ fn prometheus_file_parses_and_is_replaced_atomically() {
         1.0
     );
     assert_eq!(samples["cachevault_repository_snapshots"], 1.0);
-    assert!(samples.contains_key("cachevault_repository_growth_bytes_per_day{window=\"7d\"}"));
+    assert!(samples.contains_key("cachevault_repository_daily_growth_bytes{window=\"7d\"}"));
     assert!(samples.contains_key("cachevault_repository_dedup_ratio"));
 
     // Rewrites replace the file by rename (a new inode), never in place, and leave no

@@ -147,8 +147,22 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
             }
         }
     }
+    let mut warnings: Vec<String> = warnings.into_iter().cloned().collect();
+    // Deferred clears in a row, this run's included: a machine never idle at the scheduled
+    // time never clears, and that must not go unnoticed.
+    let deferrals = journal::read(&repo)
+        .map(|j| journal::deferrals_in_a_row(&j))
+        .unwrap_or(0);
+    if deferrals >= journal::DEFERRALS_WARNING {
+        let w = format!(
+            "the scheduled clear was deferred {deferrals} times in a row (the machine was busy each time)"
+        );
+        ctx.note(&format!("warning: {w}"));
+        human.push_str(&format!("warning: {w}\n"));
+        warnings.push(w);
+    }
     let mut code = if failed > 0 { exit::PARTIAL } else { exit::OK };
-    let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings});
+    let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings, "deferrals_in_a_row": deferrals});
     if let (Some(path), false) = (&cfg.report_html, a.dry_run) {
         let days = cfg.raw.cache.outputs.report_days;
         match super::report::write_html(ctx, &repo, now.with_timezone(&Utc), days, path) {
@@ -161,6 +175,23 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 ctx.note(&format!("warning: {e:#}"));
                 doc["report_error"] = json!(format!("{e:#}"));
                 human.push_str(&format!("report NOT written: {e:#}\n"));
+                code = exit::PARTIAL;
+            }
+        }
+    }
+    if let (Some(path), false) = (&cfg.metrics_textfile, a.dry_run) {
+        // The clock, not `now`: the collector compares the file's timestamps with its own.
+        let written = super::stats::gather(ctx, super::now().with_timezone(&Utc))
+            .and_then(|stats| super::stats::write_metrics(ctx, &stats, path));
+        match written {
+            Ok(()) => {
+                doc["metrics_textfile"] = json!(path);
+                human.push_str(&format!("metrics written to {}\n", path.display()));
+            }
+            Err(e) => {
+                ctx.note(&format!("warning: {e:#}"));
+                doc["metrics_error"] = json!(format!("{e:#}"));
+                human.push_str(&format!("metrics NOT written: {e:#}\n"));
                 code = exit::PARTIAL;
             }
         }
