@@ -207,7 +207,10 @@ fn apply_retention(
     cfg: &Config,
     utc: DateTime<Utc>,
     referenced: std::collections::BTreeMap<cachevault::BlobId, String>,
+    steps: &mut dyn FnMut(Step),
 ) -> Result<(usize, prune::PruneSummary)> {
+    let forget_started = super::now();
+    let forget_clock = std::time::Instant::now();
     // Only this config's root: another root's snapshots follow its own config.
     let root = cfg.root_text();
     let all: Vec<_> = snapshot::list(repo)?
@@ -244,15 +247,31 @@ fn apply_retention(
         doomed.extend(forget::removals(&forget::plan(set, &rules)));
     }
     let forgotten: cachevault::id::IdSet = doomed.iter().copied().collect();
-    prune::preflight_without(repo, &forgotten)
-        .context("nothing was forgotten, because prune would refuse afterwards")?;
+    let forget_step = |result: std::result::Result<Value, String>| Step {
+        name: "forget",
+        started: forget_started,
+        seconds: forget_clock.elapsed().as_secs_f64(),
+        bytes: 0,
+        result,
+    };
+    if let Err(e) = prune::preflight_without(repo, &forgotten) {
+        let e = anyhow::Error::from(e)
+            .context("nothing was forgotten, because prune would refuse afterwards");
+        steps(forget_step(Err(format!("{e:#}"))));
+        return Err(e);
+    }
     let r = forget::remove(repo, &doomed);
     if let Some(e) = r.error {
-        return Err(super::changed_before(
+        let e = super::changed_before(
             e.into(),
             format!("forgot {} snapshot(s) before the error", r.removed.len()),
-        ));
+        );
+        steps(forget_step(Err(format!("{e:#}"))));
+        return Err(e);
     }
+    steps(forget_step(Ok(json!({"forgotten": r.removed.len()}))));
+    let prune_started = super::now();
+    let prune_clock = std::time::Instant::now();
     let pruned = prune::prune(
         repo,
         &PruneOptions {
@@ -266,8 +285,49 @@ fn apply_retention(
             e.into(),
             format!("forgot {} snapshot(s) before prune failed", r.removed.len()),
         )
-    })?;
-    Ok((r.removed.len(), pruned))
+    });
+    steps(Step {
+        name: "prune",
+        started: prune_started,
+        seconds: prune_clock.elapsed().as_secs_f64(),
+        bytes: pruned.as_ref().map_or(0, |p| -p.bytes_freed),
+        result: match &pruned {
+            Ok(p) => Ok(json!({"bytes_freed": p.bytes_freed})),
+            Err(e) => Err(format!("{e:#}")),
+        },
+    });
+    Ok((r.removed.len(), pruned?))
+}
+
+/// One step of a job, journaled on an entry of its own (`run-due:<name>`) beside the job's:
+/// the optimization job's forget, prune and size-limit clear.
+struct Step {
+    name: &'static str,
+    started: DateTime<FixedOffset>,
+    seconds: f64,
+    bytes: i64,
+    result: std::result::Result<Value, String>,
+}
+
+/// The journal entry of one [`Step`].
+fn step_entry(cfg: &Config, run: &Run, step: Step) -> JournalEntry {
+    let (code, error, details) = match step.result {
+        Ok(v) => (exit::OK, None, v),
+        Err(e) => (exit::FAILED, Some(e), Value::Null),
+    };
+    JournalEntry {
+        time: step.started,
+        now: run.now_given.then_some(run.now),
+        run_id: Some(run.id.clone()),
+        operation: journal::job_operation(step.name),
+        root: Some(cfg.root_text()),
+        seconds: step.seconds,
+        result: super::result_name(code).into(),
+        exit_code: code,
+        bytes: step.bytes,
+        error,
+        details: super::summarize(&details),
+    }
 }
 
 /// Copies every complete backup of the config's root that `to` lacks (the new one, and any
@@ -455,8 +515,25 @@ fn run_job(repo: &Repository, cfg: &Config, d: &schedule::Due, run: &Run) -> Res
             )?;
             // Retention is all or nothing (nothing is forgotten when prune would refuse);
             // the size limits are enforced whatever happened to it.
-            let retention = apply_retention(repo, cfg, utc, referenced);
-            let sized = clear_with(repo, cfg, Strategy::SizeBased, run)?;
+            let mut record = |step: Step| {
+                // A journal failure never changes the job's outcome.
+                let _ = journal::record(repo, &step_entry(cfg, run, step));
+            };
+            let retention = apply_retention(repo, cfg, utc, referenced, &mut record);
+            let sized_started = super::now();
+            let sized_clock = std::time::Instant::now();
+            let sized = clear_with(repo, cfg, Strategy::SizeBased, run);
+            record(Step {
+                name: "size_limits",
+                started: sized_started,
+                seconds: sized_clock.elapsed().as_secs_f64(),
+                bytes: sized.as_ref().map_or(0, |c| -(c.bytes_freed as i64)),
+                result: match &sized {
+                    Ok(c) => Ok(clear_summary(c)),
+                    Err(e) => Err(format!("{e:#}")),
+                },
+            });
+            let sized = sized?;
             let (removed, pruned) = retention
                 .with_context(|| format!("retention (size limits: {})", clear_summary(&sized)))?;
             // The same policy in every copy repository (snapshots of this root only).
@@ -471,7 +548,7 @@ fn run_job(repo: &Repository, cfg: &Config, d: &schedule::Due, run: &Run) -> Res
                         std::time::Duration::from_secs(60),
                         &mut |_| {},
                     )?;
-                    Ok(apply_retention(&dst, cfg, utc, Default::default())?.0)
+                    Ok(apply_retention(&dst, cfg, utc, Default::default(), &mut |_| {})?.0)
                 })();
                 match r {
                     Ok(n) => copies_forgotten += n,
