@@ -16,6 +16,17 @@ pub fn job_operation(job: &str) -> String {
     format!("{RUN_DUE_JOB_PREFIX}{job}")
 }
 
+/// Steps of the optimization job, journaled beside it (`run-due:forget`, ...): parts of the
+/// `run-due:optimization` entry, not jobs of their own.
+pub const RUN_DUE_STEPS: [&str; 3] = ["forget", "prune", "size_limits"];
+
+/// Whether `operation` is one of [`RUN_DUE_STEPS`].
+pub fn is_run_due_step(operation: &str) -> bool {
+    operation
+        .strip_prefix(RUN_DUE_JOB_PREFIX)
+        .is_some_and(|s| RUN_DUE_STEPS.contains(&s))
+}
+
 /// Prefix of the operation names of run-due's per-job entries.
 pub const RUN_DUE_JOB_PREFIX: &str = "run-due:";
 

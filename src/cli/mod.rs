@@ -20,6 +20,7 @@ mod run_due;
 mod schedule;
 mod snapshot;
 mod stats;
+mod terminal;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -117,6 +118,7 @@ pub fn main() -> ExitCode {
     };
     let json = cli.json;
     let quiet = cli.quiet;
+    terminal::init(json);
     let started = std::time::Instant::now();
     let start_time = now();
     let result = Ctx::new(cli).and_then(|ctx| {
@@ -830,13 +832,24 @@ pub fn bytes(n: u64) -> String {
     cachevault::units::human_bytes(n)
 }
 
-/// Renders rows as an aligned text table.
+/// Renders rows as an aligned text table. On a terminal it fits the width (the terminal's or
+/// `COLUMNS`): the widest columns give way first, long cells elided in the middle; piped,
+/// written to a file or with `--json`, nothing is cut.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    table_fitting(header, rows, terminal::get().width)
+}
+
+/// [`table`] for a given width (`None`: no limit).
+pub fn table_fitting(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| terminal::visible_len(h)).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
+            widths[i] = widths[i].max(terminal::visible_len(c));
         }
+    }
+    if let Some(total) = width {
+        // Narrow columns (levels, counts, times) stay whole down to 8 characters.
+        widths = terminal::fit(&widths, total, 8);
     }
     let line = |cells: Vec<String>| {
         let mut s = String::new();
@@ -844,9 +857,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i > 0 {
                 s.push_str("  ");
             }
-            s.push_str(c);
+            let c = terminal::elide(c, widths[i]);
+            s.push_str(&c);
             if i + 1 < cells.len() {
-                s.push_str(&" ".repeat(widths[i] - c.chars().count()));
+                s.push_str(&" ".repeat(widths[i].saturating_sub(terminal::visible_len(&c))));
             }
         }
         s.push('\n');

@@ -101,7 +101,10 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 human.push_str(&format!(
                     "{:<12} {}  {}\n",
                     d.job.name(),
-                    if ran { "ran" } else { "deferred" },
+                    {
+                        let word = if ran { "ran" } else { "deferred" };
+                        super::terminal::paint(word, word)
+                    },
                     d.reason
                 ));
             }
@@ -110,7 +113,11 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 doc["ran"] = json!(true);
                 doc["ok"] = json!(false);
                 doc["error"] = json!(format!("{e:#}"));
-                human.push_str(&format!("{:<12} FAILED  {e:#}\n", d.job.name()));
+                human.push_str(&format!(
+                    "{:<12} {}  {e:#}\n",
+                    d.job.name(),
+                    super::terminal::paint("failed", "FAILED")
+                ));
             }
         }
         let backed_up = matches!(d.job, Job::Backup | Job::TypeBackup) && doc["ok"] == json!(true);
@@ -140,7 +147,11 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                         failed += 1;
                         doc["ok"] = json!(false);
                         doc["error"] = json!(format!("{e:#}"));
-                        human.push_str(&format!("{:<12} FAILED  to {to}: {e:#}\n", "copy"));
+                        human.push_str(&format!(
+                            "{:<12} {}  to {to}: {e:#}\n",
+                            "copy",
+                            super::terminal::paint("failed", "FAILED")
+                        ));
                     }
                 }
                 jobs.push(doc);
