@@ -49,7 +49,7 @@ pub struct CacheConfig {
 
 /// `repair`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RepairSettings {
     /// When more than this share (0 to 1) of a type's checked files is invalid, `repair`
     /// refuses without `--force`: that looks like a schema or version change, not damage.
@@ -75,6 +75,10 @@ pub struct Outputs {
     /// Days the report's charts cover.
     #[serde(default = "default_report_days")]
     pub report_days: u32,
+    /// The Prometheus textfile (node_exporter's textfile collector), relative to the config
+    /// file's folder, rewritten atomically after every run-due; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 impl Default for Outputs {
@@ -82,6 +86,7 @@ impl Default for Outputs {
         Outputs {
             report_html: None,
             report_days: default_report_days(),
+            metrics_textfile: None,
         }
     }
 }
@@ -102,7 +107,7 @@ fn default_quarantine() -> PathBuf {
 
 /// `global_settings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GlobalSettings {
     /// Size limit of all types together.
     pub max_total_size_gb: f64,
@@ -142,7 +147,7 @@ pub struct Strategies {
 
 /// `strategies.clearing`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Clearing {
     /// Strategy when none is given.
     pub default: String,
@@ -197,7 +202,7 @@ impl Default for Clearing {
 
 /// `strategies.clearing.schedule`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Schedule {
     /// Whether scheduled clearing runs.
     pub enabled: bool,
@@ -219,7 +224,7 @@ impl Default for Schedule {
 
 /// `strategies.backup`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Backup {
     /// Whether scheduled backups run.
     pub enabled: bool,
@@ -251,7 +256,7 @@ impl Default for Backup {
 
 /// `strategies.backup.retention_policy`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// keep-daily.
     pub daily_backups: i64,
@@ -328,6 +333,8 @@ pub struct Config {
     pub base: PathBuf,
     /// Absolute path of `cache.outputs.report_html`, when set.
     pub report_html: Option<PathBuf>,
+    /// Absolute path of `cache.outputs.metrics_textfile`, when set.
+    pub metrics_textfile: Option<PathBuf>,
     /// `strategies.backup.copy_to`, folders resolved against the config's folder.
     pub copy_to: Vec<String>,
 }
@@ -339,16 +346,29 @@ impl Config {
     /// [`Error::Invalid`] naming the file, the key and what was expected.
     pub fn load(path: &Path) -> Result<Config> {
         let bytes = crate::fsutil::read(path)?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let raw: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            if key.is_empty() || key == "." {
-                Error::Invalid(format!("config {}: {inner}", path.display()))
-            } else {
-                Error::Invalid(format!("config {}: {key}: {inner}", path.display()))
+        let problem = |key: String, message: String| Error::ConfigProblems {
+            file: path.to_path_buf(),
+            problems: vec![ConfigProblem { key, message }],
+        };
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| problem(String::new(), format!("not valid JSON: {e}")))?;
+        let mut problems = parse_sections(&mut value);
+        let raw: Option<ConfigFile> = match serde_path_to_error::deserialize(value) {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    key: e.path().to_string().trim_start_matches('.').to_string(),
+                    message: e.into_inner().to_string(),
+                });
+                None
             }
-        })?;
+        };
+        let Some(raw) = raw else {
+            return Err(Error::ConfigProblems {
+                file: path.to_path_buf(),
+                problems,
+            });
+        };
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -370,6 +390,12 @@ impl Config {
                 .report_html
                 .as_ref()
                 .map(|p| lexical_join(&base, p)),
+            metrics_textfile: raw
+                .cache
+                .outputs
+                .metrics_textfile
+                .as_ref()
+                .map(|p| lexical_join(&base, p)),
             copy_to: raw
                 .cache
                 .strategies
@@ -387,7 +413,13 @@ impl Config {
             base: base.clone(),
             raw,
         };
-        cfg.check()?;
+        problems.extend(cfg.problems());
+        if !problems.is_empty() {
+            return Err(Error::ConfigProblems {
+                file: path.to_path_buf(),
+                problems,
+            });
+        }
         Ok(cfg)
     }
 
@@ -401,23 +433,25 @@ impl Config {
             .into_owned()
     }
 
-    fn check(&self) -> Result<()> {
-        let bad = |key: &str, expected: &str| {
-            Err(Error::Invalid(format!(
-                "config {}: {key}: expected {expected}",
-                self.file.display()
-            )))
-        };
+    /// Every problem of a parsed config, each naming its key; none when it is sound.
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems::default();
+        self.check_settings(&mut p);
+        self.check_outputs(&mut p);
+        p.0
+    }
+
+    fn check_settings(&self, p: &mut Problems) {
         let share = self.raw.cache.repair.max_invalid_share;
         if !(0.0..=1.0).contains(&share) {
-            return bad(
+            p.bad(
                 "cache.repair.max_invalid_share",
                 "a share between 0 and 1 (0.2 is 20%)",
             );
         }
         let g = &self.raw.cache.global_settings;
         if !(g.max_total_size_gb > 0.0 && g.max_total_size_gb.is_finite()) {
-            return bad(
+            p.bad(
                 "cache.global_settings.max_total_size_gb",
                 "a positive number",
             );
@@ -436,14 +470,14 @@ impl Config {
             ),
         ] {
             if v <= 0 || v > max {
-                return bad(
+                p.bad(
                     &format!("cache.global_settings.{key}"),
                     &format!("a positive integer up to {max} (100 years), not {v}"),
                 );
             }
         }
         if !valid_ttl(g.default_ttl_hours) {
-            return bad(
+            p.bad(
                 "cache.global_settings.default_ttl_hours",
                 &ttl_expected(g.default_ttl_hours),
             );
@@ -457,42 +491,42 @@ impl Config {
             ),
         ] {
             if !STRATEGIES.contains(&s.as_str()) {
-                return bad(key, &format!("one of {}", STRATEGIES.join(", ")));
+                p.bad(key, &format!("one of {}", STRATEGIES.join(", ")));
             }
         }
         for s in &c.available {
             if !STRATEGIES.contains(&s.as_str()) {
-                return bad(
+                p.bad(
                     "cache.strategies.clearing.available",
                     &format!("only strategies among {}, not {s:?}", STRATEGIES.join(", ")),
                 );
             }
         }
         if let Err(e) = parse_cron(&c.schedule.cron) {
-            return bad(
+            p.bad(
                 "cache.strategies.clearing.schedule.cron",
                 &format!("a five-field cron expression that fires ({e})"),
             );
         }
-        for p in c.preserve.iter().flatten() {
-            if !self.raw.cache.cache_types.contains_key(p) {
-                return bad(
+        for name in c.preserve.iter().flatten() {
+            if !self.raw.cache.cache_types.contains_key(name) {
+                p.bad(
                     "cache.strategies.clearing.preserve",
-                    &format!("names of cache types, not {p:?}"),
+                    &format!("names of cache types, not {name:?}"),
                 );
             }
         }
         if !(c.load_threshold_per_core > 0.0 && c.load_threshold_per_core.is_finite()) {
-            return bad(
+            p.bad(
                 "cache.strategies.clearing.load_threshold_per_core",
                 "a positive number",
             );
         }
         if c.batch_size == 0 {
-            return bad("cache.strategies.clearing.batch_size", "a positive integer");
+            p.bad("cache.strategies.clearing.batch_size", "a positive integer");
         }
         if c.batch_pause_ms > MAX_BATCH_PAUSE_MS {
-            return bad(
+            p.bad(
                 "cache.strategies.clearing.batch_pause_ms",
                 &format!(
                     "a pause of at most {MAX_BATCH_PAUSE_MS} ms (one hour), not {}",
@@ -502,7 +536,7 @@ impl Config {
         }
         let b = &self.raw.cache.strategies.backup;
         if !["hourly", "daily", "weekly"].contains(&b.frequency.as_str()) {
-            return bad(
+            p.bad(
                 "cache.strategies.backup.frequency",
                 "\"hourly\", \"daily\" or \"weekly\"",
             );
@@ -510,27 +544,28 @@ impl Config {
         for (i, to) in self.copy_to.iter().enumerate() {
             let key = format!("cache.strategies.backup.copy_to[{i}]");
             if to.is_empty() {
-                return bad(&key, "a folder or an s3: URL, not an empty string");
+                p.bad(&key, "a folder or an s3: URL, not an empty string");
+                continue;
             }
             #[cfg(feature = "s3")]
             if to.starts_with("s3:") {
                 if let Err(e) = crate::backend::s3::S3Location::parse(to) {
-                    return bad(&key, &format!("a valid s3: URL ({e})"));
+                    p.bad(&key, &format!("a valid s3: URL ({e})"));
                 }
             }
             if !to.starts_with("s3:") && crate::backend::is_url(to) {
-                return bad(
+                p.bad(
                     &key,
                     "a folder or an s3: URL (no other kind of URL is supported)",
                 );
             }
             if Path::new(to) == self.repository {
-                return bad(&key, "another repository than cache.repository");
+                p.bad(&key, "another repository than cache.repository");
             }
             if !crate::backend::is_url(to)
                 && (Path::new(to).starts_with(&self.root) || self.root.starts_with(to))
             {
-                return bad(
+                p.bad(
                     &key,
                     "a folder that neither is, holds nor lies in the cache root",
                 );
@@ -543,7 +578,7 @@ impl Config {
             ("monthly_backups", r.monthly_backups),
         ] {
             if v < -1 {
-                return bad(
+                p.bad(
                     &format!("cache.strategies.backup.retention_policy.{key}"),
                     "a count >= 0, or -1 for unlimited",
                 );
@@ -553,26 +588,26 @@ impl Config {
         for (name, t) in &self.raw.cache.cache_types {
             let key = |k: &str| format!("cache.cache_types.{name}.{k}");
             if !valid_ttl(t.ttl_hours) {
-                return bad(&key("ttl_hours"), &ttl_expected(t.ttl_hours));
+                p.bad(&key("ttl_hours"), &ttl_expected(t.ttl_hours));
             }
             if !(t.max_size_mb > 0.0 && t.max_size_mb.is_finite()) {
-                return bad(&key("max_size_mb"), "a positive number of megabytes");
+                p.bad(&key("max_size_mb"), "a positive number of megabytes");
             }
             if !STRATEGIES.contains(&t.cleanup_strategy.as_str()) {
-                return bad(
+                p.bad(
                     &key("cleanup_strategy"),
                     &format!("one of {}", STRATEGIES.join(", ")),
                 );
             }
             if let Some(f) = &t.backup_frequency {
                 if !["hourly", "daily", "weekly"].contains(&f.as_str()) {
-                    return bad(
+                    p.bad(
                         &key("backup_frequency"),
                         &format!("\"hourly\", \"daily\" or \"weekly\", not {f:?}"),
                     );
                 }
                 if !t.backup_enabled {
-                    return bad(
+                    p.bad(
                         &key("backup_frequency"),
                         "no frequency while backup_enabled is false (the type is never backed up)",
                     );
@@ -583,7 +618,7 @@ impl Config {
                     .components()
                     .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {
-                return bad(
+                p.bad(
                     &key("path"),
                     "a relative path inside the cache root without '..'",
                 );
@@ -592,7 +627,7 @@ impl Config {
             // folder would make one of them (and its policies, `preserve` included) vanish.
             let folder: PathBuf = t.path.components().collect();
             if let Some(other) = folders.insert(folder, name) {
-                return bad(
+                p.bad(
                     &key("path"),
                     &format!(
                         "a folder of its own ({other} uses {} already)",
@@ -603,7 +638,7 @@ impl Config {
             if let Some(schema) = &t.schema {
                 let file = self.schema_path(schema);
                 if let Err(e) = load_schema(&file) {
-                    return bad(
+                    p.bad(
                         &key("schema"),
                         &format!("a readable JSON Schema file ({e})"),
                     );
@@ -611,7 +646,7 @@ impl Config {
             }
             let dir = self.root.join(&t.path);
             if self.repository.starts_with(&dir) {
-                return bad(
+                p.bad(
                     "cache.repository",
                     &format!(
                         "a folder outside every cache folder (it lies inside {name}'s {})",
@@ -621,28 +656,23 @@ impl Config {
             }
         }
         if self.root.parent().is_none() {
-            return bad("cache.root", "a cache folder, not the file system root");
+            p.bad("cache.root", "a cache folder, not the file system root");
         }
-        self.check_outputs()?;
         if self.repository == self.root || self.root.starts_with(&self.repository) {
-            return bad(
+            p.bad(
                 "cache.repository",
                 "a folder that neither is nor contains the cache root",
             );
         }
-        Ok(())
     }
 
-    fn check_outputs(&self) -> Result<()> {
-        let bad = |key: &str, expected: String| {
-            Err(Error::Invalid(format!(
-                "config {}: cache.outputs.{key}: expected {expected}",
-                self.file.display()
-            )))
+    fn check_outputs(&self, p: &mut Problems) {
+        let mut bad = |key: &str, expected: String| {
+            p.bad(&format!("cache.outputs.{key}"), &expected);
         };
         let o = &self.raw.cache.outputs;
         if !(1..=MAX_REPORT_DAYS).contains(&o.report_days) {
-            return bad(
+            bad(
                 "report_days",
                 format!(
                     "a number of days from 1 to {MAX_REPORT_DAYS}, not {}",
@@ -650,19 +680,30 @@ impl Config {
                 ),
             );
         }
-        if let (Some(raw), Some(path)) = (&o.report_html, &self.report_html) {
+        let outputs = [
+            ("report_html", &o.report_html, &self.report_html),
+            (
+                "metrics_textfile",
+                &o.metrics_textfile,
+                &self.metrics_textfile,
+            ),
+        ];
+        for (key, raw, path) in outputs {
+            let (Some(raw), Some(path)) = (raw, path) else {
+                continue;
+            };
             if raw.as_os_str().is_empty()
                 || path.file_name().is_none()
                 || raw.as_os_str().as_encoded_bytes().ends_with(b"/")
             {
-                return bad("report_html", format!("a file name, not {raw:?}"));
+                bad(key, format!("a file name, not {raw:?}"));
             }
-            // The report is not cache data: inside a cache folder it would be backed up,
+            // An output is not cache data: inside a cache folder it would be backed up,
             // cleared and undone with it; inside the repository, prune's business.
             let inside = |dir: &Path| path.starts_with(dir);
             if inside(&self.repository) {
-                return bad(
-                    "report_html",
+                bad(
+                    key,
                     format!(
                         "a file outside the repository {}",
                         self.repository.display()
@@ -676,8 +717,8 @@ impl Config {
                 .iter()
                 .find(|(_, t)| inside(&self.type_dir(t)))
             {
-                return bad(
-                    "report_html",
+                bad(
+                    key,
                     format!(
                         "a file outside every cache folder (it lies inside {name}'s {})",
                         self.type_dir(t).display()
@@ -685,7 +726,6 @@ impl Config {
                 );
             }
         }
-        Ok(())
     }
 
     /// Types the `selective` strategy preserves and size-based eviction never empties.
@@ -857,6 +897,124 @@ const MAX_HOURS: i64 = 100 * 366 * 24;
 const MAX_DAYS: i64 = 100 * 366;
 /// Longest pause between clearing batches: an hour.
 const MAX_BATCH_PAUSE_MS: u64 = 3_600_000;
+
+/// One thing wrong in a config file: the key path (`cache.cache_types.amazon_cache.ttl_hours`)
+/// and what was expected there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigProblem {
+    /// Dotted path of the key; empty for the file as a whole.
+    pub key: String,
+    /// What is wrong, in words (`expected ...`).
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// The problems found so far: every check adds to it instead of stopping at the first.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn bad(&mut self, key: &str, expected: &str) {
+        self.0.push(ConfigProblem {
+            key: key.to_string(),
+            message: format!("expected {expected}"),
+        });
+    }
+}
+
+/// Fills in the per-type keys that have a default (`ttl_hours` from
+/// `global_settings.default_ttl_hours`, `backup_enabled` and `validation_enabled` true,
+/// `cleanup_strategy` from `strategies.clearing.default`), then reads each section of `cache`
+/// and each cache type on its own: one that does not read is reported under its key and
+/// left out, so that one run names every problem instead of the first. Sections left out
+/// take their defaults for the checks that follow; the load fails all the same.
+fn parse_sections(value: &mut serde_json::Value) -> Vec<ConfigProblem> {
+    use serde_json::Value;
+    fn try_section<T: serde::de::DeserializeOwned>(
+        v: &Value,
+        prefix: &str,
+        out: &mut Vec<ConfigProblem>,
+    ) -> bool {
+        match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            Ok(_) => true,
+            Err(e) => {
+                let inner = e.path().to_string();
+                let key = if inner.is_empty() || inner == "." {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}.{inner}")
+                };
+                out.push(ConfigProblem {
+                    key,
+                    message: e.into_inner().to_string(),
+                });
+                false
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let Some(cache) = value.get_mut("cache").and_then(Value::as_object_mut) else {
+        return out;
+    };
+    let ttl = cache
+        .get("global_settings")
+        .and_then(|g| g.get("default_ttl_hours"))
+        .filter(|v| v.is_i64())
+        .cloned()
+        .unwrap_or_else(|| GlobalSettings::default().default_ttl_hours.into());
+    let strategy = cache
+        .get("strategies")
+        .and_then(|s| s.get("clearing"))
+        .and_then(|c| c.get("default"))
+        .filter(|v| v.is_string())
+        .cloned()
+        .unwrap_or_else(|| Clearing::default().default.into());
+    if let Some(types) = cache.get_mut("cache_types").and_then(Value::as_object_mut) {
+        let mut broken = Vec::new();
+        for (name, t) in types.iter_mut() {
+            if let Some(t) = t.as_object_mut() {
+                t.entry("ttl_hours").or_insert_with(|| ttl.clone());
+                t.entry("backup_enabled").or_insert(Value::Bool(true));
+                t.entry("validation_enabled").or_insert(Value::Bool(true));
+                t.entry("cleanup_strategy")
+                    .or_insert_with(|| strategy.clone());
+            }
+            if !try_section::<CacheType>(t, &format!("cache.cache_types.{name}"), &mut out) {
+                broken.push(name.clone());
+            }
+        }
+        for name in broken {
+            types.remove(&name);
+        }
+    }
+    let mut broken = Vec::new();
+    for (key, v) in cache.iter() {
+        let prefix = format!("cache.{key}");
+        let ok = match key.as_str() {
+            "global_settings" => try_section::<GlobalSettings>(v, &prefix, &mut out),
+            "strategies" => try_section::<Strategies>(v, &prefix, &mut out),
+            "repair" => try_section::<RepairSettings>(v, &prefix, &mut out),
+            "outputs" => try_section::<Outputs>(v, &prefix, &mut out),
+            _ => true,
+        };
+        if !ok {
+            broken.push(key.clone());
+        }
+    }
+    for key in broken {
+        cache.remove(&key);
+    }
+    out
+}
 
 fn valid_ttl(hours: i64) -> bool {
     hours == -1 || (1..=MAX_HOURS).contains(&hours)

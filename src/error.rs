@@ -93,6 +93,15 @@ pub enum Error {
     /// Invalid input from the caller (config, arguments).
     #[error("{0}")]
     Invalid(String),
+    /// A config file with problems, every one of them named by its key (see
+    /// [`crate::config::ConfigProblem`]).
+    #[error("{}", config_problems_text(.file, .problems))]
+    ConfigProblems {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong, each under its key path.
+        problems: Vec<crate::config::ConfigProblem>,
+    },
     /// A signal asked the operation to stop; it stopped at a safe point.
     #[error("interrupted by signal {signal}; stopped at a safe point")]
     Interrupted {
@@ -162,5 +171,19 @@ impl Error {
     /// Shorthand for a [`Error::Corrupt`].
     pub fn corrupt(what: impl Into<String>) -> Error {
         Error::Corrupt { what: what.into() }
+    }
+}
+
+/// One problem on one line, as before; several as a list under the file's name.
+fn config_problems_text(file: &Path, problems: &[crate::config::ConfigProblem]) -> String {
+    match problems {
+        [one] => format!("config {}: {one}", file.display()),
+        many => {
+            let mut s = format!("config {}: {} problems:", file.display(), many.len());
+            for p in many {
+                s.push_str(&format!("\n  - {p}"));
+            }
+            s
+        }
     }
 }

@@ -104,7 +104,11 @@ pub fn write_atomic_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<()>
 /// Renames a synced temp file into place and fsyncs the directory.
 pub fn persist(tmp: &Path, path: &Path) -> Result<()> {
     fs::rename(tmp, path).map_err(Error::io(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
 }
 
 /// Opens a file for reading without updating its access time where the kernel permits

@@ -222,6 +222,24 @@ pub struct Input {
     /// The cache root and the repository, when the repository lies on the same file system
     /// as the cache root and no copy is configured: one disk failure takes both.
     pub same_disk: Option<(PathBuf, PathBuf)>,
+    /// The last full validation and the files changed since it; `None` without a config.
+    pub validation: Option<ValidationInput>,
+}
+
+/// What health knows of validation: when the last full one ran, and what a check of only the
+/// files modified since found.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationInput {
+    /// `global_settings.validation_interval_hours`.
+    pub interval_hours: i64,
+    /// Wall-clock time of the last full validation (`validate` or run-due's job), if any.
+    pub last_full: Option<DateTime<Utc>>,
+    /// Files modified (mtime or ctime) since then, checked now.
+    pub checked_since: u64,
+    /// Those of them that are invalid, as `path (reason: detail)`.
+    pub invalid_since: Vec<String>,
+    /// Why the modified files could not be checked, if they could not.
+    pub error: Option<String>,
 }
 
 /// The damage a listing and the index loader met, in words with the command that helps.
@@ -434,6 +452,10 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         }
     }
 
+    if let Some(v) = &input.validation {
+        check_validation(v, input.now, &mut checks, &mut add);
+    }
+
     if let Some(b) = &input.backup {
         checks.push("backup".into());
         let period = b.frequency.period();
@@ -532,6 +554,24 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
         );
     }
 
+    let deferrals = crate::journal::deferrals_in_a_row(&input.journal);
+    if input
+        .journal
+        .iter()
+        .any(|e| e.operation == crate::journal::job_operation("clearing"))
+    {
+        checks.push("clearing".into());
+    }
+    if deferrals >= crate::journal::DEFERRALS_WARNING {
+        add(
+            Level::Warning,
+            "clearing",
+            format!(
+                "the scheduled clear was deferred {deferrals} times in a row (the machine was busy each time): raise strategies.clearing.load_threshold_per_core, move strategies.clearing.schedule.cron to a quieter hour, or run `cachevault clear` by hand"
+            ),
+        );
+    }
+
     checks.push("journal".into());
     // A deferred clear (the machine was busy) changed nothing by design: neither a failure
     // nor a success of its kind.
@@ -584,6 +624,64 @@ pub fn evaluate(input: &Input, t: &Thresholds) -> Report {
     }
 }
 
+/// The age of the last full validation against its interval, and the files modified since it
+/// that are invalid now.
+fn check_validation(
+    v: &ValidationInput,
+    now: DateTime<Utc>,
+    checks: &mut Vec<String>,
+    add: &mut impl FnMut(Level, &str, String),
+) {
+    checks.push("validation_age".into());
+    match v.last_full {
+        None => add(
+            Level::Warning,
+            "validation_age",
+            "no full validation yet: run `cachevault validate` (run-due runs it every validation_interval_hours)".into(),
+        ),
+        Some(last) => {
+            let age = now.signed_duration_since(last);
+            if age > Duration::hours(v.interval_hours) {
+                add(
+                    Level::Warning,
+                    "validation_age",
+                    format!(
+                        "the last full validation was {} ago ({}), more than validation_interval_hours ({} h)",
+                        crate::units::human_duration(age.num_seconds()),
+                        last.to_rfc3339(),
+                        v.interval_hours
+                    ),
+                );
+            }
+            checks.push("modified_files".into());
+            if let Some(e) = &v.error {
+                add(
+                    Level::Warning,
+                    "modified_files",
+                    format!("the files modified since the last full validation could not be checked: {e}"),
+                );
+            }
+            if !v.invalid_since.is_empty() {
+                const SHOWN: usize = 10;
+                let mut names = v.invalid_since[..v.invalid_since.len().min(SHOWN)].join(", ");
+                if v.invalid_since.len() > SHOWN {
+                    names.push_str(&format!(", and {} more", v.invalid_since.len() - SHOWN));
+                }
+                add(
+                    Level::Warning,
+                    "modified_files",
+                    format!(
+                        "{} of the {} cache files modified since the last full validation ({}) are invalid: {names}; run `cachevault repair`",
+                        v.invalid_since.len(),
+                        v.checked_since,
+                        last.to_rfc3339()
+                    ),
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +707,7 @@ mod tests {
             future_snapshots: vec![],
             damage: vec![],
             same_disk: None,
+            validation: None,
         }
     }
 

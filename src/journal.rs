@@ -16,8 +16,38 @@ pub fn job_operation(job: &str) -> String {
     format!("{RUN_DUE_JOB_PREFIX}{job}")
 }
 
+/// Steps of the optimization job, journaled beside it (`run-due:forget`, ...): parts of the
+/// `run-due:optimization` entry, not jobs of their own.
+pub const RUN_DUE_STEPS: [&str; 3] = ["forget", "prune", "size_limits"];
+
+/// Whether `operation` is one of [`RUN_DUE_STEPS`].
+pub fn is_run_due_step(operation: &str) -> bool {
+    operation
+        .strip_prefix(RUN_DUE_JOB_PREFIX)
+        .is_some_and(|s| RUN_DUE_STEPS.contains(&s))
+}
+
 /// Prefix of the operation names of run-due's per-job entries.
 pub const RUN_DUE_JOB_PREFIX: &str = "run-due:";
+
+/// How many of run-due's scheduled clears in a row, up to the newest, were deferred (the
+/// machine was busy each time): 0 when the newest ran or failed, or none was journaled.
+/// `entries` in any order.
+pub fn deferrals_in_a_row(entries: &[JournalEntry]) -> usize {
+    let clearing = job_operation("clearing");
+    let mut clears: Vec<&JournalEntry> =
+        entries.iter().filter(|e| e.operation == clearing).collect();
+    clears.sort_by_key(|e| e.time);
+    clears
+        .iter()
+        .rev()
+        .take_while(|e| e.result == "deferred")
+        .count()
+}
+
+/// After this many deferred scheduled clears in a row, health warns and run-due says so: the
+/// machine is never idle at the scheduled time, and the cache only grows.
+pub const DEFERRALS_WARNING: usize = 3;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@ pub mod id;
 pub mod inplace;
 pub mod journal;
 pub mod manifest;
+pub mod metrics;
 pub(crate) mod net;
 pub mod operation;
 mod progress;

@@ -565,9 +565,15 @@ pub fn prometheus(stats: &Stats) -> String {
         per_type(&|t| Some(t.past_ttl_bytes as f64)),
     );
     family(
-        "cache_ttl_hours",
-        "TTL of a cache type in hours; -1 never expires.",
-        per_type(&|t| Some(t.ttl_hours as f64)),
+        "cache_ttl_seconds",
+        "TTL of a cache type in seconds (ttl_hours * 3600); -1 never expires.",
+        per_type(&|t| {
+            Some(if t.ttl_hours < 0 {
+                -1.0
+            } else {
+                t.ttl_hours as f64 * 3600.0
+            })
+        }),
     );
     family(
         "cache_oldest_mtime_seconds",
@@ -605,7 +611,7 @@ pub fn prometheus(stats: &Stats) -> String {
             one(r.stored_bytes as f64),
         );
         family(
-            "repository_bytes_before_dedup",
+            "repository_before_dedup_bytes",
             "Sum over snapshots of their file content, before deduplication and compression.",
             one(r.bytes_before_dedup as f64),
         );
@@ -625,8 +631,8 @@ pub fn prometheus(stats: &Stats) -> String {
             maybe(r.compression_ratio),
         );
         family(
-            "repository_growth_bytes_per_day",
-            "Bytes added to the repository per day over a recent window.",
+            "repository_daily_growth_bytes",
+            "Bytes added to the repository per day, averaged over a recent window (label window).",
             r.growth
                 .values()
                 .map(|g| (format!("{{window=\"{}d\"}}", g.days), g.bytes_per_day))
@@ -657,7 +663,7 @@ pub fn prometheus(stats: &Stats) -> String {
 }
 
 /// A sample value as Prometheus parses it (Go's float syntax).
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
@@ -670,7 +676,7 @@ fn number(v: f64) -> String {
 }
 
 /// Escapes a label value: backslash, double quote and newline.
-fn label_value(s: &str) -> String {
+pub(crate) fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

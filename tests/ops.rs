@@ -409,7 +409,11 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             let name = parts.next().unwrap().to_string();
-            assert_eq!(parts.next(), Some("gauge"), "{line}");
+            let kind = parts.next();
+            assert!(
+                kind == Some("gauge") || (kind == Some("counter") && name.ends_with("_total")),
+                "{line}"
+            );
             typed.insert(name);
             continue;
         }
@@ -511,7 +515,7 @@ fn prometheus_file_parses_and_is_replaced_atomically() {
         1.0
     );
     assert_eq!(samples["cachevault_repository_snapshots"], 1.0);
-    assert!(samples.contains_key("cachevault_repository_growth_bytes_per_day{window=\"7d\"}"));
+    assert!(samples.contains_key("cachevault_repository_daily_growth_bytes{window=\"7d\"}"));
     assert!(samples.contains_key("cachevault_repository_dedup_ratio"));
 
     // Rewrites replace the file by rename (a new inode), never in place, and leave no
@@ -610,6 +614,8 @@ fn health_exit_codes_follow_backup_age() {
     );
     t.write("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_1.json", "{}");
     json_cfg(&cfg, &["init"], 0);
+    // A full validation just ran: its age is no finding here.
+    json_cfg(&cfg, &["validate"], 0);
 
     // No backup yet: warning.
     let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Warning));
@@ -704,15 +710,18 @@ fn health_flags_a_type_over_its_size_limit() {
         ],
         "daily",
     );
-    t.write("OUTPUTS/small/a.json", vec![b' '; 1100]);
+    // Valid JSON of the sizes wanted: only the size check may find anything.
+    let sized = |n: usize| format!("{{\"x\": \"{}\"}}", "a".repeat(n - 9));
+    t.write("OUTPUTS/small/a.json", sized(1100));
     t.write("OUTPUTS/big/b.json", "{}");
     json_cfg(&cfg, &["init"], 0);
     json_cfg(&cfg, &["snapshot"], 0);
+    json_cfg(&cfg, &["validate"], 0);
     let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "size")], "{h}");
     assert!(h["reasons"].to_string().contains("small: "), "{h}");
 
-    t.write("OUTPUTS/small/a.json", vec![b' '; 2048]);
+    t.write("OUTPUTS/small/a.json", sized(2048));
     let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Critical));
     assert_eq!(checks_with_reasons(&h), [pair("critical", "size")], "{h}");
 }
@@ -868,6 +877,7 @@ fn health_warns_when_the_repository_shares_the_cache_disk_and_no_copy_is_configu
     t.write("OUTPUTS/FBA_ANALYSIS/amazon_cache/amazon_1.json", "{}");
     json_cfg(&cfg, &["init"], 0);
     json_cfg(&cfg, &["snapshot"], 0);
+    json_cfg(&cfg, &["validate"], 0);
     let h = json_cfg(&cfg, &["health"], expected_health(&t, Level::Warning));
     let one_disk: Vec<_> = h["reasons"]
         .as_array()

@@ -253,6 +253,11 @@ fn a_month_of_runs_rendered_and_opened_in_chromium() {
         .unwrap()
         .iter()
         .filter(|o| o["operation"].as_str().unwrap().starts_with("run-due:"))
+        // The optimization's steps are part of its cell.
+        .filter(|o| {
+            !["run-due:forget", "run-due:prune", "run-due:size_limits"]
+                .contains(&o["operation"].as_str().unwrap())
+        })
         .collect();
     let failed_validation = jobs
         .iter()

@@ -156,9 +156,21 @@ fn jobs_run_once_per_period_across_simulated_days() {
             "run-due:clearing",
             "run-due:validation",
             "validate",
-            "run-due:optimization"
+            "run-due:optimization",
+            // The optimization job's steps, each on an entry of its own.
+            "run-due:forget",
+            "run-due:prune",
+            "run-due:size_limits"
         ]
     );
+    for step in &d1_entries[6..] {
+        assert_eq!(step["result"], "ok", "{step}");
+        assert!(step["seconds"].as_f64().unwrap() >= 0.0, "{step}");
+        assert!(step["bytes"].as_i64().unwrap() <= 0, "{step}");
+    }
+    assert!(d1_entries[6]["details"]["forgotten"].is_number());
+    assert!(d1_entries[7]["details"]["bytes_freed"].is_number());
+    assert_eq!(d1_entries[8]["details"]["strategy"], "size_based");
     for e in &d1_entries {
         assert!(
             e["now"]

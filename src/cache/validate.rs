@@ -215,6 +215,8 @@ pub struct Rules<'a> {
     types: BTreeMap<String, TypeRules>,
     /// Whether every validated type was selected (state files anywhere are checked then).
     all: bool,
+    /// Only files whose mtime or ctime is later than this (nanoseconds since the epoch).
+    changed_since_ns: Option<i128>,
 }
 
 impl<'a> Rules<'a> {
@@ -269,12 +271,23 @@ impl<'a> Rules<'a> {
             cfg,
             types,
             all: opts.types.is_empty(),
+            changed_since_ns: None,
         })
     }
 
     /// The names of the cache types checked.
     pub fn type_names(&self) -> Vec<String> {
         self.types.keys().cloned().collect()
+    }
+
+    /// Restricts validation to the files modified (mtime) or changed (ctime: a rename, a
+    /// `touch -m` back in time) after `t`: health's cheap check of what appeared since the
+    /// last full validation.
+    pub fn changed_since(mut self, t: chrono::DateTime<chrono::Utc>) -> Rules<'a> {
+        self.changed_since_ns = Some(
+            i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos()),
+        );
+        self
     }
 
     /// The config the rules come from.
@@ -443,9 +456,26 @@ impl<'a> Rules<'a> {
         }
         // Sizes (for scheduling and progress) are fetched in parallel: tens of thousands of
         // stats in the walking thread would be a serial part of the run.
-        out.par_iter_mut().for_each(|c| {
-            c.size = std::fs::symlink_metadata(&c.abs).map_or(0, |m| m.len());
-        });
+        let since = self.changed_since_ns;
+        let changed: Vec<bool> = out
+            .par_iter_mut()
+            .map(|c| {
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::symlink_metadata(&c.abs).ok();
+                c.size = meta.as_ref().map_or(0, |m| m.len());
+                let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+                match (since, meta) {
+                    (None, _) => true,
+                    // Gone since the walk: nothing to check.
+                    (Some(_), None) => false,
+                    (Some(t), Some(m)) => {
+                        ns(m.mtime(), m.mtime_nsec()) > t || ns(m.ctime(), m.ctime_nsec()) > t
+                    }
+                }
+            })
+            .collect();
+        let mut keep = changed.into_iter();
+        out.retain(|_| keep.next().unwrap_or(false));
         out.sort_by(|a, b| a.rel.cmp(&b.rel));
         Ok((out, errors))
     }

@@ -795,6 +795,10 @@ pub struct ScheduleArgs {
     #[arg(long, default_value_t = 15, value_name = "MINUTES",
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub every: u32,
+    /// The cachevault binary the schedule runs (default: the one invoked, as invoked:
+    /// found on PATH when called by its bare name).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
 }
 
 /// `run-due`.

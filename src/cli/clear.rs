@@ -1,6 +1,6 @@
 //! `clear`, `undo` and `warm`.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use cachevault::clear::{self, Action, ClearOptions, Strategy};
@@ -12,9 +12,8 @@ use super::args::{ClearArgs, UndoArgs, WarmArgs};
 use super::{bytes, exit, parse_time, table, Ctx, Outcome};
 
 fn config(ctx: &Ctx, what: &str) -> Result<Config> {
-    ctx.config
-        .clone()
-        .ok_or_else(|| anyhow!("{what} needs --config FILE (or CACHEVAULT_CONFIG): it is the config that says what each cache type is"))
+    ctx.need_config(what, "it is the config that says what each cache type is")
+        .cloned()
 }
 
 fn load_average() -> Option<f64> {

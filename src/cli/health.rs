@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 
-use cachevault::health::{self, BackupInput, Disk, Frequency, Input, SizeUsage, Thresholds};
+use cachevault::health::{
+    self, BackupInput, Disk, Frequency, Input, SizeUsage, Thresholds, ValidationInput,
+};
 use cachevault::journal::JournalEntry;
 use cachevault::manifest::Manifest;
 use cachevault::stats::{TotalStats, TypeStats};
@@ -72,6 +74,42 @@ fn invalid_cache_files(journal: &[JournalEntry]) -> Option<usize> {
         .map(|n| n as usize)
 }
 
+/// The last full validation (journal: `validate`, written by the command and by run-due's
+/// job) and a check of only the cache files modified since it: cheap, and it finds a file
+/// broken after the last validation without re-reading the whole cache.
+fn validation_input(cfg: &cachevault::config::Config, journal: &[JournalEntry]) -> ValidationInput {
+    use cachevault::cache::validate::{self, Rules, ValidateOptions};
+    let last_full = journal
+        .iter()
+        .filter(|e| e.operation == "validate" && e.exit_code <= super::exit::PARTIAL)
+        .map(|e| e.time.with_timezone(&Utc))
+        .max();
+    let mut v = ValidationInput {
+        interval_hours: cfg.raw.cache.global_settings.validation_interval_hours,
+        last_full,
+        ..ValidationInput::default()
+    };
+    let Some(since) = last_full else { return v };
+    let report = Rules::compile(cfg, &ValidateOptions::default())
+        .map(|rules| rules.changed_since(since))
+        .and_then(|rules| validate::validate_with(&rules, &cachevault::NoProgress));
+    match report {
+        Ok(r) => {
+            v.checked_since = r.checked;
+            v.invalid_since = r
+                .invalid
+                .iter()
+                .map(|f| format!("{} ({}: {})", f.path.display(), f.reason.as_str(), f.detail))
+                .collect();
+            if !r.errors.is_empty() {
+                v.error = Some(r.errors.join("; "));
+            }
+        }
+        Err(e) => v.error = Some(e.to_string()),
+    }
+    v
+}
+
 /// Everything health's checks judge, at `now`: free space measured here, the rest from `g`.
 pub fn input(ctx: &Ctx, now: DateTime<Utc>, g: &Gathered) -> Result<Input> {
     let cfg = ctx.config.as_ref();
@@ -129,7 +167,10 @@ pub fn input(ctx: &Ctx, now: DateTime<Utc>, g: &Gathered) -> Result<Input> {
             })
         });
 
+    let validation = cfg.map(|c| validation_input(c, &g.journal));
+
     Ok(Input {
+        validation,
         now,
         disks,
         sizes,
@@ -166,7 +207,10 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
     let doc = serde_json::to_value(&report)?;
     let mut human = format!(
         "{}: {}\n",
-        report.status.as_str().to_uppercase(),
+        super::terminal::paint(
+            report.status.as_str(),
+            &report.status.as_str().to_uppercase()
+        ),
         if report.reasons.is_empty() {
             format!("all checks passed ({})", report.checks.join(", "))
         } else {
@@ -183,7 +227,7 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<Outcome> {
             .iter()
             .map(|r| {
                 vec![
-                    r.level.as_str().to_string(),
+                    super::terminal::paint(r.level.as_str(), r.level.as_str()),
                     r.check.clone(),
                     r.message.clone(),
                 ]

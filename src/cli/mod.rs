@@ -24,6 +24,7 @@ mod run_due;
 mod schedule;
 mod snapshot;
 mod stats;
+mod terminal;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -62,6 +63,8 @@ pub mod exit {
 pub struct Ctx {
     pub cli: Cli,
     pub config: Option<Config>,
+    /// Where a config was looked for when none was named (commands that need one).
+    pub looked: Vec<PathBuf>,
 }
 
 /// What a command produced: a JSON value for `--json`, human text otherwise, and the exit code.
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
     let quiet = cli.quiet;
     // stdout of `dump` is data: no document, not even an error's, may be mixed into it.
     let raw_stdout = matches!(cli.command, Command::Dump(_));
+    terminal::init(json);
     let started = std::time::Instant::now();
     let start_time = now();
     let result = Ctx::new(cli).and_then(|ctx| {
@@ -177,20 +181,46 @@ pub fn main() -> ExitCode {
             }
             eprintln!("cachevault: error: {e:#}");
             if json && !raw_stdout {
-                print_error_json(&format!("{e:#}"), code, kind_for(&e));
+                let mut doc = error_doc(&format!("{e:#}"), code, kind_for(&e));
+                if let Some(problems) = config_problems(&e) {
+                    doc["problems"] = serde_json::json!(problems);
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("serialises")
+                );
             }
             ExitCode::from(code)
         }
     }
 }
 
-/// Prints the one `--json` document of a failure: `{"error", "exit_code", "kind"}`.
+/// The one `--json` document of a failure: `{"error", "exit_code", "kind"}`.
+fn error_doc(message: &str, code: u8, kind: &str) -> serde_json::Value {
+    serde_json::json!({"error": message, "exit_code": code, "kind": kind})
+}
+
+/// Prints [`error_doc`].
 fn print_error_json(message: &str, code: u8, kind: &str) {
-    let doc = serde_json::json!({"error": message, "exit_code": code, "kind": kind});
     println!(
         "{}",
-        serde_json::to_string_pretty(&doc).expect("serialises")
+        serde_json::to_string_pretty(&error_doc(message, code, kind)).expect("serialises")
     );
+}
+
+/// Every problem of a config that did not load, for the error document's `problems`.
+fn config_problems(e: &anyhow::Error) -> Option<&[cachevault::config::ConfigProblem]> {
+    // The config marker is transparent: the library error it holds is not in the chain.
+    e.chain().find_map(|c| {
+        let err = c
+            .downcast_ref::<ConfigError>()
+            .map(|c| &c.0)
+            .or_else(|| c.downcast_ref::<Error>());
+        match err {
+            Some(Error::ConfigProblems { problems, .. }) => Some(problems.as_slice()),
+            _ => None,
+        }
+    })
 }
 
 /// Records the operation in the repository's journal (operations that change or verify
@@ -497,6 +527,68 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
     }
 }
 
+/// Whether the command cannot work without a config: only these look for one beyond
+/// `--config` and `CACHEVAULT_CONFIG` ([`discover_config`]); the others take one when given.
+fn needs_config(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::RunDue(_)
+            | Command::Validate(_)
+            | Command::Repair(_)
+            | Command::Config { .. }
+            | Command::Schedule(_)
+            | Command::Clear(_)
+            | Command::Undo(_)
+            | Command::Warm(_)
+    )
+}
+
+/// Where a command that needs a config looks when neither `--config` nor `CACHEVAULT_CONFIG`
+/// names one, in order: `./cachevault.json`, then `$XDG_CONFIG_HOME/cachevault/cachevault.json`
+/// (`~/.config/cachevault/cachevault.json` when `XDG_CONFIG_HOME` is unset or relative).
+fn config_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        out.push(cwd.join("cachevault.json"));
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        });
+    if let Some(dir) = xdg {
+        out.push(dir.join("cachevault").join("cachevault.json"));
+    }
+    out
+}
+
+/// The first candidate that exists, and every place looked at.
+fn discover_config() -> (Option<PathBuf>, Vec<PathBuf>) {
+    let candidates = config_candidates();
+    let found = candidates.iter().find(|p| p.is_file()).cloned();
+    (found, candidates)
+}
+
+/// Loads the config named by `--config`/`CACHEVAULT_CONFIG`; a file that is not there is a
+/// config error that says where it was looked for.
+fn load_named_config(p: &std::path::Path) -> Result<Config> {
+    if !p.exists() {
+        let abs = std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf());
+        return Err(ConfigError(Error::Invalid(format!(
+            "config file {} not found (named by --config or CACHEVAULT_CONFIG; looked at {})",
+            p.display(),
+            abs.display()
+        )))
+        .into());
+    }
+    Ok(Config::load(p).map_err(ConfigError)?)
+}
+
 impl Ctx {
     fn new(cli: Cli) -> Result<Ctx> {
         use cachevault::crypto::{set_password_source, PasswordSource, Role};
@@ -514,11 +606,46 @@ impl Ctx {
                 set_password_source(Role::From, PasswordSource::Command(c.clone()));
             }
         }
+        let mut looked = Vec::new();
         let config = match &cli.config {
-            Some(p) => Some(Config::load(p).map_err(ConfigError)?),
+            Some(p) => Some(load_named_config(p)?),
+            None if needs_config(&cli.command) => {
+                let (found, candidates) = discover_config();
+                looked = candidates;
+                match found {
+                    Some(p) => Some(Config::load(&p).map_err(ConfigError)?),
+                    None => None,
+                }
+            }
             None => None,
         };
-        Ok(Ctx { cli, config })
+        Ok(Ctx {
+            cli,
+            config,
+            looked,
+        })
+    }
+
+    /// The config of a command that cannot work without one; without one, a config error
+    /// (kind `config`) saying why it is needed and every place it was looked for.
+    pub fn need_config(&self, command: &str, why: &str) -> Result<&Config> {
+        if let Some(c) = &self.config {
+            return Ok(c);
+        }
+        let places: Vec<String> = self
+            .looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        Err(ConfigError(Error::Invalid(format!(
+            "{command} needs --config FILE (or CACHEVAULT_CONFIG): {why}; no config given, and none found at {}",
+            if places.is_empty() {
+                "any default place".to_string()
+            } else {
+                places.join(", ")
+            }
+        )))
+        .into())
     }
 
     /// The repository path: `--repo`, `CACHEVAULT_REPO`, or the config's.
@@ -674,10 +801,7 @@ impl Ctx {
 }
 
 fn config_check(ctx: &Ctx) -> Result<Outcome> {
-    let cfg = ctx
-        .config
-        .as_ref()
-        .ok_or_else(|| anyhow!("config check needs --config FILE (or CACHEVAULT_CONFIG)"))?;
+    let cfg = ctx.need_config("config check", "it is the file to check")?;
     let types: serde_json::Map<String, serde_json::Value> = cfg
         .raw
         .cache
@@ -747,13 +871,24 @@ pub fn bytes(n: u64) -> String {
     cachevault::units::human_bytes(n)
 }
 
-/// Renders rows as an aligned text table.
+/// Renders rows as an aligned text table. On a terminal it fits the width (the terminal's or
+/// `COLUMNS`): the widest columns give way first, long cells elided in the middle; piped,
+/// written to a file or with `--json`, nothing is cut.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    table_fitting(header, rows, terminal::get().width)
+}
+
+/// [`table`] for a given width (`None`: no limit).
+pub fn table_fitting(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| terminal::visible_len(h)).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
+            widths[i] = widths[i].max(terminal::visible_len(c));
         }
+    }
+    if let Some(total) = width {
+        // Narrow columns (levels, counts, times) stay whole down to 8 characters.
+        widths = terminal::fit(&widths, total, 8);
     }
     let line = |cells: Vec<String>| {
         let mut s = String::new();
@@ -761,9 +896,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i > 0 {
                 s.push_str("  ");
             }
-            s.push_str(c);
+            let c = terminal::elide(c, widths[i]);
+            s.push_str(&c);
             if i + 1 < cells.len() {
-                s.push_str(&" ".repeat(widths[i] - c.chars().count()));
+                s.push_str(&" ".repeat(widths[i].saturating_sub(terminal::visible_len(&c))));
             }
         }
         s.push('\n');

@@ -1,6 +1,6 @@
 //! `repair`.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
 use cachevault::cache::repair::{self, RepairOptions};
 use cachevault::LockKind;
@@ -9,11 +9,10 @@ use super::args::RepairArgs;
 use super::{exit, table, Ctx, Outcome};
 
 pub fn repair(ctx: &Ctx, a: &RepairArgs) -> Result<Outcome> {
-    let cfg = ctx.config.as_ref().ok_or_else(|| {
-        anyhow!(
-            "repair needs --config FILE (or CACHEVAULT_CONFIG): the cache root, the cache types, their schemas and the quarantine folder come from it"
-        )
-    })?;
+    let cfg = ctx.need_config(
+        "repair",
+        "the cache root, the cache types, their schemas and the quarantine folder come from it",
+    )?;
     let repo = ctx.open_repo()?;
     // Repair rewrites and moves files of the cache tree: no snapshot of it may interleave.
     // A dry run changes nothing and only reads the repository.

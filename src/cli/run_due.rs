@@ -22,9 +22,9 @@ use super::args::RunDueArgs;
 use super::{exit, parse_time, Ctx, Outcome};
 
 pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
-    let cfg = ctx.config.clone().ok_or_else(|| {
-        anyhow!("run-due needs --config FILE (or CACHEVAULT_CONFIG): the schedule is in the config")
-    })?;
+    let cfg = ctx
+        .need_config("run-due", "the schedule is in the config")?
+        .clone();
     let repo = ctx.open_repo()?;
     let now = match &a.now {
         Some(t) => parse_time("--now", t)?,
@@ -101,7 +101,10 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 human.push_str(&format!(
                     "{:<12} {}  {}\n",
                     d.job.name(),
-                    if ran { "ran" } else { "deferred" },
+                    {
+                        let word = if ran { "ran" } else { "deferred" };
+                        super::terminal::paint(word, word)
+                    },
                     d.reason
                 ));
             }
@@ -110,7 +113,11 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                 doc["ran"] = json!(true);
                 doc["ok"] = json!(false);
                 doc["error"] = json!(format!("{e:#}"));
-                human.push_str(&format!("{:<12} FAILED  {e:#}\n", d.job.name()));
+                human.push_str(&format!(
+                    "{:<12} {}  {e:#}\n",
+                    d.job.name(),
+                    super::terminal::paint("failed", "FAILED")
+                ));
             }
         }
         let backed_up = matches!(d.job, Job::Backup | Job::TypeBackup) && doc["ok"] == json!(true);
@@ -140,15 +147,33 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
                         failed += 1;
                         doc["ok"] = json!(false);
                         doc["error"] = json!(format!("{e:#}"));
-                        human.push_str(&format!("{:<12} FAILED  to {to}: {e:#}\n", "copy"));
+                        human.push_str(&format!(
+                            "{:<12} {}  to {to}: {e:#}\n",
+                            "copy",
+                            super::terminal::paint("failed", "FAILED")
+                        ));
                     }
                 }
                 jobs.push(doc);
             }
         }
     }
+    let mut warnings: Vec<String> = warnings.into_iter().cloned().collect();
+    // Deferred clears in a row, this run's included: a machine never idle at the scheduled
+    // time never clears, and that must not go unnoticed.
+    let deferrals = journal::read(&repo)
+        .map(|j| journal::deferrals_in_a_row(&j))
+        .unwrap_or(0);
+    if deferrals >= journal::DEFERRALS_WARNING {
+        let w = format!(
+            "the scheduled clear was deferred {deferrals} times in a row (the machine was busy each time)"
+        );
+        ctx.note(&format!("warning: {w}"));
+        human.push_str(&format!("warning: {w}\n"));
+        warnings.push(w);
+    }
     let mut code = if failed > 0 { exit::PARTIAL } else { exit::OK };
-    let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings});
+    let mut doc = json!({"now": now.to_rfc3339(), "run_id": run.id, "dry_run": a.dry_run, "jobs": jobs, "failed": failed, "warnings": warnings, "deferrals_in_a_row": deferrals});
     if let (Some(path), false) = (&cfg.report_html, a.dry_run) {
         let days = cfg.raw.cache.outputs.report_days;
         match super::report::write_html(ctx, &repo, now.with_timezone(&Utc), days, path) {
@@ -165,6 +190,23 @@ pub fn run_due(ctx: &Ctx, a: &RunDueArgs) -> Result<Outcome> {
             }
         }
     }
+    if let (Some(path), false) = (&cfg.metrics_textfile, a.dry_run) {
+        // The clock, not `now`: the collector compares the file's timestamps with its own.
+        let written = super::stats::gather(ctx, super::now().with_timezone(&Utc))
+            .and_then(|stats| super::stats::write_metrics(ctx, &stats, path));
+        match written {
+            Ok(()) => {
+                doc["metrics_textfile"] = json!(path);
+                human.push_str(&format!("metrics written to {}\n", path.display()));
+            }
+            Err(e) => {
+                ctx.note(&format!("warning: {e:#}"));
+                doc["metrics_error"] = json!(format!("{e:#}"));
+                human.push_str(&format!("metrics NOT written: {e:#}\n"));
+                code = exit::PARTIAL;
+            }
+        }
+    }
     Ok(Outcome::new(doc, human, code))
 }
 
@@ -176,7 +218,10 @@ fn apply_retention(
     cfg: &Config,
     utc: DateTime<Utc>,
     referenced: std::collections::BTreeMap<cachevault::BlobId, String>,
+    steps: &mut dyn FnMut(Step),
 ) -> Result<(usize, prune::PruneSummary)> {
+    let forget_started = super::now();
+    let forget_clock = std::time::Instant::now();
     // Only this config's root: another root's snapshots follow its own config.
     let root = cfg.root_text();
     let all: Vec<_> = snapshot::list(repo)?
@@ -213,15 +258,31 @@ fn apply_retention(
         doomed.extend(forget::removals(&forget::plan(set, &rules)));
     }
     let forgotten: cachevault::id::IdSet = doomed.iter().copied().collect();
-    prune::preflight_without(repo, &forgotten)
-        .context("nothing was forgotten, because prune would refuse afterwards")?;
+    let forget_step = |result: std::result::Result<Value, String>| Step {
+        name: "forget",
+        started: forget_started,
+        seconds: forget_clock.elapsed().as_secs_f64(),
+        bytes: 0,
+        result,
+    };
+    if let Err(e) = prune::preflight_without(repo, &forgotten) {
+        let e = anyhow::Error::from(e)
+            .context("nothing was forgotten, because prune would refuse afterwards");
+        steps(forget_step(Err(format!("{e:#}"))));
+        return Err(e);
+    }
     let r = forget::remove(repo, &doomed);
     if let Some(e) = r.error {
-        return Err(super::changed_before(
+        let e = super::changed_before(
             e.into(),
             format!("forgot {} snapshot(s) before the error", r.removed.len()),
-        ));
+        );
+        steps(forget_step(Err(format!("{e:#}"))));
+        return Err(e);
     }
+    steps(forget_step(Ok(json!({"forgotten": r.removed.len()}))));
+    let prune_started = super::now();
+    let prune_clock = std::time::Instant::now();
     let pruned = prune::prune(
         repo,
         &PruneOptions {
@@ -235,8 +296,49 @@ fn apply_retention(
             e.into(),
             format!("forgot {} snapshot(s) before prune failed", r.removed.len()),
         )
-    })?;
-    Ok((r.removed.len(), pruned))
+    });
+    steps(Step {
+        name: "prune",
+        started: prune_started,
+        seconds: prune_clock.elapsed().as_secs_f64(),
+        bytes: pruned.as_ref().map_or(0, |p| -p.bytes_freed),
+        result: match &pruned {
+            Ok(p) => Ok(json!({"bytes_freed": p.bytes_freed})),
+            Err(e) => Err(format!("{e:#}")),
+        },
+    });
+    Ok((r.removed.len(), pruned?))
+}
+
+/// One step of a job, journaled on an entry of its own (`run-due:<name>`) beside the job's:
+/// the optimization job's forget, prune and size-limit clear.
+struct Step {
+    name: &'static str,
+    started: DateTime<FixedOffset>,
+    seconds: f64,
+    bytes: i64,
+    result: std::result::Result<Value, String>,
+}
+
+/// The journal entry of one [`Step`].
+fn step_entry(cfg: &Config, run: &Run, step: Step) -> JournalEntry {
+    let (code, error, details) = match step.result {
+        Ok(v) => (exit::OK, None, v),
+        Err(e) => (exit::FAILED, Some(e), Value::Null),
+    };
+    JournalEntry {
+        time: step.started,
+        now: run.now_given.then_some(run.now),
+        run_id: Some(run.id.clone()),
+        operation: journal::job_operation(step.name),
+        root: Some(cfg.root_text()),
+        seconds: step.seconds,
+        result: super::result_name(code).into(),
+        exit_code: code,
+        bytes: step.bytes,
+        error,
+        details: super::summarize(&details),
+    }
 }
 
 /// Copies every complete backup of the config's root that `to` lacks (the new one, and any
@@ -424,8 +526,25 @@ fn run_job(repo: &Repository, cfg: &Config, d: &schedule::Due, run: &Run) -> Res
             )?;
             // Retention is all or nothing (nothing is forgotten when prune would refuse);
             // the size limits are enforced whatever happened to it.
-            let retention = apply_retention(repo, cfg, utc, referenced);
-            let sized = clear_with(repo, cfg, Strategy::SizeBased, run)?;
+            let mut record = |step: Step| {
+                // A journal failure never changes the job's outcome.
+                let _ = journal::record(repo, &step_entry(cfg, run, step));
+            };
+            let retention = apply_retention(repo, cfg, utc, referenced, &mut record);
+            let sized_started = super::now();
+            let sized_clock = std::time::Instant::now();
+            let sized = clear_with(repo, cfg, Strategy::SizeBased, run);
+            record(Step {
+                name: "size_limits",
+                started: sized_started,
+                seconds: sized_clock.elapsed().as_secs_f64(),
+                bytes: sized.as_ref().map_or(0, |c| -(c.bytes_freed as i64)),
+                result: match &sized {
+                    Ok(c) => Ok(clear_summary(c)),
+                    Err(e) => Err(format!("{e:#}")),
+                },
+            });
+            let sized = sized?;
             let (removed, pruned) = retention
                 .with_context(|| format!("retention (size limits: {})", clear_summary(&sized)))?;
             // The same policy in every copy repository (snapshots of this root only).
@@ -440,7 +559,7 @@ fn run_job(repo: &Repository, cfg: &Config, d: &schedule::Due, run: &Run) -> Res
                         std::time::Duration::from_secs(60),
                         &mut |_| {},
                     )?;
-                    Ok(apply_retention(&dst, cfg, utc, Default::default())?.0)
+                    Ok(apply_retention(&dst, cfg, utc, Default::default(), &mut |_| {})?.0)
                 })();
                 match r {
                     Ok(n) => copies_forgotten += n,

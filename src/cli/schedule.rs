@@ -2,7 +2,7 @@
 //! service and timer that run `cachevault --config FILE run-due` every few minutes.
 //! `run-due` decides what is due; the schedule only has to call it often enough.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
@@ -90,21 +90,62 @@ fn timer(every: u32) -> String {
     )
 }
 
+/// `p` made absolute against the current folder, as written otherwise (no symlink resolved).
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("reading the current folder")?
+            .join(p)
+    })
+}
+
+/// The binary as the user invoked it: argv[0] found on PATH when it is a bare name, made
+/// absolute when it is a relative path, never canonicalized. A schedule that names the
+/// installed path (`/usr/local/bin/cachevault`, a symlink that upgrades repoint) keeps working
+/// after an upgrade, where the resolved file (a versioned folder, a cargo build folder) would
+/// not. Falls back to the running executable when argv[0] cannot be found.
+fn invoked_binary() -> Result<PathBuf> {
+    let arg0 = std::env::args_os().next().map(PathBuf::from);
+    if let Some(arg0) = arg0.filter(|a| !a.as_os_str().is_empty()) {
+        if arg0.components().count() > 1 || arg0.is_absolute() {
+            return absolute(&arg0);
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for dir in std::env::split_paths(&path) {
+            let candidate = absolute(&dir.join(&arg0))?;
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+        }
+    }
+    std::env::current_exe().context("finding the cachevault binary")
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 fn text(p: &Path) -> Result<&str> {
     p.to_str()
         .ok_or_else(|| anyhow!("{} is not valid UTF-8", p.display()))
 }
 
 pub fn schedule(ctx: &Ctx, a: &ScheduleArgs) -> Result<Outcome> {
-    let cfg = ctx.config.as_ref().ok_or_else(|| {
-        anyhow!("schedule needs --config FILE: the scheduled command is `cachevault --config FILE run-due`")
-    })?;
+    let cfg = ctx.need_config(
+        "schedule",
+        "the scheduled command is `cachevault --config FILE run-due`",
+    )?;
     let config = cfg
         .file
         .canonicalize()
         .with_context(|| format!("resolving {}", cfg.file.display()))?;
-    let exe = std::env::current_exe().context("finding the cachevault binary")?;
-    let exe = exe.canonicalize().unwrap_or(exe);
+    let exe = match &a.binary {
+        Some(b) => absolute(b)?,
+        None => invoked_binary()?,
+    };
     let (exe, config) = (text(&exe)?, text(&config)?);
     let user = std::env::var("USER").ok().filter(|u| !u.is_empty());
     let command = vec![

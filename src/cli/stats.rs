@@ -8,6 +8,7 @@ use chrono::{DateTime, Local, Utc};
 
 use cachevault::stats::{self, Stats};
 use cachevault::{fsutil, Error};
+use cachevault::{health, metrics};
 
 use super::args::StatsArgs;
 use super::{bytes, exit, parse_time, table, Ctx, Outcome};
@@ -86,13 +87,46 @@ pub fn stats(ctx: &Ctx, a: &StatsArgs) -> Result<Outcome> {
     let mut doc = serde_json::to_value(&s)?;
     let mut human = render(ctx, &s);
     if let Some(path) = &a.prometheus {
-        let text = stats::prometheus(&s);
-        fsutil::write_atomic_with_mode(path, text.as_bytes(), PROMETHEUS_MODE)
-            .with_context(|| format!("writing metrics to {}", path.display()))?;
+        write_metrics(ctx, &s, path)?;
         doc["prometheus"] = serde_json::json!(path);
         human.push_str(&format!("metrics written to {}\n", path.display()));
     }
     Ok(Outcome::new(doc, human, code))
+}
+
+/// The metrics file of `s`, with health's verdict at `s.now` and the journal's families,
+/// written atomically (temp file, fsync, rename) and world-readable.
+pub fn write_metrics(ctx: &Ctx, s: &Stats, path: &std::path::Path) -> Result<()> {
+    let gathered = super::health::gather(ctx, s.now);
+    let report = super::health::input(ctx, s.now, &gathered)
+        .map(|i| health::evaluate(&i, &health::Thresholds::default()))
+        .ok();
+    let text = metrics::render(s, report.as_ref(), &gathered.journal);
+    fsutil::write_atomic_with_mode(path, text.as_bytes(), PROMETHEUS_MODE)
+        .with_context(|| format!("writing metrics to {}", path.display()))
+}
+
+/// Statistics of the config's cache types and of the whole repository at `now`, as `stats`
+/// gathers them without flags.
+pub fn gather(ctx: &Ctx, now: DateTime<Utc>) -> Result<Stats> {
+    let (cache_types, total) = match &ctx.config {
+        Some(cfg) => {
+            let (types, total) = stats::cache_stats(cfg, now);
+            (types, Some(total))
+        }
+        None => (BTreeMap::new(), None),
+    };
+    let repo = ctx.open_repo()?;
+    let repository = Some(
+        stats::gather_repo(&repo, now, None)
+            .with_context(|| format!("measuring repository {}", repo.location()))?,
+    );
+    Ok(Stats {
+        now,
+        cache_types,
+        total,
+        repository,
+    })
 }
 
 fn render(ctx: &Ctx, s: &Stats) -> String {

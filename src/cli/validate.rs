@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
 use cachevault::cache::validate::{self, ValidateOptions};
 
@@ -10,11 +10,10 @@ use super::args::ValidateArgs;
 use super::{bytes, exit, table, Ctx, Outcome};
 
 pub fn validate(ctx: &Ctx, a: &ValidateArgs) -> Result<Outcome> {
-    let cfg = ctx.config.as_ref().ok_or_else(|| {
-        anyhow!(
-            "validate needs --config FILE (or CACHEVAULT_CONFIG): the cache root, the cache types and their schemas come from it"
-        )
-    })?;
+    let cfg = ctx.need_config(
+        "validate",
+        "the cache root, the cache types and their schemas come from it",
+    )?;
     let opts = ValidateOptions {
         types: a.types.clone(),
     };

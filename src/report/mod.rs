@@ -959,7 +959,9 @@ fn run_section(input: &ReportInput, since: DateTime<Utc>) -> RunSection {
     // ends), so runs are gathered by id, not by order.
     for e in &recent {
         let is_run = e.operation == "run-due";
-        let is_job = e.operation.starts_with(RUN_DUE_JOB_PREFIX);
+        // The optimization's steps are drawn in its cell, not as jobs.
+        let is_job = e.operation.starts_with(RUN_DUE_JOB_PREFIX)
+            && !crate::journal::is_run_due_step(&e.operation);
         let Some(id) = e.run_id.as_deref().filter(|_| is_run || is_job) else {
             continue;
         };
