@@ -53,6 +53,8 @@ RAW=$WORK/raw.tsv
 timed() { # tool metric command...
     local tool=$1 metric=$2 t0 t1
     shift 2
+    # Write back what the previous step left dirty, so that no step pays for another's I/O.
+    sync
     t0=$(now)
     "$@" >>"$WORK/$tool.log" 2>&1 || die "$tool $metric failed (see $WORK/$tool.log)"
     t1=$(now)

@@ -158,6 +158,21 @@ fn nothing_of_the_cache_is_readable_in_the_repository() {
         .is_empty());
     let h = ok(&repo, &["history"], 0);
     assert!(h.to_string().contains("snapshot"), "{h}");
+    // dump is the other way in: one file's bytes, exactly.
+    let rel = "FBA_ANALYSIS/amazon_cache/amazon_B0ZKC80M8P.json";
+    let out = Command::new(BIN)
+        .args(["--repo", repo.to_str().unwrap(), "dump", "latest", rel])
+        .env("CACHEVAULT_PASSWORD", PASSWORD)
+        .env_remove("CACHEVAULT_REPO")
+        .env_remove("CACHEVAULT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, fs::read(src.join(rel)).unwrap());
 }
 
 /// Wrong and missing passwords: exit 2 with the kind `password`, nothing read or written;
