@@ -58,7 +58,6 @@ pub fn copy(
     let have: std::collections::HashSet<BlobId> = dst.list_manifests()?.0.into_iter().collect();
     let src_index = BlobIndex::load(src)?;
     let mut dst_index = BlobIndex::load(dst)?;
-    let level = dst.config().zstd_level;
     let re_encode = src.ids() != dst.ids();
     progress.start("copying", ids.len() as u64);
     for id in ids {
@@ -94,33 +93,16 @@ pub fn copy(
             .filter(|b| !dst_index.contains(b) && seen.insert(**b))
             .copied()
             .collect();
-        let mut pack = PackWriter::new(dst);
-        let mut frame = FrameBuilder::default();
+        let mut out = Sender::new(dst);
         let sent = (|| -> Result<()> {
             for b in &missing {
                 crate::cancel::check()?;
                 // BlobReader::read verifies the content against its id.
-                let data = reader.read(b)?;
-                summary.blobs += 1;
-                summary.bytes += data.len() as u64;
-                frame.push(*b, &data);
-                if frame.is_full() {
-                    pack.add(frame.compress(level)?)?;
-                }
-            }
-            if !frame.is_empty() {
-                pack.add(frame.compress(level)?)?;
+                out.push(*b, &reader.read(b)?, &mut summary)?;
             }
             Ok(())
         })();
-        if let Err(e) = sent {
-            pack.abandon();
-            return Err(e);
-        }
-        summary.bytes_written += pack.bytes_written;
-        for idx in pack.finish()? {
-            dst_index.add(&idx);
-        }
+        out.finish(sent, &mut dst_index, &mut summary)?;
         // Only once every blob is in place does the snapshot exist in the destination.
         dst.write_manifest(id, &header)?;
         summary.copied.push(*id);
@@ -146,12 +128,10 @@ fn re_encoded(
     mut m: Manifest,
     summary: &mut CopySummary,
 ) -> Result<BlobId> {
-    let level = dst.config().zstd_level;
     let ids = dst.ids();
     let mut reader = BlobReader::new(src, src_index);
     let mut renamed: crate::id::IdMap<BlobId> = crate::id::IdMap::default();
-    let mut pack = PackWriter::new(dst);
-    let mut frame = FrameBuilder::default();
+    let mut out = Sender::new(dst);
     let sent = (|| -> Result<()> {
         for e in &m.entries {
             for b in &e.blobs {
@@ -164,30 +144,14 @@ fn re_encoded(
                 let nb = ids.of(&data);
                 renamed.insert(*b, nb);
                 // Equal content has one id in the source: a blob met again was renamed above.
-                if dst_index.contains(&nb) {
-                    continue;
-                }
-                summary.blobs += 1;
-                summary.bytes += data.len() as u64;
-                frame.push(nb, &data);
-                if frame.is_full() {
-                    pack.add(frame.compress(level)?)?;
+                if !dst_index.contains(&nb) {
+                    out.push(nb, &data, summary)?;
                 }
             }
         }
-        if !frame.is_empty() {
-            pack.add(frame.compress(level)?)?;
-        }
         Ok(())
     })();
-    if let Err(e) = sent {
-        pack.abandon();
-        return Err(e);
-    }
-    summary.bytes_written += pack.bytes_written;
-    for idx in pack.finish()? {
-        dst_index.add(&idx);
-    }
+    out.finish(sent, dst_index, summary)?;
     for e in &mut m.entries {
         for b in &mut e.blobs {
             *b = renamed[b];
@@ -197,4 +161,58 @@ fn re_encoded(
     // re-encoded again gives the same manifest, so a second copy writes nothing new.
     m.parent = None;
     crate::snapshot::store_manifest(dst, &mut m)
+}
+
+/// Blobs on their way into the destination: gathered into frames, packed into archives.
+struct Sender {
+    pack: PackWriter,
+    frame: FrameBuilder,
+    level: i32,
+}
+
+impl Sender {
+    fn new(dst: &Repository) -> Sender {
+        Sender {
+            pack: PackWriter::new(dst),
+            frame: FrameBuilder::default(),
+            level: dst.config().zstd_level,
+        }
+    }
+
+    /// Adds one verified blob under its id in the destination.
+    fn push(&mut self, id: BlobId, data: &[u8], summary: &mut CopySummary) -> Result<()> {
+        summary.blobs += 1;
+        summary.bytes += data.len() as u64;
+        self.frame.push(id, data);
+        if self.frame.is_full() {
+            self.pack.add(self.frame.compress(self.level)?)?;
+        }
+        Ok(())
+    }
+
+    /// After the blobs were `sent`: on success, writes what is left and indexes every new
+    /// archive; on failure, drops the unfinished archive and returns the failure.
+    fn finish(
+        mut self,
+        sent: Result<()>,
+        dst_index: &mut BlobIndex,
+        summary: &mut CopySummary,
+    ) -> Result<()> {
+        let last = sent.and_then(|()| {
+            if self.frame.is_empty() {
+                Ok(())
+            } else {
+                self.pack.add(self.frame.compress(self.level)?)
+            }
+        });
+        if let Err(e) = last {
+            self.pack.abandon();
+            return Err(e);
+        }
+        summary.bytes_written += self.pack.bytes_written;
+        for idx in self.pack.finish()? {
+            dst_index.add(&idx);
+        }
+        Ok(())
+    }
 }
