@@ -130,12 +130,13 @@ fn problem(
 /// Only errors that stop the check itself (unreadable folders); damage is reported.
 pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    // Manifests are listed before archives and indexes are read: writers go archive ->
-    // index -> manifest, so every manifest listed now has its indexes in place, while a
-    // snapshot finishing during the check (they share the lock) adds a manifest we skip.
+    // Manifests, then indexes, then archives: writers go archive -> index -> manifest, so
+    // every manifest listed has its indexes in place and every index listed has its archive,
+    // while a snapshot writing during the check (they share the lock) adds objects we either
+    // skip or, at worst, see as an archive whose index is not yet there (a warning).
     let ids = crate::snapshot::list_ids(repo)?;
-    let present: HashMap<BlobId, u64> = repo.list_archives()?.into_iter().collect();
     let (indexes, damaged_indexes) = store::load_indexes(repo)?;
+    let present: HashMap<BlobId, u64> = repo.list_archives()?.into_iter().collect();
     let mut indexed = IdSet::default();
     for d in &damaged_indexes {
         if let Some(id) = d

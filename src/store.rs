@@ -51,14 +51,15 @@ impl BlobIndex {
     /// # Errors
     /// I/O errors listing or reading the folders.
     pub fn load(repo: &Repository) -> Result<BlobIndex> {
-        // Archives are listed before indexes are read: writers go archive -> index, so every
-        // index listed afterwards has its archive in the listing, whatever runs beside us.
+        // Indexes are listed before archives: writers go archive -> index, so every index
+        // listed has its archive in the later listing, whatever snapshot runs beside us (an
+        // archive written in between merely shows without its index).
+        let (indexes, damaged) = load_indexes(repo)?;
         let present: IdSet = repo
             .list_archives()?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let (indexes, damaged) = load_indexes(repo)?;
         let mut out = BlobIndex {
             damaged,
             ..BlobIndex::default()
