@@ -101,7 +101,7 @@ impl FrameCodec {
                         f.offset
                     )));
                 }
-                opened = c.open(
+                opened = c.frame_key(&salt).open(
                     &Self::aad(&salt, f.offset),
                     sealed,
                     &format!("archive {what} frame at offset {}", f.offset),
@@ -382,7 +382,9 @@ impl ArchiveWriter {
         let offset = self.size;
         let stored = match (&self.codec.crypto, &self.salt) {
             (Some(c), Some(salt)) => {
-                let sealed = c.seal(&FrameCodec::aad(salt, offset), &frame.data);
+                let sealed = c
+                    .frame_key(salt)
+                    .seal(&FrameCodec::aad(salt, offset), &frame.data);
                 let mut rec = (sealed.len() as u32).to_le_bytes().to_vec();
                 rec.extend_from_slice(&sealed);
                 rec
@@ -628,6 +630,7 @@ fn salvage_sealed(bytes: &[u8], name: &str, codec: &FrameCodec) -> ArchiveScan {
         };
         let crypto = codec.crypto.as_ref().expect("a sealed codec");
         let opened = crypto
+            .frame_key(&salt)
             .open(
                 &FrameCodec::aad(&salt, offset as u64),
                 &rest[4..len],

@@ -43,14 +43,36 @@ fn ok(repo: &Path, args: &[&str], code: i32) -> serde_json::Value {
     doc
 }
 
-/// An encrypted repository holding a snapshot of the fixtures plus a few files.
+/// An encrypted repository (the default cipher) holding a snapshot of the fixtures.
 fn encrypted_repo(t: &TestDir) -> (PathBuf, PathBuf) {
+    encrypted_repo_with(t, DEFAULT_CIPHER)
+}
+
+const DEFAULT_CIPHER: &str = "aes-256-gcm";
+const XCHACHA: &str = "xchacha20-poly1305";
+
+/// `init --encrypt --cipher CIPHER`, asserting the format version each cipher writes.
+fn init_encrypted(repo: &Path, cipher: &str) {
+    let i = if cipher == DEFAULT_CIPHER {
+        ok(repo, &["init", "--encrypt"], 0)
+    } else {
+        ok(repo, &["init", "--encrypt", "--cipher", cipher], 0)
+    };
+    assert_eq!(i["encrypted"], true, "{i}");
+    assert_eq!(i["cipher"], cipher, "{i}");
+    let version = if cipher == XCHACHA { 2 } else { 3 };
+    assert_eq!(i["format_version"], version, "{i}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["encryption"]["cipher"], cipher, "{config}");
+}
+
+/// An encrypted repository sealed with `cipher`, holding a snapshot of the fixtures.
+fn encrypted_repo_with(t: &TestDir, cipher: &str) -> (PathBuf, PathBuf) {
     let src = t.join("OUTPUTS");
     fixture_tree(&src);
     let repo = t.join("repo");
-    let i = ok(&repo, &["init", "--encrypt"], 0);
-    assert_eq!(i["encrypted"], true, "{i}");
-    assert_eq!(i["format_version"], 2, "{i}");
+    init_encrypted(&repo, cipher);
     ok(&repo, &["snapshot", src.to_str().unwrap()], 0);
     (repo, src)
 }
@@ -80,8 +102,35 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// header, a cache file name or an ASIN of the tree; and tar cannot read an archive.
 #[test]
 fn nothing_of_the_cache_is_readable_in_the_repository() {
+    nothing_readable(DEFAULT_CIPHER);
+}
+
+/// The same with the other cipher.
+#[test]
+fn nothing_of_the_cache_is_readable_under_xchacha20_poly1305() {
+    nothing_readable(XCHACHA);
+}
+
+/// An unknown cipher is refused, naming the ones there are; `--cipher` needs `--encrypt`.
+#[test]
+fn an_unknown_cipher_is_refused() {
     let t = TestDir::new();
-    let (repo, src) = encrypted_repo(&t);
+    let repo = t.join("repo");
+    let (code, _, err) = cv(
+        &repo,
+        Some(PASSWORD),
+        &["init", "--encrypt", "--cipher", "rot13"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("rot13") && err.contains(XCHACHA), "{err}");
+    let (code, _, err) = cv(&repo, Some(PASSWORD), &["init", "--cipher", XCHACHA]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!repo.join("config.json").exists());
+}
+
+fn nothing_readable(cipher: &str) {
+    let t = TestDir::new();
+    let (repo, src) = encrypted_repo_with(&t, cipher);
     // More kinds of objects: a second snapshot, a clear's record (via a config), the journal.
     fs::write(
         src.join("FBA_ANALYSIS/amazon_cache/amazon_B0ZKC80M8P.json"),
@@ -361,9 +410,19 @@ fn a_flipped_byte_anywhere_is_caught() {
 /// fails to authenticate: the seal binds each frame to its archive and position.
 #[test]
 fn frames_swapped_between_archives_are_caught() {
+    frames_swapped(DEFAULT_CIPHER);
+}
+
+/// The same with the other cipher.
+#[test]
+fn frames_swapped_between_archives_are_caught_under_xchacha20_poly1305() {
+    frames_swapped(XCHACHA);
+}
+
+fn frames_swapped(cipher: &str) {
     let t = TestDir::new();
     let repo = t.join("repo");
-    ok(&repo, &["init", "--encrypt"], 0);
+    init_encrypted(&repo, cipher);
     // Two archives whose first frames have the same length: incompressible content of the
     // same size, one snapshot each.
     let mut archives = Vec::new();
@@ -465,9 +524,10 @@ fn copy_re_encodes_between_plain_and_encrypted() {
     assert!(cachevault::compare::compare_trees(&src, &out2, false)
         .unwrap()
         .is_empty());
-    // Encrypted to encrypted with two passwords: the source's through --from-password-file.
+    // Encrypted to encrypted with two passwords (the source's through --from-password-file)
+    // and two ciphers.
     let enc3 = t.join("enc3");
-    ok(&enc3, &["init", "--encrypt"], 0);
+    init_encrypted(&enc3, XCHACHA);
     let pw = t.write("enc2-pw", "other password\n");
     let c = ok(
         &enc3,
@@ -483,4 +543,13 @@ fn copy_re_encodes_between_plain_and_encrypted() {
     assert_eq!(c["snapshots_copied"], 1, "{c}");
     let check = ok(&enc3, &["check", "--read-data"], 0);
     assert_eq!(check["ok"], true);
+    let out3 = t.join("from-enc3");
+    ok(
+        &enc3,
+        &["restore", "latest", "--target", out3.to_str().unwrap()],
+        0,
+    );
+    assert!(cachevault::compare::compare_trees(&src, &out3, false)
+        .unwrap()
+        .is_empty());
 }

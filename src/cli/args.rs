@@ -264,6 +264,20 @@ pub struct InitArgs {
     /// Store the repository unencrypted (the default for a folder; must be said for s3:).
     #[arg(long)]
     pub no_encrypt: bool,
+    /// The AEAD of an encrypted repository: aes-256-gcm (the default; fastest with AES
+    /// instructions) or xchacha20-poly1305 (fastest without them).
+    #[arg(long, value_name = "CIPHER", requires = "encrypt", value_parser = parse_cipher)]
+    pub cipher: Option<cachevault::crypto::Cipher>,
+}
+
+fn parse_cipher(s: &str) -> Result<cachevault::crypto::Cipher, String> {
+    cachevault::crypto::Cipher::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = cachevault::crypto::Cipher::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        format!("unknown cipher {s:?}: choose one of {}", names.join(", "))
+    })
 }
 
 /// `key` actions.

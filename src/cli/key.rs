@@ -30,7 +30,11 @@ pub fn init(ctx: &Ctx, a: &InitArgs) -> Result<Outcome> {
             })?
             .read()?;
         let backend = cachevault::backend::open(&p)?;
-        Repository::init_encrypted_in(backend, &password)
+        Repository::init_encrypted_in(
+            backend,
+            &password,
+            a.cipher.unwrap_or(crypto::Cipher::DEFAULT),
+        )
     } else {
         Repository::init_at(&p)
     }
@@ -39,7 +43,8 @@ pub fn init(ctx: &Ctx, a: &InitArgs) -> Result<Outcome> {
     let key = repo.crypto().map(|k| k.key_id.clone());
     Ok(Outcome::new(
         serde_json::json!({"repository": p, "id": c.id, "format_version": c.format_version,
-                           "encrypted": repo.is_encrypted(), "key": key}),
+                           "encrypted": repo.is_encrypted(), "key": key,
+                           "cipher": repo.crypto().map(|k| k.cipher().name())}),
         format!(
             "created {}cachevault repository {} at {p}\n{}",
             if repo.is_encrypted() {

@@ -12,23 +12,24 @@ use serde::{Deserialize, Serialize};
 use crate::archive::FrameCodec;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, LockGuard, ObjectKind, ObjectRead};
-use crate::crypto::{Crypto, IdHasher, KeyFile, Role};
+use crate::crypto::{Cipher, Crypto, IdHasher, KeyFile, Role};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
 pub use crate::backend::lock::{LockKind, RepoLock};
 
 /// Newest repository format version this build reads; frozen per release, because every
-/// repository's config.json records it. See docs/FORMAT.md. Version 2 is the encrypted
-/// variant; a plain repository is still written as version 1, which every reader takes.
-pub const FORMAT_VERSION: u32 = 2;
+/// repository's config.json records it. See docs/FORMAT.md. Versions 2 and 3 are the
+/// encrypted variants (XChaCha20-Poly1305, AES-256-GCM); a plain repository is still written
+/// as version 1, which every reader takes.
+pub const FORMAT_VERSION: u32 = 3;
 /// The format version of a plain (unencrypted) repository.
 pub const PLAIN_FORMAT_VERSION: u32 = 1;
 
 /// config.json's `encryption`: how an encrypted repository's objects are sealed and named.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EncryptionConfig {
-    /// The AEAD ([`crate::crypto::CIPHER`]).
+    /// The AEAD ([`crate::crypto::Cipher::name`]).
     pub cipher: String,
     /// How blob and snapshot ids are made ([`crate::crypto::KEYED_IDS`]).
     pub ids: String,
@@ -143,14 +144,21 @@ impl Repository {
     ///
     /// # Errors
     /// As [`Repository::init`].
-    pub fn init_encrypted_in(backend: Box<dyn Backend>, password: &str) -> Result<Repository> {
+    pub fn init_encrypted_in(
+        backend: Box<dyn Backend>,
+        password: &str,
+        cipher: Cipher,
+    ) -> Result<Repository> {
         if password.is_empty() {
             return Err(Error::Password("an empty password encrypts nothing".into()));
         }
-        Repository::init_with(backend, Some(password))
+        Repository::init_with(backend, Some((password, cipher)))
     }
 
-    fn init_with(backend: Box<dyn Backend>, password: Option<&str>) -> Result<Repository> {
+    fn init_with(
+        backend: Box<dyn Backend>,
+        password: Option<(&str, Cipher)>,
+    ) -> Result<Repository> {
         backend.create()?;
         let seed = format!(
             "{:?}{}{}",
@@ -167,14 +175,14 @@ impl Repository {
             encryption: None,
         };
         let mut crypto = None;
-        if let Some(password) = password {
-            config.format_version = FORMAT_VERSION;
+        if let Some((password, cipher)) = password {
+            config.format_version = format_version_of(cipher);
             config.encryption = Some(EncryptionConfig {
-                cipher: crate::crypto::CIPHER.into(),
+                cipher: cipher.name().into(),
                 ids: crate::crypto::KEYED_IDS.into(),
                 kdf: crate::crypto::KDF.into(),
             });
-            let master = Crypto::generate(&config.id)?;
+            let master = Crypto::generate(&config.id, cipher)?;
             let (key_id, bytes) = KeyFile::wrap(&master, password)?;
             // The key before the config: a repository exists once its config does, and an
             // encrypted one is useless without a key.
@@ -266,17 +274,17 @@ impl Repository {
                 )))
             }
             Some(enc) => {
-                if enc.cipher != crate::crypto::CIPHER
-                    || enc.ids != crate::crypto::KEYED_IDS
-                    || enc.kdf != crate::crypto::KDF
-                    || config.format_version < FORMAT_VERSION
-                {
+                let cipher = Cipher::from_name(&enc.cipher)
+                    .filter(|c| format_version_of(*c) == config.format_version);
+                let Some(cipher) = cipher.filter(|_| {
+                    enc.ids == crate::crypto::KEYED_IDS && enc.kdf == crate::crypto::KDF
+                }) else {
                     return Err(Error::corrupt(format!(
                         "{what}: unknown encryption {enc:?} for format version {}",
                         config.format_version
                     )));
-                }
-                Some(unlock(&*backend, &config.id, role)?)
+                };
+                Some(unlock(&*backend, &config.id, cipher, role)?)
             }
         };
         Ok(Repository {
@@ -703,7 +711,20 @@ impl Repository {
 
 /// The master key of the encrypted repository `repository_id`: one this process already
 /// unlocked, else the first key file the password of `role` opens.
-fn unlock(backend: &dyn Backend, repository_id: &str, role: Role) -> Result<Arc<Crypto>> {
+/// The format version of a repository sealed with `cipher`.
+fn format_version_of(cipher: Cipher) -> u32 {
+    match cipher {
+        Cipher::XChaCha20Poly1305 => 2,
+        Cipher::Aes256Gcm => 3,
+    }
+}
+
+fn unlock(
+    backend: &dyn Backend,
+    repository_id: &str,
+    cipher: Cipher,
+    role: Role,
+) -> Result<Arc<Crypto>> {
     if let Some(c) = crate::crypto::unlocked(repository_id) {
         return Ok(c);
     }
@@ -728,7 +749,7 @@ fn unlock(backend: &dyn Backend, repository_id: &str, role: Role) -> Result<Arc<
         let opened = backend
             .read(ObjectKind::Key, &o.name)
             .and_then(|bytes| KeyFile::decode(&id, &bytes, &what))
-            .and_then(|f| f.unwrap(&id, &password, repository_id, &what));
+            .and_then(|f| f.unwrap(&id, &password, repository_id, cipher, &what));
         match opened {
             Ok(Some(c)) => {
                 let c = Arc::new(c);
