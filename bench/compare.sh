@@ -3,6 +3,7 @@
 #
 #   bench/compare.sh                      # SCALE=0.5 RUNS=3 DAYS=10 WORK=/tmp/cachevault-bench
 #   RUNS=1 SCALE=0.1 bench/compare.sh     # quick check
+#   SCALES="0.5 2" bench/compare.sh       # both sizes, then how memory grows between them
 #
 # See bench/README.md for what is measured and how to read the table.
 
@@ -15,6 +16,7 @@ export LC_ALL=C
 # --------------------------------------------------------------------------
 
 SCALE=${SCALE:-0.5}
+SCALES=${SCALES:-}
 WORK=${WORK:-/tmp/cachevault-bench}
 RUNS=${RUNS:-3}
 DAYS=${DAYS:-10}
@@ -67,6 +69,7 @@ ensure_tools() {
     [[ " $TOOLS " != *" restic "* ]] || command -v restic >/dev/null || missing+=(restic)
     [[ " $TOOLS " != *" borg "* ]] || command -v borg >/dev/null || missing+=(borgbackup)
     command -v zstd >/dev/null || missing+=(zstd)
+    command -v b3sum >/dev/null || missing+=(b3sum)
     [[ -x /usr/bin/time ]] || missing+=(time)
     command -v python3 >/dev/null || missing+=(python3)
     ((${#missing[@]} == 0)) && return 0
@@ -337,6 +340,22 @@ bench_tool() {
     [[ $KEEP == 1 ]] || rm -rf "$REPO" "$CACHES"
 }
 
+# The physical floor on the same tree: what writing a tar through zstd -3 on every core
+# costs (the initial snapshot's work without any bookkeeping), hashing every file with
+# b3sum, and extracting a plain tar into an empty folder (a restore without verification).
+bench_floor() {
+    TOOL=floor
+    log "run $RUN/$RUNS physical floor"
+    reset_tree
+    measure initial -C "$LIVE" bash -c "tar -cf - OUTPUTS | zstd -3 -T$(nproc) -q -c >/dev/null"
+    measure hash -C "$LIVE" bash -c 'find OUTPUTS -type f -print0 | xargs -0 b3sum >/dev/null'
+    tar -C "$LIVE" -cf "$WORK/floor.tar" OUTPUTS
+    rm -rf "$RESTORE"
+    mkdir -p "$RESTORE"
+    measure restore tar -xf "$WORK/floor.tar" -C "$RESTORE"
+    rm -rf "$RESTORE" "$WORK/floor.tar"
+}
+
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
@@ -362,7 +381,7 @@ def values(tool, metric):
     return [m[metric] for m in runs[tool].values() if metric in m]
 
 summary = {}
-for tool in tools:
+for tool in [*tools, "floor"]:
     metrics = sorted({k for m in runs[tool].values() for k in m})
     s = {}
     for k in metrics:
@@ -459,6 +478,21 @@ if "incremental.files_new" in cv:
       f"{cv.get('incremental.files_changed', 0):.0f} changed, "
       f"{cv.get('incremental.bytes_read', 0) / MiB:.1f} MiB read, "
       f"{cv.get('incremental.bytes_added', 0) / MiB:.1f} MiB added.")
+fl = summary.get("floor", {})
+if fl and cv:
+    p("")
+    p("Physical floor (medians, same tree): how close cachevault gets to the bare work.")
+    p("")
+    p("| cachevault step | cachevault (s) | floor | floor (s) | cachevault / floor |")
+    p("|---|---:|---|---:|---:|")
+    for label, metric, floor_label, floor_metric in [
+        ("initial snapshot", "initial.seconds", f"`tar \\| zstd -3 -T{meta['nproc']}`", "initial.seconds"),
+        ("initial snapshot", "initial.seconds", "`b3sum` of every file", "hash.seconds"),
+        ("full restore", "restore.seconds", "`tar -x` of the tree into an empty folder", "restore.seconds"),
+    ]:
+        c, f = cv.get(metric), fl.get(floor_metric)
+        if c and f:
+            p(f"| {label} | {c:.2f} | {floor_label} | {f:.2f} | {c / f:.2f}x |")
 if flags:
     p("")
     for f in flags:
@@ -469,7 +503,7 @@ print(table)
 json.dump({
     "meta": meta,
     "median": summary,
-    "runs": {t: {str(r): runs[t][r] for r in sorted(runs[t])} for t in tools},
+    "runs": {t: {str(r): runs[t][r] for r in sorted(runs[t])} for t in [*tools, "floor"]},
     "problems": flags,
     "table_markdown": table,
 }, open(out_path, "w"), indent=2, sort_keys=True)
@@ -508,7 +542,7 @@ main() {
     meta cpu "$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     meta mem "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
     meta kernel "$(uname -r)"
-    meta fstype "$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")"
+    meta fstype "$( (findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK") | head -n 1)"
     meta v_cachevault "$("$CACHEVAULT" --version)"
     meta v_restic "$(restic version 2>/dev/null | head -n 1 | cut -d' ' -f1-2 || echo 'restic not installed')"
     meta v_borg "$(borg --version 2>/dev/null || echo 'borg not installed')"
@@ -528,6 +562,7 @@ main() {
         for TOOL in $TOOLS; do
             bench_tool
         done
+        bench_floor
     done
 
     meta load_end "$(cut -d' ' -f1 /proc/loadavg)"
@@ -535,4 +570,42 @@ main() {
     log "raw numbers: $RESULTS; logs: $LOGS; total $(($(date +%s) - START_EPOCH)) s"
 }
 
-main "$@"
+# SCALES="a b": the whole benchmark at each scale (WORK/s<scale>), then how each tool's peak
+# memory grows from the first scale to the last.
+multi_scale() {
+    local sc first="" last="" grows=()
+    for sc in $SCALES; do
+        SCALES="" SCALE=$sc WORK=$WORK/s$sc "${BASH_SOURCE[0]}" || die "scale $sc failed"
+        [[ -n $first ]] || first=$sc
+        last=$sc
+    done
+    python3 - "$WORK/s$first/results.json" "$WORK/s$last/results.json" "$first" "$last" <<'EOF' | tee "$WORK/growth.md"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+lo, hi = sys.argv[3:5]
+fa, fb = int(a["meta"]["tree_files"]), int(b["meta"]["tree_files"])
+print(f"## Memory growth: scale {lo} ({fa:,} files) to scale {hi} ({fb:,} files, {fb / fa:.1f}x)")
+print()
+print(f"| tool | peak RSS at {lo} (MiB) | peak RSS at {hi} (MiB) | growth | vs restic at {hi} |")
+print("|---|---:|---:|---:|---:|")
+def peak(r, t):
+    m = r["median"].get(t, {})
+    v = [m[k] for k in m if k.endswith(".rss_kb")]
+    return max(v) / 1024 if v else None
+rs = peak(b, "restic")
+for t in b["median"]:
+    if t == "floor":
+        continue
+    pa, pb = peak(a, t), peak(b, t)
+    if pa and pb:
+        vs = f"{pb / rs:.2f}x" if rs else "n/a"
+        print(f"| {t} | {pa:.0f} | {pb:.0f} | {pb / pa:.2f}x | {vs} |")
+EOF
+}
+
+if [[ -n $SCALES ]]; then
+    mkdir -p "$WORK"
+    multi_scale
+else
+    main "$@"
+fi

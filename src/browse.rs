@@ -415,7 +415,7 @@ mod tests {
                     ino: 0,
                     ctime_ns: 0,
                     hash: None,
-                    blobs: vec![],
+                    blobs: smallvec::smallvec![],
                     target: None,
                     link: None,
                 })

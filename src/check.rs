@@ -99,6 +99,9 @@ impl CheckReport {
 
 const EXAMPLES: usize = 10;
 
+/// What checking one manifest found: its problems, and its files whose data is not indexed.
+type ManifestCheck = (CheckReport, Vec<String>);
+
 const ADVICE_INDEX: &str = "run `cachevault rebuild-index`";
 const ADVICE_MISSING: &str = "run `cachevault rebuild-index`, then `cachevault repair-snapshots --forget`; the next snapshot stores again what is still on disk";
 const ADVICE_MANIFEST: &str =
@@ -202,19 +205,33 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     report.archives = usable.len();
     report.blobs = index.blobs.len();
 
-    // Manifests: parse, verify, every blob indexed in a present archive.
-    let manifests: Vec<(BlobId, Result<Manifest>)> = repo.reading(|| {
+    // Manifests: parse, verify, every blob indexed in a present archive. Each is checked and
+    // dropped: memory holds as many manifests as there are readers, not every snapshot.
+    let checked: Vec<(BlobId, Result<ManifestCheck>)> = repo.reading(|| {
         ids.par_iter()
-            .map(|id| (*id, crate::snapshot::load_with(repo, &index, id)))
+            .map(|id| {
+                let found = crate::snapshot::load_with(repo, &index, id).map(|m| {
+                    let mut local = CheckReport::default();
+                    let mut missing = BTreeMap::new();
+                    check_entries(&mut local, &index, id, &m, &mut missing);
+                    (local, missing.into_values().flatten().collect())
+                });
+                (*id, found)
+            })
             .collect()
     });
     let mut live = Vec::new();
     let mut missing_by_snapshot: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (id, m) in manifests {
-        match m {
-            Ok(m) => {
-                check_entries(&mut report, &index, &id, &m, &mut missing_by_snapshot);
-                live.push((id, m));
+    for (id, found) in checked {
+        match found {
+            Ok((local, missing)) => {
+                for p in local.problems {
+                    report.add(p);
+                }
+                if !missing.is_empty() {
+                    missing_by_snapshot.insert(id.short(), missing);
+                }
+                live.push(id);
             }
             // Forgotten since the listing.
             Err(Error::SnapshotNotFound(_)) => {}
@@ -285,7 +302,11 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     for (archive_id, (errs, bad)) in damaged {
         let mut snapshots = Vec::new();
         let mut files = Vec::new();
-        for (id, m) in &live {
+        for id in &live {
+            // Read again, one at a time: only a damaged archive costs this.
+            let Ok(m) = crate::snapshot::load_with(repo, &index, id) else {
+                continue;
+            };
             let mut hit = false;
             for e in &m.entries {
                 if e.blobs.iter().any(|b| bad.contains(b)) {
@@ -369,7 +390,12 @@ fn check_entries(
     }
 }
 
-/// Reads one archive whole: file hash, every frame, every blob.
+/// Bytes of an archive asked for at once by `check --read-data`: a remote archive arrives in
+/// requests of this size, and a reader holds no more than this of it (not the whole archive).
+const CHECK_WINDOW: u64 = 8 << 20;
+
+/// Reads one archive front to back: its file hash, every frame, every blob. Memory holds one
+/// window of the archive and one frame, whatever the archive's size.
 /// Returns (bytes read, errors, damaged blobs, archive damaged).
 fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec<BlobId>, bool) {
     let path = repo.describe(ObjectKind::Archive, &layout::archive(&idx.archive));
@@ -378,28 +404,61 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
     }
     let mut errors = Vec::new();
     let mut bad = Vec::new();
-    let bytes = match repo.read_archive(&idx.archive) {
-        Ok(b) => b,
-        Err(e) => {
-            errors.push(e.to_string());
-            return (0, errors, idx.blobs.iter().map(|b| b.id).collect(), true);
-        }
+    let all_bad = |errors: Vec<String>| (0, errors, idx.blobs.iter().map(|b| b.id).collect(), true);
+    let mut obj = match repo.open_archive_sized(&idx.archive, idx.size) {
+        Ok(o) => o,
+        Err(e) => return all_bad(vec![e.to_string()]),
     };
+    let len = obj.len();
+    let mut window_end = 0u64;
+    // Reads `from..to`, asking a remote object for a whole window ahead.
+    let mut read = |obj: &mut Box<dyn crate::backend::ObjectRead>, from: u64, to: u64| {
+        if to > window_end {
+            window_end = (from + CHECK_WINDOW.max(to - from)).min(len);
+            let _ = obj.prefetch(from, window_end - from);
+        }
+        obj.read_at(from, to - from)
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut pos = 0u64;
     let mut damaged = false;
-    let actual = BlobId::of(&bytes);
-    if actual != idx.archive {
-        damaged = true;
-        errors.push(format!(
-            "archive {path} content hashes to {} (damaged)",
-            actual.short()
-        ));
-    }
-    // One frame at a time: memory stays at one archive plus one frame.
     let mut blobs = idx.blobs.iter().peekable();
     let (codec, ids, salt) = (repo.frame_codec(), repo.ids(), idx.salt());
     for (n, f) in idx.frames.iter().enumerate() {
-        let slice = bytes.get(f.offset as usize..(f.offset + f.length) as usize);
-        let raw = match slice.map(|s| codec.decode(salt, f, s, &path)) {
+        let end = f.offset.saturating_add(f.length);
+        let stored = if end > len {
+            None
+        } else if f.offset >= pos {
+            // In file order: what lies before the frame is hashed on the way.
+            let mut gap_ok = true;
+            while pos < f.offset {
+                let step = (f.offset - pos).min(CHECK_WINDOW);
+                match read(&mut obj, pos, pos + step) {
+                    Ok(b) => hasher.update(&b),
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        gap_ok = false;
+                        break;
+                    }
+                };
+                pos += step;
+            }
+            let got = read(&mut obj, f.offset, end);
+            if let Ok(b) = &got {
+                hasher.update(b);
+                pos = end;
+            }
+            if !gap_ok {
+                return all_bad(errors);
+            }
+            got.map_err(|e| errors.push(e.to_string())).ok()
+        } else {
+            // A frame out of file order (a damaged index): read on its own.
+            read(&mut obj, f.offset, end)
+                .map_err(|e| errors.push(e.to_string()))
+                .ok()
+        };
+        let raw = match stored.map(|s| codec.decode(salt, f, &s, &path)) {
             Some(Ok(raw)) => Some(raw),
             Some(Err(e)) => {
                 errors.push(format!("{e} (damaged)"));
@@ -410,7 +469,8 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
         damaged |= raw.is_none();
         while let Some(b) = blobs.next_if(|b| b.frame as usize == n) {
             let ok = raw.as_ref().is_some_and(|raw| {
-                ids.of(&raw[b.offset as usize..(b.offset + b.length) as usize]) == b.id
+                raw.get(b.offset as usize..(b.offset + b.length) as usize)
+                    .is_some_and(|data| ids.of(data) == b.id)
             });
             if !ok {
                 damaged = true;
@@ -418,12 +478,36 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
             }
         }
     }
+    // The rest of the file, for its hash.
+    while pos < len {
+        let step = (len - pos).min(CHECK_WINDOW);
+        match read(&mut obj, pos, pos + step) {
+            Ok(b) => hasher.update(&b),
+            Err(e) => {
+                errors.push(e.to_string());
+                damaged = true;
+                break;
+            }
+        };
+        pos += step;
+    }
+    let actual = BlobId::from(hasher.finalize());
+    if pos == len && actual != idx.archive {
+        damaged = true;
+        errors.insert(
+            0,
+            format!(
+                "archive {path} content hashes to {} (damaged)",
+                actual.short()
+            ),
+        );
+    }
     // Blobs listed out of frame order are a damaged index.
     for b in blobs {
         damaged = true;
         bad.push(b.id);
     }
-    (bytes.len() as u64, errors, bad, damaged)
+    (len, errors, bad, damaged)
 }
 
 /// Convenience: `Err(Corrupt)` when the report holds errors.

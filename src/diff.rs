@@ -215,7 +215,7 @@ mod tests {
             ino: 0,
             ctime_ns: 0,
             hash: Some(BlobId::of(content.as_bytes())),
-            blobs: vec![BlobId::of(content.as_bytes())],
+            blobs: smallvec::smallvec![BlobId::of(content.as_bytes())],
             target: None,
             link: None,
         }
@@ -231,7 +231,7 @@ mod tests {
             ino: 0,
             ctime_ns: 0,
             hash: None,
-            blobs: vec![],
+            blobs: smallvec::smallvec![],
             target: None,
             link: None,
         }

@@ -230,7 +230,7 @@ mod tests {
                 ino: 0,
                 ctime_ns: 0,
                 hash: Some(BlobId::of(c.as_bytes())),
-                blobs: vec![BlobId::of(c.as_bytes())],
+                blobs: smallvec::smallvec![BlobId::of(c.as_bytes())],
                 target: None,
                 link: None,
             })

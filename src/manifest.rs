@@ -7,6 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 use crate::id::BlobId;
@@ -277,6 +278,9 @@ pub enum EntryKind {
     Symlink,
 }
 
+/// The blobs of one entry, in order: inline when there is one (nearly every cache file).
+pub type Blobs = SmallVec<[BlobId; 1]>;
+
 /// One file, directory or symlink of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -301,8 +305,8 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<BlobId>,
     /// Content blobs in order (files); empty for an empty file.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub blobs: Vec<BlobId>,
+    #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    pub blobs: Blobs,
     /// Link target (symlinks), exact bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RelPath>,
@@ -412,6 +416,171 @@ pub struct Tree {
     pub size: u64,
 }
 
+/// Encodes `entries` as JSON Lines and cuts the text into content-defined chunks
+/// ([`TREE_CHUNKS`]) handed to `chunk` in order, without ever holding the whole text: the
+/// cuts are exactly those of FastCDC over the whole text (a chunk is cut only once at least
+/// the maximum chunk size follows its start, so what comes later cannot move its end).
+/// Returns the blake3 hash and the length of the text.
+///
+/// # Errors
+/// Whatever `chunk` returns.
+pub fn chunk_entries(
+    entries: &[Entry],
+    chunk: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<(BlobId, u64)> {
+    let (min, avg, max) = TREE_CHUNKS;
+    let flush_at = 4 * max as usize;
+    let mut buf = Vec::with_capacity(flush_at + (64 << 10));
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut cut = |buf: &mut Vec<u8>, last: bool| -> Result<()> {
+        let mut done = 0;
+        for c in fastcdc::v2020::FastCDC::new(buf, min, avg, max) {
+            if !last && c.offset + max as usize > buf.len() {
+                break;
+            }
+            chunk(&buf[c.offset..c.offset + c.length])?;
+            done = c.offset + c.length;
+        }
+        buf.drain(..done);
+        Ok(())
+    };
+    for e in entries {
+        let start = buf.len();
+        serde_json::to_writer(&mut buf, e).expect("entry serialises");
+        buf.push(b'\n');
+        hasher.update(&buf[start..]);
+        size += (buf.len() - start) as u64;
+        if buf.len() >= flush_at {
+            cut(&mut buf, false)?;
+        }
+    }
+    cut(&mut buf, true)?;
+    Ok((BlobId::from(hasher.finalize()), size))
+}
+
+/// Decodes a manifest's entry list as its text arrives, blob by blob: lines are parsed (in
+/// parallel) a few MiB at a time, so the whole text is never held, only the entries.
+/// Nothing decoded counts until [`EntryDecoder::finish`] has checked the text's hash,
+/// length and count and the entries' invariants.
+pub struct EntryDecoder {
+    what: String,
+    hasher: blake3::Hasher,
+    size: u64,
+    limit: u64,
+    pending: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// Text parsed at once by [`EntryDecoder`].
+const DECODE_BATCH: usize = 4 << 20;
+
+impl EntryDecoder {
+    /// A decoder for the entries of `m` (whose header gives the text's size and hash).
+    pub fn new(m: &Manifest, id: &BlobId) -> EntryDecoder {
+        EntryDecoder {
+            what: format!("manifest {}", id.short()),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            limit: m.tree.size,
+            pending: Vec::new(),
+            // The count and size come from the header: reserve no more than its blobs can
+            // hold (each at most the tree chunker's maximum; an entry line is well over 32
+            // bytes), or a hostile header could demand any allocation.
+            entries: Vec::with_capacity({
+                let most = (m.tree.blobs.len() as u64)
+                    .saturating_mul(u64::from(TREE_CHUNKS.2))
+                    .min(m.tree.size);
+                usize::try_from(m.tree.entries.min(most / 32)).unwrap_or(0)
+            }),
+        }
+    }
+
+    /// The next piece of the text.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for text beyond the size the header gives, or a line that does
+    /// not parse.
+    pub fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        if self.size > self.limit {
+            return Err(self.mismatch());
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= DECODE_BATCH {
+            let end = self
+                .pending
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let rest = self.pending.split_off(end);
+            let batch = std::mem::replace(&mut self.pending, rest);
+            self.parse(&batch)?;
+        }
+        Ok(())
+    }
+
+    fn mismatch(&self) -> Error {
+        Error::corrupt(format!("{}: entry list does not match its hash", self.what))
+    }
+
+    fn parse(&mut self, text: &[u8]) -> Result<()> {
+        use rayon::prelude::*;
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        while start < text.len() {
+            let mut end = (start + (1 << 20)).min(text.len());
+            while end < text.len() && text[end - 1] != b'\n' {
+                end += 1;
+            }
+            pieces.push(&text[start..end]);
+            start = end;
+        }
+        let what = &self.what;
+        let parsed: Vec<Vec<Entry>> = pieces
+            .par_iter()
+            .map(|piece| {
+                piece
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|line| {
+                        serde_json::from_slice::<Entry>(line).map_err(|e| {
+                            Error::corrupt(format!("{what}: entry does not parse: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<Entry>>>()
+            })
+            .collect::<Result<_>>()?;
+        for p in parsed {
+            self.entries.extend(p);
+        }
+        Ok(())
+    }
+
+    /// Checks the whole text and the entries, and gives them to `m`.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`].
+    pub fn finish(mut self, m: &mut Manifest) -> Result<()> {
+        let hash = BlobId::from(self.hasher.finalize());
+        if Some(hash) != m.tree.hash || self.size != m.tree.size {
+            return Err(self.mismatch());
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.parse(&rest)?;
+        if self.entries.len() as u64 != m.tree.entries {
+            return Err(Error::corrupt(format!(
+                "{}: entry count mismatch",
+                self.what
+            )));
+        }
+        m.entries = self.entries;
+        m.check_entries()
+            .map_err(|e| Error::corrupt(format!("{}: {e}", self.what)))
+    }
+}
+
 impl Manifest {
     /// Encodes the header: (id, plain JSON bytes). `tree` must already describe the entries.
     /// `ids` makes the snapshot id: the repository's ([`crate::repo::Repository::ids`]).
@@ -480,53 +649,9 @@ impl Manifest {
     /// # Errors
     /// [`Error::Corrupt`].
     pub fn decode_entries(&mut self, id: &BlobId, text: &[u8]) -> Result<()> {
-        let what = || format!("manifest {}", id.short());
-        if Some(BlobId::of(text)) != self.tree.hash || text.len() as u64 != self.tree.size {
-            return Err(Error::corrupt(format!(
-                "{}: entry list does not match its hash",
-                what()
-            )));
-        }
-        // Parsed in parallel, in pieces cut at line ends.
-        use rayon::prelude::*;
-        let mut pieces = Vec::new();
-        let mut start = 0;
-        while start < text.len() {
-            let mut end = (start + (1 << 20)).min(text.len());
-            while end < text.len() && text[end - 1] != b'\n' {
-                end += 1;
-            }
-            pieces.push(&text[start..end]);
-            start = end;
-        }
-        let parsed: Vec<Vec<Entry>> = pieces
-            .par_iter()
-            .map(|piece| {
-                piece
-                    .split(|&b| b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|line| {
-                        serde_json::from_slice::<Entry>(line).map_err(|e| {
-                            Error::corrupt(format!("{}: entry does not parse: {e}", what()))
-                        })
-                    })
-                    .collect::<Result<Vec<Entry>>>()
-            })
-            .collect::<Result<_>>()?;
-        // The count comes from the header: reserve no more than the text can hold (an entry
-        // line is well over 32 bytes), or a hostile header could demand any allocation.
-        let mut entries = Vec::with_capacity(
-            usize::try_from(self.tree.entries).map_or(0, |n| n.min(text.len() / 32)),
-        );
-        for p in parsed {
-            entries.extend(p);
-        }
-        if entries.len() as u64 != self.tree.entries {
-            return Err(Error::corrupt(format!("{}: entry count mismatch", what())));
-        }
-        self.entries = entries;
-        self.check_entries()
-            .map_err(|e| Error::corrupt(format!("{}: {e}", what())))
+        let mut d = EntryDecoder::new(self, id);
+        d.feed(text)?;
+        d.finish(self)
     }
 
     /// Entry-level invariants: safe unique paths, nothing below a file or symlink, file
@@ -643,6 +768,48 @@ impl Manifest {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn file_entry(i: usize, pad: usize) -> Entry {
+        Entry {
+            path: RelPath(
+                format!("amazon_cache/amazon_B{i:09}{}.json", "x".repeat(pad)).into_bytes(),
+            ),
+            kind: EntryKind::File,
+            mode: 0o644,
+            mtime_ns: 1_700_000_000_000_000_000 + i as i64,
+            size: i as u64,
+            ino: 0,
+            ctime_ns: 0,
+            hash: Some(BlobId::of(&i.to_le_bytes())),
+            blobs: smallvec::smallvec![BlobId::of(&i.to_le_bytes())],
+            target: None,
+            link: None,
+        }
+    }
+
+    /// The streamed cuts are FastCDC's over the whole text, for lists far smaller and far
+    /// larger than what is buffered, and the hash and size are the whole text's.
+    #[test]
+    fn streamed_tree_chunks_match_the_whole_text() {
+        for (n, pad) in [(0, 0), (1, 0), (700, 3), (9_000, 0), (25_000, 40)] {
+            let entries: Vec<Entry> = (0..n).map(|i| file_entry(i, pad * (i % 7))).collect();
+            let text = Manifest::encode_entries(&entries);
+            let (min, avg, max) = TREE_CHUNKS;
+            let whole: Vec<Vec<u8>> = fastcdc::v2020::FastCDC::new(&text, min, avg, max)
+                .map(|c| text[c.offset..c.offset + c.length].to_vec())
+                .collect();
+            let mut streamed = Vec::new();
+            let (hash, size) = chunk_entries(&entries, &mut |c| {
+                streamed.push(c.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(streamed, whole, "{n} entries");
+            assert_eq!(hash, BlobId::of(&text));
+            assert_eq!(size, text.len() as u64);
+            assert!(n < 9_000 || whole.len() > 4, "{n}: {} chunks", whole.len());
+        }
+    }
 
     #[test]
     fn unsafe_paths_are_refused() {

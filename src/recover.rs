@@ -362,7 +362,7 @@ pub fn repair_snapshots(
         for e in m.entries.iter().filter(|e| e.kind == EntryKind::File) {
             if let Some(h) = e.hash {
                 if e.blobs.iter().all(|b| index.contains(b)) {
-                    intact.entry(h).or_insert((e.size, e.blobs.clone()));
+                    intact.entry(h).or_insert((e.size, e.blobs.to_vec()));
                 }
             }
         }
@@ -382,7 +382,7 @@ pub fn repair_snapshots(
             }
             match e.hash.and_then(|h| intact.get(&h)) {
                 Some((size, blobs)) if *size == e.size => {
-                    e.blobs = blobs.clone();
+                    e.blobs = blobs.as_slice().into();
                     substituted += 1;
                     true
                 }

@@ -2,7 +2,8 @@
 //! symlinks, write each file to a temp name while hashing it, compare with the manifest,
 //! and only then rename into place; hard links of a file restored in the same run are
 //! linked to it; folder metadata last. Aligned blocks of zeros are never written, so sparse
-//! files stay sparse.
+//! files stay sparse. Into an empty target, files are created at their names (O_EXCL) under
+//! a marker that only a crash leaves behind.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -169,6 +170,10 @@ pub fn restore<'m>(
         }
         return Ok(summary);
     }
+    let mut fresh = opts.guard.is_none()
+        && !selected
+            .iter()
+            .any(|e| e.path.as_bytes() == RESTORE_MARKER.as_bytes());
     if let Ok(m) = fs::symlink_metadata(target) {
         if !m.is_dir() && !m.file_type().is_symlink() {
             return Err(Error::Invalid(format!(
@@ -176,10 +181,26 @@ pub fn restore<'m>(
                 target.display()
             )));
         }
+        fresh &= m.is_dir()
+            && fs::read_dir(target)
+                .map_err(Error::io(target))?
+                .next()
+                .is_none();
     } else {
         crate::fsutil::create_private_dir(target)?;
     }
     let target = target.canonicalize().map_err(Error::io(target))?;
+    let marker = target.join(RESTORE_MARKER);
+    if fresh {
+        // Into an empty folder files are created at their own names (see `restore_file`);
+        // until the run ends, this file says that one of them may be cut short by a crash.
+        fs::write(
+            &marker,
+            "a cachevault restore into this folder has not finished: a file here may be incomplete. \
+             Restore again into this folder: every file is then written anew and verified.\n",
+        )
+        .map_err(Error::io(&marker))?;
+    }
 
     // Folders first (manifest order is pre-order), then the parents of everything else;
     // each folder is created or checked once, refusing symlinks, and remembered.
@@ -252,7 +273,12 @@ pub fn restore<'m>(
                         break;
                     }
                     let keep_id = !link_targets.is_empty() && link_targets.contains(&e.path);
-                    match restore_file(&mut reader, &target, e, keep_id, opts.guard.as_ref()) {
+                    let to = Destination {
+                        target: &target,
+                        guard: opts.guard.as_ref(),
+                        fresh,
+                    };
+                    match restore_file(&mut reader, &to, e, keep_id) {
                         Ok(Written::Done(id)) => {
                             bytes += e.size;
                             ids.extend(id.map(|id| (&e.path, id)));
@@ -305,6 +331,10 @@ pub fn restore<'m>(
         );
     }
     progress.finish();
+    if fresh {
+        // Every file is complete and verified, or absent.
+        remove_marker(&marker, &mut summary);
+    }
     // Every file written so far is complete and verified; no temp file is left.
     crate::cancel::check()?;
 
@@ -317,6 +347,10 @@ pub fn restore<'m>(
             Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
         }
     }
+    // A whole restore that wrote everything clears the mark an earlier, crashed one left.
+    if !fresh && opts.paths.is_empty() && summary.errors.is_empty() && summary.skipped.is_empty() {
+        remove_marker(&marker, &mut summary);
+    }
     // Folder modes and times last, deepest first, so writing inside them does not change them.
     for e in dirs.iter().rev() {
         let p = target.join(e.path.to_path());
@@ -325,6 +359,31 @@ pub fn restore<'m>(
         }
     }
     Ok(summary)
+}
+
+fn remove_marker(marker: &Path, summary: &mut RestoreSummary) {
+    match fs::remove_file(marker) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => summary
+            .errors
+            .push(format!("{}: {}", marker.display(), Error::io(marker)(e))),
+    }
+}
+
+/// Left in the target of a restore into an empty folder while it runs: only a crash leaves
+/// it, and with it perhaps a file cut short.
+pub const RESTORE_MARKER: &str = ".cachevault-restore-incomplete";
+
+/// Where and how files are written.
+struct Destination<'a> {
+    target: &'a Path,
+    guard: Option<&'a Guard>,
+    /// The target was empty: files are created at their names (O_EXCL), without the
+    /// unnamed-file-then-link dance that makes each new file cost two journal updates of the
+    /// orphan list on ext4. A file that fails is removed; only a crash can leave one cut
+    /// short, and [`RESTORE_MARKER`] says so.
+    fresh: bool,
 }
 
 /// Cuts `files` into work units of about [`UNIT_BYTES`] and at most [`UNIT_FILES`] files.
@@ -459,11 +518,11 @@ fn split(target: &Path, rel: &RelPath) -> (PathBuf, Vec<u8>) {
 /// With `keep_id`, returns the restored file's (device, inode) for its hard links.
 fn restore_file(
     reader: &mut BlobReader<'_>,
-    target: &Path,
+    to: &Destination<'_>,
     e: &Entry,
     keep_id: bool,
-    guard: Option<&Guard>,
 ) -> Result<Written> {
+    let (target, guard) = (to.target, to.guard);
     // A size that disagrees with the blobs is refused before anything is written.
     let mut stored = 0u64;
     for b in &e.blobs {
@@ -481,7 +540,19 @@ fn restore_file(
     }
     let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
-    let (f, named_tmp) = match create_unnamed(&dir) {
+    let created = if to.fresh {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&dest)
+            .map_err(Error::io(&dest))?;
+        Some(f)
+    } else {
+        None
+    };
+    let (f, named_tmp) = match created.or_else(|| create_unnamed(&dir)) {
         Some(f) => (f, None),
         None => {
             let tmp = temp_in(&dir, &name);
@@ -495,19 +566,33 @@ fn restore_file(
             (f, Some(tmp))
         }
     };
-    let shown = named_tmp.clone().unwrap_or_else(|| dir.clone());
+    let shown = named_tmp
+        .clone()
+        .unwrap_or_else(|| if to.fresh { dest.clone() } else { dir.clone() });
     let result = (|| {
         // Every byte is hashed, zeros included: skipping a block on disk never skips it
         // from verification.
+        // A file of one blob whose id is the plain blake3 of its content (any plain
+        // repository) was hashed whole when its blob was verified: not hashed twice.
+        let whole = e.blobs.len() == 1 && e.hash == e.blobs.first().copied() && !reader.keyed();
         let mut hasher = blake3::Hasher::new();
         let mut out = SparseWriter::new(&f);
         for b in &e.blobs {
-            let data = reader.read(b)?;
-            hasher.update(&data);
-            out.write(&data).map_err(Error::io(&shown))?;
+            reader
+                .read_with(b, |data| {
+                    if !whole {
+                        hasher.update(data);
+                    }
+                    out.write(data)
+                })?
+                .map_err(Error::io(&shown))?;
         }
         let written = out.finish().map_err(Error::io(&shown))?;
-        let actual = BlobId::from(hasher.finalize());
+        let actual = if whole {
+            e.blobs[0]
+        } else {
+            BlobId::from(hasher.finalize())
+        };
         if written != e.size || Some(actual) != e.hash {
             return Err(Error::corrupt(format!(
                 "restored content of {} does not match the manifest ({} bytes, hash {})",
@@ -535,12 +620,18 @@ fn restore_file(
         }
         match &named_tmp {
             Some(tmp) => fs::rename(tmp, &dest).map_err(Error::io(&dest))?,
+            None if to.fresh => {}
             None => publish(&f, &dir, &name, &dest)?,
         }
         Ok(Written::Done(id))
     })();
-    if let (Ok(Written::Skipped) | Err(_), Some(tmp)) = (&result, &named_tmp) {
-        let _ = fs::remove_file(tmp);
+    if let Ok(Written::Skipped) | Err(_) = &result {
+        if let Some(tmp) = &named_tmp {
+            let _ = fs::remove_file(tmp);
+        } else if to.fresh {
+            // Created here, at its name, by this run: never a file that was there before.
+            let _ = fs::remove_file(&dest);
+        }
     }
     result
 }

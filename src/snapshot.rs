@@ -181,7 +181,7 @@ pub fn create(
             ino: 0,
             ctime_ns: 0,
             hash: None,
-            blobs: Vec::new(),
+            blobs: Default::default(),
             target: se.target.clone(),
             link: None,
         };
@@ -263,24 +263,17 @@ pub fn create(
     let entries: Vec<Entry> = entries.into_iter().flatten().collect();
     stats.types = type_totals(&entries, &opts.types);
 
-    // The entry list, stored as content-defined blobs: when nothing changed it is the
-    // parent's, byte for byte, and costs nothing.
-    let text = Manifest::encode_entries(&entries);
-    let text_hash = BlobId::of(&text);
-    let tree = match parent.as_ref().filter(|p| p.tree.hash == Some(text_hash)) {
-        Some(p) => p.tree.clone(),
-        None => {
-            let index = &known;
-            let sink = match sink.as_mut() {
-                Some(s) => s,
-                None => sink.insert(Sink::start(repo, opts.dry_run)),
-            };
-            match store_tree(repo, index, sink, &text, entries.len() as u64, opts.dry_run) {
-                Ok(tree) => tree,
-                // The writer may have failed after taking the last file frame: its error (a
-                // full disk, say) is the one worth reporting, not "writer stopped".
-                Err(e) => return Err(sink.fail(e)),
-            }
+    // The entry list, stored as content-defined blobs: when nothing changed they are the
+    // parent's, byte for byte, already stored, and cost nothing.
+    let tree = match store_tree(repo, &known, &mut sink, &entries, opts.dry_run) {
+        Ok(tree) => tree,
+        // The writer may have failed after taking the last file frame: its error (a full
+        // disk, say) is the one worth reporting, not "writer stopped".
+        Err(e) => {
+            return Err(match sink.as_mut() {
+                Some(sink) => sink.fail(e),
+                None => e,
+            })
         }
     };
     if let Some(mut sink) = sink {
@@ -382,7 +375,7 @@ fn read_round(
                 e.ino = stat.ino;
                 e.ctime_ns = stat.ctime_ns;
                 e.hash = Some(hash);
-                e.blobs = blobs;
+                e.blobs = blobs.into();
                 out.stats.bytes_total += stat.size;
                 out.stats.bytes_read += stat.size;
                 if had_prev {
@@ -495,60 +488,59 @@ pub fn write_manifest(repo: &Repository, manifest: &Manifest) -> Result<BlobId> 
 /// I/O errors.
 pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<BlobId> {
     let index = BlobIndex::load(repo)?;
-    let mut sink = Sink::start(repo, false);
-    let text = Manifest::encode_entries(&manifest.entries);
-    let stored = store_tree(
-        repo,
-        &index,
-        &mut sink,
-        &text,
-        manifest.entries.len() as u64,
-        false,
-    );
+    let mut sink = None;
+    let stored = store_tree(repo, &index, &mut sink, &manifest.entries, false);
     // The writer's own error (a full disk, say) comes first, as in `create`.
-    match stored {
-        Ok(tree) => {
-            sink.finish()?;
+    match (stored, sink) {
+        (Ok(tree), sink) => {
+            if let Some(mut sink) = sink {
+                sink.finish()?;
+            }
             manifest.tree = tree;
         }
-        Err(e) => return Err(sink.fail(e)),
+        (Err(e), Some(mut sink)) => return Err(sink.fail(e)),
+        (Err(e), None) => return Err(e),
     }
     write_manifest(repo, manifest)
 }
 
+/// Stores the entry list as JSON Lines cut into content-defined blobs, streaming: the text
+/// is never whole in memory. Blobs already indexed are not stored again; the archive
+/// writer starts only when a blob is new.
 fn store_tree(
     repo: &Repository,
     index: &BlobIndex,
-    sink: &mut Sink,
-    text: &[u8],
-    count: u64,
+    sink: &mut Option<Sink>,
+    entries: &[Entry],
     dry_run: bool,
 ) -> Result<Tree> {
-    let (min, avg, max) = crate::manifest::TREE_CHUNKS;
     let level = if dry_run { 1 } else { repo.config().zstd_level };
     let mut builder = FrameBuilder::default();
     let mut blobs = Vec::new();
     let mut seen = IdSet::default();
     let ids = repo.ids();
-    for chunk in fastcdc::v2020::FastCDC::new(text, min, avg, max) {
-        let data = &text[chunk.offset..chunk.offset + chunk.length];
+    let mut store = |data: &[u8]| -> Result<()> {
         let id = ids.of(data);
         blobs.push(id);
         if !index.contains(&id) && seen.insert(id) {
             builder.push(id, data);
             if builder.is_full() {
+                let sink = sink.get_or_insert_with(|| Sink::start(repo, dry_run));
                 sink.send(builder.compress(level)?)?;
             }
         }
-    }
+        Ok(())
+    };
+    let (hash, size) = crate::manifest::chunk_entries(entries, &mut store)?;
     if !builder.is_empty() {
+        let sink = sink.get_or_insert_with(|| Sink::start(repo, dry_run));
         sink.send(builder.compress(level)?)?;
     }
     Ok(Tree {
         blobs,
-        hash: Some(BlobId::of(text)),
-        entries: count,
-        size: text.len() as u64,
+        hash: Some(hash),
+        entries: entries.len() as u64,
+        size,
     })
 }
 
@@ -776,24 +768,19 @@ pub fn load_entries(
     mut m: Manifest,
 ) -> Result<Manifest> {
     let mut reader = BlobReader::new(repo, index);
-    // The header's size is only a claim until the hash is checked: reserve no more than its
-    // blobs can hold (each at most the tree chunker's maximum).
-    let most =
-        (m.tree.blobs.len() as u64).saturating_mul(u64::from(crate::manifest::TREE_CHUNKS.2));
-    let mut text = Vec::with_capacity(m.tree.size.min(most) as usize);
+    let mut decoder = crate::manifest::EntryDecoder::new(&m, id);
     for b in &m.tree.blobs {
-        text.extend_from_slice(&reader.read(b).map_err(|e| match e {
-            e if e.is_corruption() => Error::corrupt(format!(
-                "snapshot {}: its entry list cannot be read: {e}",
-                id.short()
-            )),
-            e => e,
-        })?);
-        if text.len() as u64 > m.tree.size {
-            break;
-        }
+        reader
+            .read_with(b, |data| decoder.feed(data))
+            .map_err(|e| match e {
+                e if e.is_corruption() => Error::corrupt(format!(
+                    "snapshot {}: its entry list cannot be read: {e}",
+                    id.short()
+                )),
+                e => e,
+            })??;
     }
-    m.decode_entries(id, &text)?;
+    decoder.finish(&mut m)?;
     Ok(m)
 }
 

@@ -243,6 +243,12 @@ impl<'a> BlobReader<'a> {
         }
     }
 
+    /// Whether blob ids are keyed (an encrypted repository): then no id is the plain hash of
+    /// its content.
+    pub fn keyed(&self) -> bool {
+        self.ids.is_keyed()
+    }
+
     /// Where the blob lies, if stored.
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
         self.index.blobs.get(id).copied()
@@ -254,6 +260,14 @@ impl<'a> BlobReader<'a> {
     /// [`Error::Corrupt`] when the blob is not indexed or its frame does not decompress,
     /// [`Error::CorruptBlob`] when the content does not match, I/O errors.
     pub fn read(&mut self, id: &BlobId) -> Result<Vec<u8>> {
+        self.read_with(id, <[u8]>::to_vec)
+    }
+
+    /// As [`BlobReader::read`], handing the verified bytes to `f` where they lie, uncopied.
+    ///
+    /// # Errors
+    /// As [`BlobReader::read`].
+    pub fn read_with<R>(&mut self, id: &BlobId, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let loc = self.locate(id).ok_or_else(|| {
             Error::corrupt(format!(
                 "blob {id} is referenced but not indexed{}",
@@ -271,7 +285,7 @@ impl<'a> BlobReader<'a> {
                 actual,
             });
         }
-        Ok(data.to_vec())
+        Ok(f(data))
     }
 
     fn frame_data(&mut self, archive: u32, frame: &FrameEntry) -> Result<&[u8]> {
