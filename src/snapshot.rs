@@ -260,7 +260,16 @@ pub fn create(
     // A hard link whose first path vanished or could not be read is read on its own.
     let orphans = link_followers(&followers, opts.rehash, &mut outcomes);
     read_round(&shared, &mut sink, &orphans, &mut outcomes)?;
-    let entries: Vec<Entry> = entries.into_iter().flatten().collect();
+    // The walk and the parent's entries are done with: freed before the entry list is
+    // written, the peak of a snapshot's memory.
+    drop((orphans, followers, to_read, parent_files));
+    drop((parent, scanned));
+    // In place (an `Option<Entry>` is the size of an `Entry`): no second list.
+    entries.retain(Option::is_some);
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .map(|e| e.expect("kept above"))
+        .collect();
     stats.types = type_totals(&entries, &opts.types);
 
     // The entry list, stored as content-defined blobs: when nothing changed they are the
