@@ -572,9 +572,11 @@ fn restore_file(
     let result = (|| {
         // Every byte is hashed, zeros included: skipping a block on disk never skips it
         // from verification.
-        // A file of one blob whose id is the plain blake3 of its content (any plain
-        // repository) was hashed whole when its blob was verified: not hashed twice.
-        let whole = e.blobs.len() == 1 && e.hash == e.blobs.first().copied() && !reader.keyed();
+        // A file of one blob was hashed whole when its blob was verified: not hashed twice.
+        // In a plain repository its id is the plain blake3 of the content, so it must equal
+        // the file's hash; in an encrypted one the id is the keyed blake3 of the same bytes
+        // the writer hashed for `hash`, and the manifest that pairs them is authenticated.
+        let whole = e.blobs.len() == 1 && (reader.keyed() || e.hash == e.blobs.first().copied());
         let mut hasher = blake3::Hasher::new();
         let mut out = SparseWriter::new(&f);
         for b in &e.blobs {
@@ -589,7 +591,7 @@ fn restore_file(
         }
         let written = out.finish().map_err(Error::io(&shown))?;
         let actual = if whole {
-            e.blobs[0]
+            e.hash.unwrap_or(e.blobs[0])
         } else {
             BlobId::from(hasher.finalize())
         };

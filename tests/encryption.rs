@@ -158,7 +158,7 @@ fn nothing_readable(cipher: &str) {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        if rel == "config.json" || rel.starts_with("keys/") || rel.starts_with("locks/") {
+        if rel == "config.json" || rel.starts_with("keys/") {
             continue;
         }
         let bytes = fs::read(f).unwrap();
@@ -552,4 +552,57 @@ fn copy_re_encodes_between_plain_and_encrypted() {
     assert!(cachevault::compare::compare_trees(&src, &out3, false)
         .unwrap()
         .is_empty());
+}
+
+/// While a command holds the lock, its holder file says nothing in clear (no command, no
+/// process, no time), and a command that waits for the lock still learns, with the key, who
+/// holds it.
+#[test]
+fn lock_holders_are_sealed() {
+    let t = TestDir::new();
+    let (repo, _src) = encrypted_repo(&t);
+    let target = t.join("out");
+    let mut child = Command::new(BIN)
+        .args(["--repo", repo.to_str().unwrap(), "restore", "latest"])
+        .args(["--target", target.to_str().unwrap()])
+        .env_remove("CACHEVAULT_REPO")
+        .env_remove("CACHEVAULT_CONFIG")
+        .env("CACHEVAULT_PASSWORD", PASSWORD)
+        .env("CACHEVAULT_INSECURE_TEST_KDF", "1")
+        .env("CACHEVAULT_PAUSE", "restore.writing")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_paused(&mut child);
+    let holders: Vec<PathBuf> = files(&repo.join("locks"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "holder"))
+        .collect();
+    assert!(!holders.is_empty(), "no holder file while the restore runs");
+    for h in &holders {
+        let bytes = fs::read(h).unwrap();
+        for clear in [&b"restore"[..], b"pid", b"since", b"exclusive"] {
+            assert!(
+                !contains(&bytes, clear),
+                "{}: {:?} in clear",
+                h.display(),
+                String::from_utf8_lossy(clear)
+            );
+        }
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_err(),
+            "{}: JSON in clear",
+            h.display()
+        );
+    }
+    let (code, doc, err) = cv(&repo, Some(PASSWORD), &["--lock-wait", "0", "prune"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 4, "{doc}\n{err}");
+    let said = format!("{doc}{err}");
+    assert!(
+        said.contains("restore") && said.contains(&child.id().to_string()),
+        "the waiting command was not told who holds the lock: {said}"
+    );
 }

@@ -649,3 +649,68 @@ fn run_due_copies_every_backup_and_keeps_the_retention_policy_there() {
     assert_eq!(copies[1]["ok"], true, "{d}");
     assert!(!missing.exists(), "a copy destination was created");
 }
+
+/// In an encrypted repository a lock object is sealed: its bytes name no host or command,
+/// yet a second command that finds it still waits for it, and names its holder.
+#[test]
+fn lock_objects_of_an_encrypted_repository_are_sealed_and_still_hold() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.bucket("sealed");
+    let url = moto.url("sealed", "r");
+    let with_pw = |c: &mut Command| {
+        c.env("CACHEVAULT_PASSWORD", "lock test")
+            .env("CACHEVAULT_INSECURE_TEST_KDF", "1")
+            .env_remove("CACHEVAULT_REPO")
+            .env_remove("CACHEVAULT_CONFIG");
+    };
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let mut init = Command::new(BIN);
+    init.args(["--repo", &url, "init", "--encrypt"]);
+    with_pw(&mut init);
+    assert!(init.status().unwrap().success());
+    let mut snap = Command::new(BIN);
+    snap.args(["--repo", &url, "snapshot", src.to_str().unwrap()])
+        .env("CACHEVAULT_PAUSE", "snapshot.reading")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    with_pw(&mut snap);
+    let mut child = snap.spawn().unwrap();
+    let start = std::time::Instant::now();
+    let key = loop {
+        // The lock object, not the probe of conditional writes (`.tmp`, deleted at once).
+        let keys = moto.keys("sealed", "r/locks/");
+        if let Some(k) = keys.into_iter().find(|k| k.ends_with(".json")) {
+            break k;
+        }
+        assert!(start.elapsed().as_secs() < 60, "no lock object appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let body = cachevault::backend::open(&url)
+        .unwrap()
+        .read(
+            cachevault::backend::ObjectKind::Lock,
+            key.trim_start_matches("r/locks/"),
+        )
+        .unwrap();
+    let host = cachevault::fsutil::hostname();
+    for clear in [&b"snapshot"[..], b"host", b"expires", host.as_bytes()] {
+        assert!(
+            !body.windows(clear.len()).any(|w| w == clear),
+            "{key}: {:?} in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
+    let mut prune = Command::new(BIN);
+    prune.args(["--repo", &url, "--lock-wait", "1", "prune"]);
+    with_pw(&mut prune);
+    let o = prune.output().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("snapshot") && e.contains(&host), "{e}");
+}

@@ -577,19 +577,7 @@ fn a_restore_killed_in_an_empty_folder_is_marked_and_completed_by_the_next() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-        if stat.rsplit(") ").next().and_then(|r| r.chars().next()) == Some('T') {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the restore ended before its pause"
-        );
-        assert!(start.elapsed().as_secs() < 60, "the restore never paused");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_paused(&mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     let marker = target.join(restore::RESTORE_MARKER);

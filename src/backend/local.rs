@@ -18,6 +18,7 @@ use crate::fsutil;
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    lock_seal: std::sync::OnceLock<std::sync::Arc<dyn super::LockSeal>>,
 }
 
 impl LocalBackend {
@@ -25,6 +26,7 @@ impl LocalBackend {
     pub fn new(root: &Path) -> LocalBackend {
         LocalBackend {
             root: root.to_path_buf(),
+            lock_seal: std::sync::OnceLock::new(),
         }
     }
 
@@ -225,8 +227,19 @@ impl Backend for LocalBackend {
         wait: Duration,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<Box<dyn LockGuard>> {
-        let l = RepoLock::acquire(&self.dir(ObjectKind::Lock), kind, command, wait, on_wait)?;
+        let l = RepoLock::acquire(
+            &self.dir(ObjectKind::Lock),
+            kind,
+            command,
+            wait,
+            on_wait,
+            self.lock_seal.get(),
+        )?;
         Ok(Box::new(l))
+    }
+
+    fn set_lock_seal(&self, seal: std::sync::Arc<dyn super::LockSeal>) {
+        let _ = self.lock_seal.set(seal);
     }
 
     fn remove_leftovers(&self, dry_run: bool) -> Result<(usize, u64)> {

@@ -1,6 +1,7 @@
 //! Repository locks: one `flock` on `locks/lock`, shared or exclusive, released by the kernel
-//! when the process dies (no stale locks). Per-holder info files only feed the message a
-//! waiting user sees; they are never trusted for exclusion.
+//! when the process dies (no stale locks). Per-holder info files (`<pid>-<n>.holder`, sealed
+//! in an encrypted repository) only feed the message a waiting user sees; they are never
+//! trusted for exclusion.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -9,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::LockSeal;
 use crate::error::{Error, Result};
 use crate::fsutil;
+
+type Seal<'a> = Option<&'a std::sync::Arc<dyn LockSeal>>;
 
 /// Shared (snapshot, restore, check) or exclusive (prune, clear, undo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,7 @@ impl RepoLock {
         command: &str,
         wait: Duration,
         on_wait: &mut dyn FnMut(&str),
+        seal: Seal<'_>,
     ) -> Result<RepoLock> {
         fsutil::create_private_dir(dir)?;
         let path = dir.join("lock");
@@ -70,7 +75,7 @@ impl RepoLock {
             match attempt {
                 Ok(()) => break,
                 Err(fs::TryLockError::WouldBlock) => {
-                    waiting.held_by(&describe_holders(dir), on_wait)?;
+                    waiting.held_by(&describe_holders(dir, seal), on_wait)?;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
@@ -86,15 +91,14 @@ impl RepoLock {
             since: chrono::Utc::now().to_rfc3339(),
         };
         // Best effort: the info file only improves messages.
+        let body = super::seal_lock(seal, serde_json::to_vec(&holder).unwrap_or_default());
         let _ = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(fsutil::FILE_MODE)
             .open(&info)
-            .and_then(|mut f| {
-                std::io::Write::write_all(&mut f, &serde_json::to_vec(&holder).unwrap_or_default())
-            });
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &body));
         Ok(RepoLock { _file: file, info })
     }
 }
@@ -135,8 +139,13 @@ impl Waiting {
     }
 }
 
+/// The process a holder file `<pid>-<n>.holder` names.
+fn holder_pid(p: &Path) -> Option<u32> {
+    p.file_stem()?.to_str()?.split('-').next()?.parse().ok()
+}
+
 /// Holder files of processes that are gone (killed before they could remove theirs): what
-/// prune removes. Files that do not parse count as gone too.
+/// prune removes. Files whose name gives no process count as gone too.
 pub fn stale_holders(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = fs::read_dir(dir) {
@@ -145,10 +154,8 @@ pub fn stale_holders(dir: &Path) -> Vec<PathBuf> {
             if p.extension().is_none_or(|x| x != "holder") {
                 continue;
             }
-            let alive = fs::read(&p)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<HolderInfo>(&b).ok())
-                .is_some_and(|h| Path::new(&format!("/proc/{}", h.pid)).exists());
+            let alive =
+                holder_pid(&p).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
             if !alive {
                 out.push(p);
             }
@@ -158,7 +165,7 @@ pub fn stale_holders(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn describe_holders(dir: &Path) -> String {
+fn describe_holders(dir: &Path, seal: Seal<'_>) -> String {
     let mut parts = Vec::new();
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -166,6 +173,7 @@ fn describe_holders(dir: &Path) -> String {
             if p.extension().is_some_and(|x| x == "holder") {
                 if let Ok(h) = fs::read(&p)
                     .ok()
+                    .and_then(|b| super::unseal_lock(seal, &b))
                     .and_then(|b| serde_json::from_slice::<HolderInfo>(&b).ok())
                     .ok_or(())
                 {

@@ -321,6 +321,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// I/O and service errors.
     fn remove_leftovers(&self, dry_run: bool) -> Result<(usize, u64)>;
 
+    /// In an encrypted repository: what lock objects and holder files say (host, process,
+    /// command, times) is sealed with `seal` from now on, and read through it.
+    fn set_lock_seal(&self, seal: std::sync::Arc<dyn LockSeal>) {
+        let _ = seal;
+    }
+
     /// Removes locks nobody holds any more (every lock with `all`); returns each in words.
     ///
     /// # Errors
@@ -328,6 +334,33 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn unlock(&self, all: bool) -> Result<Vec<String>> {
         let _ = all;
         Ok(Vec::new())
+    }
+}
+
+/// Seals and opens the descriptions of lock holders in an encrypted repository.
+pub trait LockSeal: Send + Sync + std::fmt::Debug {
+    /// `plain`, sealed.
+    fn seal(&self, plain: &[u8]) -> Vec<u8>;
+    /// What `seal` sealed, or `None` for bytes that do not authenticate.
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// Reads a lock holder's description: opened with `seal` when there is one.
+pub(crate) fn unseal_lock(
+    seal: Option<&std::sync::Arc<dyn LockSeal>>,
+    bytes: &[u8],
+) -> Option<Vec<u8>> {
+    match seal {
+        Some(s) => s.open(bytes),
+        None => Some(bytes.to_vec()),
+    }
+}
+
+/// Writes a lock holder's description: sealed with `seal` when there is one.
+pub(crate) fn seal_lock(seal: Option<&std::sync::Arc<dyn LockSeal>>, plain: Vec<u8>) -> Vec<u8> {
+    match seal {
+        Some(s) => s.seal(&plain),
+        None => plain,
     }
 }
 

@@ -160,6 +160,7 @@ pub struct S3Backend {
     location: S3Location,
     op: blocking::Operator,
     create_only: AtomicU8,
+    lock_seal: std::sync::OnceLock<std::sync::Arc<dyn super::LockSeal>>,
 }
 
 impl S3Backend {
@@ -209,6 +210,7 @@ impl S3Backend {
             location,
             op,
             create_only: AtomicU8::new(PROBE_UNKNOWN),
+            lock_seal: std::sync::OnceLock::new(),
         })
     }
 
@@ -280,7 +282,8 @@ impl S3Backend {
                 continue;
             }
             let parsed = match self.read(ObjectKind::Lock, &o.name) {
-                Ok(b) => serde_json::from_slice::<LockObject>(&b).ok(),
+                Ok(b) => super::unseal_lock(self.lock_seal.get(), &b)
+                    .and_then(|b| serde_json::from_slice::<LockObject>(&b).ok()),
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
             };
@@ -592,8 +595,20 @@ impl Backend for S3Backend {
 
     fn stage(&self, kind: ObjectKind) -> Result<Staged> {
         let dir = std::env::temp_dir();
-        let path = crate::fsutil::temp_path_for(&dir.join("cachevault-upload"));
-        Staged::create(kind, path)
+        // A process killed in the middle of an upload leaves its spool file behind, and a
+        // later process may be given its pid: such a name is taken, so take the next one.
+        let mut tries = 0;
+        loop {
+            let path = crate::fsutil::temp_path_for(&dir.join("cachevault-upload"));
+            match Staged::create(kind, path) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn publish(&self, staged: Staged, name: &str) -> Result<()> {
@@ -734,7 +749,10 @@ impl Backend for S3Backend {
         let mut pause = 50u64;
         loop {
             let now = Utc::now();
-            let body = serde_json::to_vec(&object(now)).expect("a lock object serialises");
+            let body = super::seal_lock(
+                self.lock_seal.get(),
+                serde_json::to_vec(&object(now)).expect("a lock object serialises"),
+            );
             self.put(ObjectKind::Lock, &name, body)?;
             let mut holders = Vec::new();
             for (other, lock) in self.lock_objects()? {
@@ -773,12 +791,16 @@ impl Backend for S3Backend {
         let (stop, stopped) = mpsc::channel::<()>();
         let op = self.op.clone();
         let key = Self::key(ObjectKind::Lock, &name);
+        let seal = self.lock_seal.get().cloned();
         let refresher = std::thread::Builder::new()
             .name("cachevault-lock".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LOCK_REFRESH)
                 {
-                    let body = serde_json::to_vec(&object(Utc::now())).unwrap_or_default();
+                    let body = super::seal_lock(
+                        seal.as_ref(),
+                        serde_json::to_vec(&object(Utc::now())).unwrap_or_default(),
+                    );
                     if let Err(e) = op.write(&key, body) {
                         eprintln!("cachevault: warning: refreshing lock object {key}: {e}");
                     }
@@ -808,6 +830,10 @@ impl Backend for S3Backend {
 
     fn unlock(&self, all: bool) -> Result<Vec<String>> {
         S3Backend::unlock(self, all, Utc::now())
+    }
+
+    fn set_lock_seal(&self, seal: std::sync::Arc<dyn super::LockSeal>) {
+        let _ = self.lock_seal.set(seal);
     }
 }
 

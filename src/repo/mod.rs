@@ -195,6 +195,9 @@ impl Repository {
         let json = serde_json::to_vec_pretty(&config).expect("config serialises");
         backend.write(ObjectKind::Config, layout::CONFIG, &json)?;
         backend.sync(ObjectKind::Config)?;
+        if let Some(c) = &crypto {
+            backend.set_lock_seal(Arc::new(LockSealer(c.clone())));
+        }
         Ok(Repository {
             backend: Arc::from(backend),
             config,
@@ -287,6 +290,9 @@ impl Repository {
                 Some(unlock(&*backend, &config.id, cipher, role)?)
             }
         };
+        if let Some(c) = &crypto {
+            backend.set_lock_seal(Arc::new(LockSealer(c.clone())));
+        }
         Ok(Repository {
             backend: Arc::from(backend),
             config,
@@ -711,6 +717,22 @@ impl Repository {
 
 /// The master key of the encrypted repository `repository_id`: one this process already
 /// unlocked, else the first key file the password of `role` opens.
+/// Seals what lock objects and holder files say with the repository's master key.
+#[derive(Debug)]
+struct LockSealer(Arc<Crypto>);
+
+const LOCK_AAD: &[u8] = b"cachevault lock v1";
+
+impl crate::backend::LockSeal for LockSealer {
+    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        self.0.seal(LOCK_AAD, plain)
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.0.open(LOCK_AAD, sealed, "lock").ok()
+    }
+}
+
 /// The format version of a repository sealed with `cipher`.
 fn format_version_of(cipher: Cipher) -> u32 {
     match cipher {

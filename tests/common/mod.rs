@@ -353,3 +353,21 @@ pub fn scan_archive_file(p: &Path) -> cachevault::Result<cachevault::archive::Ar
         &cachevault::archive::FrameCodec::plain(),
     )
 }
+
+/// Waits until `child` stops itself at a `CACHEVAULT_PAUSE` point (state `T`); fails the test
+/// if it ends first or takes over a minute.
+pub fn wait_paused(child: &mut std::process::Child) {
+    let start = std::time::Instant::now();
+    loop {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        if stat.rsplit(") ").next().and_then(|r| r.chars().next()) == Some('T') {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before its pause"
+        );
+        assert!(start.elapsed().as_secs() < 60, "the child never paused");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
