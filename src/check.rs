@@ -412,7 +412,7 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
     let len = obj.len();
     let mut window_end = 0u64;
     // Reads `from..to`, asking a remote object for a whole window ahead.
-    let mut read = |obj: &mut Box<dyn crate::backend::ObjectRead>, from: u64, to: u64| {
+    let mut read = |from: u64, to: u64| {
         if to > window_end {
             window_end = (from + CHECK_WINDOW.max(to - from)).min(len);
             let _ = obj.prefetch(from, window_end - from);
@@ -430,31 +430,19 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
             None
         } else if f.offset >= pos {
             // In file order: what lies before the frame is hashed on the way.
-            let mut gap_ok = true;
-            while pos < f.offset {
-                let step = (f.offset - pos).min(CHECK_WINDOW);
-                match read(&mut obj, pos, pos + step) {
-                    Ok(b) => hasher.update(&b),
-                    Err(e) => {
-                        errors.push(e.to_string());
-                        gap_ok = false;
-                        break;
-                    }
-                };
-                pos += step;
+            if let Err(e) = hash_through(&mut read, &mut hasher, &mut pos, f.offset) {
+                errors.push(e.to_string());
+                return all_bad(errors);
             }
-            let got = read(&mut obj, f.offset, end);
+            let got = read(f.offset, end);
             if let Ok(b) = &got {
                 hasher.update(b);
                 pos = end;
             }
-            if !gap_ok {
-                return all_bad(errors);
-            }
             got.map_err(|e| errors.push(e.to_string())).ok()
         } else {
             // A frame out of file order (a damaged index): read on its own.
-            read(&mut obj, f.offset, end)
+            read(f.offset, end)
                 .map_err(|e| errors.push(e.to_string()))
                 .ok()
         };
@@ -479,17 +467,9 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
         }
     }
     // The rest of the file, for its hash.
-    while pos < len {
-        let step = (len - pos).min(CHECK_WINDOW);
-        match read(&mut obj, pos, pos + step) {
-            Ok(b) => hasher.update(&b),
-            Err(e) => {
-                errors.push(e.to_string());
-                damaged = true;
-                break;
-            }
-        };
-        pos += step;
+    if let Err(e) = hash_through(&mut read, &mut hasher, &mut pos, len) {
+        errors.push(e.to_string());
+        damaged = true;
     }
     let actual = BlobId::from(hasher.finalize());
     if pos == len && actual != idx.archive {
@@ -508,6 +488,21 @@ fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec
         bad.push(b.id);
     }
     (len, errors, bad, damaged)
+}
+
+/// Hashes an archive from `*pos` up to `to`, a window at a time, moving `*pos` along.
+fn hash_through(
+    read: &mut dyn FnMut(u64, u64) -> Result<Vec<u8>>,
+    hasher: &mut blake3::Hasher,
+    pos: &mut u64,
+    to: u64,
+) -> Result<()> {
+    while *pos < to {
+        let step = (to - *pos).min(CHECK_WINDOW);
+        hasher.update(&read(*pos, *pos + step)?);
+        *pos += step;
+    }
+    Ok(())
 }
 
 /// Convenience: `Err(Corrupt)` when the report holds errors.
