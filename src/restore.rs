@@ -541,14 +541,7 @@ fn restore_file(
     let (dir, name) = split(target, &e.path);
     let dest = dir.join(RelPath(name.clone()).to_path());
     let created = if to.fresh {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&dest)
-            .map_err(Error::io(&dest))?;
-        Some(f)
+        Some(create_new(&dest)?)
     } else {
         None
     };
@@ -556,14 +549,7 @@ fn restore_file(
         Some(f) => (f, None),
         None => {
             let tmp = temp_in(&dir, &name);
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-                .map_err(Error::io(&tmp))?;
-            (f, Some(tmp))
+            (create_new(&tmp)?, Some(tmp))
         }
     };
     let shown = named_tmp
@@ -636,6 +622,17 @@ fn restore_file(
         }
     }
     result
+}
+
+/// A new private file at `path`: never one that exists, never through a symlink.
+fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(Error::io(path))
 }
 
 /// An unnamed file in `dir`, or None where the file system does not support O_TMPFILE.
