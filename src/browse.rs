@@ -99,7 +99,6 @@ fn name_archive(repo: &Repository, index: &BlobIndex, e: &Entry, err: Error) -> 
     match err {
         Error::CorruptBlob { expected, actual } => {
             let archive = index
-                .blobs
                 .get(&expected)
                 .and_then(|l| index.archives.get(l.archive as usize))
                 .map(|a| repo.describe(ObjectKind::Archive, &layout::archive(a)))

@@ -198,12 +198,9 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
             false,
         ));
     }
-    let mut index = BlobIndex::default();
-    for idx in &usable {
-        index.add(idx);
-    }
+    let index = BlobIndex::of(usable.iter().copied());
     report.archives = usable.len();
-    report.blobs = index.blobs.len();
+    report.blobs = index.len();
 
     // Manifests: parse, verify, every blob indexed in a present archive. Each is checked and
     // dropped: memory holds as many manifests as there are readers, not every snapshot.
@@ -356,7 +353,7 @@ fn check_entries(
     for e in &m.entries {
         let mut stored = Some(0u64);
         for b in &e.blobs {
-            match index.blobs.get(b) {
+            match index.get(b) {
                 Some(loc) => stored = stored.map(|s| s.saturating_add(loc.length)),
                 None => stored = None,
             }

@@ -470,30 +470,53 @@ pub struct EntryDecoder {
     limit: u64,
     pending: Vec<u8>,
     entries: Vec<Entry>,
+    /// Entries decoded so far, taken or not.
+    count: u64,
+    /// Text parsed at once.
+    batch: usize,
 }
 
-/// Text parsed at once by [`EntryDecoder`].
+/// Text parsed at once by [`EntryDecoder::new`].
 const DECODE_BATCH: usize = 4 << 20;
+/// Text parsed at once by [`EntryDecoder::streaming`], whose entries are handed on as
+/// they come: less held at a time.
+const STREAM_BATCH: usize = 1 << 20;
 
 impl EntryDecoder {
     /// A decoder for the entries of `m` (whose header gives the text's size and hash).
     pub fn new(m: &Manifest, id: &BlobId) -> EntryDecoder {
+        let mut d = EntryDecoder::streaming(m, id);
+        d.batch = DECODE_BATCH;
+        // The count and size come from the header: reserve no more than its blobs can hold
+        // (each at most the tree chunker's maximum; an entry line is well over 32 bytes),
+        // or a hostile header could demand any allocation.
+        let most = (m.tree.blobs.len() as u64)
+            .saturating_mul(u64::from(TREE_CHUNKS.2))
+            .min(m.tree.size);
+        d.entries
+            .reserve(usize::try_from(m.tree.entries.min(most / 32)).unwrap_or(0));
+        d
+    }
+
+    /// A decoder whose entries are taken as they come ([`EntryDecoder::take`]): nothing is
+    /// reserved for the whole list.
+    pub fn streaming(m: &Manifest, id: &BlobId) -> EntryDecoder {
         EntryDecoder {
             what: format!("manifest {}", id.short()),
             hasher: blake3::Hasher::new(),
             size: 0,
             limit: m.tree.size,
             pending: Vec::new(),
-            // The count and size come from the header: reserve no more than its blobs can
-            // hold (each at most the tree chunker's maximum; an entry line is well over 32
-            // bytes), or a hostile header could demand any allocation.
-            entries: Vec::with_capacity({
-                let most = (m.tree.blobs.len() as u64)
-                    .saturating_mul(u64::from(TREE_CHUNKS.2))
-                    .min(m.tree.size);
-                usize::try_from(m.tree.entries.min(most / 32)).unwrap_or(0)
-            }),
+            entries: Vec::new(),
+            count: 0,
+            batch: STREAM_BATCH,
         }
+    }
+
+    /// The entries decoded since the last call, in order. They come from blobs that were
+    /// verified on reading; the whole list is only checked by [`EntryDecoder::end`].
+    pub fn take(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.entries)
     }
 
     /// The next piece of the text.
@@ -508,17 +531,26 @@ impl EntryDecoder {
             return Err(self.mismatch());
         }
         self.pending.extend_from_slice(data);
-        if self.pending.len() >= DECODE_BATCH {
-            let end = self
-                .pending
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-            let rest = self.pending.split_off(end);
-            let batch = std::mem::replace(&mut self.pending, rest);
-            self.parse(&batch)?;
+        if self.pending.len() >= self.batch {
+            self.flush()?;
         }
         Ok(())
+    }
+
+    /// Parses every whole line received so far (the text of verified blobs whose entries
+    /// are wanted now, before the rest arrives, say because the rest cannot be read).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a line that does not parse.
+    pub fn flush(&mut self) -> Result<()> {
+        let end = self
+            .pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let rest = self.pending.split_off(end);
+        let batch = std::mem::replace(&mut self.pending, rest);
+        self.parse(&batch)
     }
 
     fn mismatch(&self) -> Error {
@@ -530,7 +562,7 @@ impl EntryDecoder {
         let mut pieces = Vec::new();
         let mut start = 0;
         while start < text.len() {
-            let mut end = (start + (1 << 20)).min(text.len());
+            let mut end = (start + (self.batch / 4).max(64 << 10)).min(text.len());
             while end < text.len() && text[end - 1] != b'\n' {
                 end += 1;
             }
@@ -553,6 +585,7 @@ impl EntryDecoder {
             })
             .collect::<Result<_>>()?;
         for p in parsed {
+            self.count += p.len() as u64;
             self.entries.extend(p);
         }
         Ok(())
@@ -562,22 +595,32 @@ impl EntryDecoder {
     ///
     /// # Errors
     /// [`Error::Corrupt`].
-    pub fn finish(mut self, m: &mut Manifest) -> Result<()> {
+    pub fn finish(self, m: &mut Manifest) -> Result<()> {
+        let what = self.what.clone();
+        m.entries = self.end(m)?;
+        m.check_entries()
+            .map_err(|e| Error::corrupt(format!("{what}: {e}")))
+    }
+
+    /// Checks the whole text's hash, length and entry count against `m`'s header; returns
+    /// the entries not yet taken. Entry-level invariants are left to the caller.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`].
+    pub fn end(mut self, m: &Manifest) -> Result<Vec<Entry>> {
         let hash = BlobId::from(self.hasher.finalize());
         if Some(hash) != m.tree.hash || self.size != m.tree.size {
             return Err(self.mismatch());
         }
         let rest = std::mem::take(&mut self.pending);
         self.parse(&rest)?;
-        if self.entries.len() as u64 != m.tree.entries {
+        if self.count != m.tree.entries {
             return Err(Error::corrupt(format!(
                 "{}: entry count mismatch",
                 self.what
             )));
         }
-        m.entries = self.entries;
-        m.check_entries()
-            .map_err(|e| Error::corrupt(format!("{}: {e}", self.what)))
+        Ok(self.entries)
     }
 }
 

@@ -135,10 +135,7 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
         indexes.push(idx);
         rebuilt += 1;
     }
-    let mut index = BlobIndex::default();
-    for idx in &indexes {
-        index.add(idx);
-    }
+    let index = BlobIndex::of(&indexes);
     let mut listing = crate::snapshot::list(repo)?;
     let id_of = |file: &str| -> Option<BlobId> {
         file.trim_start_matches("snapshots/")
@@ -209,10 +206,7 @@ pub fn prune(
         indexes_rebuilt: rebuilt,
         ..Default::default()
     };
-    let mut index = BlobIndex::default();
-    for idx in &indexes {
-        index.add(idx);
-    }
+    let index = BlobIndex::of(&indexes);
 
     // Which archive keeps each live blob: the first one holding it. Other copies are unused.
     let mut owner: IdSet = IdSet::default();

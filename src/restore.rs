@@ -251,7 +251,7 @@ pub fn restore<'m>(
     files.sort_by_key(|e| {
         e.blobs
             .first()
-            .and_then(|b| index.blobs.get(b))
+            .and_then(|b| index.get(b))
             .map(|l| (l.archive, l.frame.offset, l.offset))
             .unwrap_or((0, 0, 0))
     });

@@ -3,17 +3,15 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::manifest::{EntryKind, RelPath};
 
 /// One walked item.
 #[derive(Debug, Clone)]
 pub struct ScannedEntry {
-    /// Relative to the snapshot root.
+    /// Relative to the snapshot root (the path on disk is the root joined with it).
     pub path: RelPath,
-    /// Absolute path on disk.
-    pub abs: PathBuf,
     /// Kind.
     pub kind: EntryKind,
     /// Metadata as walked.
@@ -69,7 +67,6 @@ pub struct ScanResult {
 /// skipped with its contents.
 pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanResult {
     let mut out = ScanResult::default();
-    let mut seen = std::collections::HashSet::new();
     let whole = [RelPath::default()];
     let includes = if includes.is_empty() {
         &whole[..]
@@ -85,18 +82,14 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
         };
         for i in 1..comps.len() {
             let rel = RelPath(comps[..i].join(&b'/'));
-            if seen.insert(rel.clone()) {
-                let abs = root.join(rel.to_path());
-                if let Ok(m) = std::fs::symlink_metadata(&abs) {
-                    out.entries.push(ScannedEntry {
-                        path: rel,
-                        abs,
-                        kind: EntryKind::Dir,
-                        stat: Stat::of(&m),
-                        target: None,
-                        link_key: None,
-                    });
-                }
+            if let Ok(m) = std::fs::symlink_metadata(root.join(rel.to_path())) {
+                out.entries.push(ScannedEntry {
+                    path: rel,
+                    kind: EntryKind::Dir,
+                    stat: Stat::of(&m),
+                    target: None,
+                    link_key: None,
+                });
             }
         }
         let start = root.join(inc.to_path());
@@ -136,25 +129,49 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
                 Ok(r) => RelPath(r.as_os_str().as_bytes().to_vec()),
                 Err(_) => continue,
             };
-            if seen.insert(rel.clone()) {
-                found.push((rel, de));
-            }
+            found.push((rel, de));
         }
+        // Stated straight into the one list (no second list of results): problems go
+        // aside with their position, to be told in walk order.
         use rayon::prelude::*;
-        let stated: Vec<std::result::Result<ScannedEntry, (bool, String)>> = found
+        let problems = std::sync::Mutex::new(Vec::new());
+        let stated: Vec<ScannedEntry> = found
             .into_par_iter()
-            .map(|(rel, de)| stat_entry(rel, &de))
+            .enumerate()
+            .filter_map(|(i, (rel, de))| match stat_entry(rel, &de) {
+                Ok(e) => Some(e),
+                Err(p) => {
+                    problems
+                        .lock()
+                        .expect("problem list lock is never poisoned")
+                        .push((i, p));
+                    None
+                }
+            })
             .collect();
-        for r in stated {
-            match r {
-                Ok(e) => out.entries.push(e),
-                Err((true, msg)) => out.ignored.push(msg),
-                Err((false, msg)) => out.errors.push(msg),
+        if out.entries.is_empty() {
+            out.entries = stated;
+        } else {
+            out.entries.extend(stated);
+        }
+        let mut problems = problems
+            .into_inner()
+            .expect("problem list lock is never poisoned");
+        problems.sort_unstable_by_key(|(i, _)| *i);
+        for (_, (ignored, msg)) in problems {
+            if ignored {
+                out.ignored.push(msg);
+            } else {
+                out.errors.push(msg);
             }
         }
     }
-    // Bytewise path order: deterministic, and every folder precedes its contents.
+    // Bytewise path order: deterministic, and every folder precedes its contents. Includes
+    // that overlap (a folder and one inside it, or shared ancestors) walk a path twice:
+    // kept once.
     out.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    out.entries
+        .dedup_by(|later, first| later.path == first.path);
     out
 }
 
@@ -198,7 +215,6 @@ fn stat_entry(
     let link_key = (kind == EntryKind::File && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
     Ok(ScannedEntry {
         path: rel,
-        abs: de.path().to_path_buf(),
         kind,
         stat: Stat::of(&meta),
         target,

@@ -66,9 +66,9 @@ pub struct SnapshotSummary {
     pub seconds: f64,
 }
 
-/// What a snapshot starts from: the index of present archives, the parent (id and
-/// manifest, when it can be read) and warnings about damage met on the way.
-type Loaded = (BlobIndex, Option<BlobId>, Option<Manifest>, Vec<String>);
+/// What a snapshot starts from: the index of present archives, the parent's entries as
+/// they are decoded, and warnings about damage met on the way.
+type Loaded = (std::sync::Arc<BlobIndex>, ParentStream, Vec<String>);
 
 /// Reads a file this many times before reporting it as changing during the read.
 const READ_ATTEMPTS: usize = 3;
@@ -77,6 +77,8 @@ const BATCH_BYTES: u64 = 8 << 20;
 
 struct Shared<'a> {
     repo: &'a Repository,
+    /// The snapshot root: entry paths are relative to it.
+    root: &'a Path,
     known: &'a BlobIndex,
     pending: Mutex<IdSet>,
     dry_run: bool,
@@ -123,9 +125,11 @@ pub fn create(
             .collect()
     };
 
-    // The walk (system calls) and loading the index and parent (decompression, parsing)
-    // overlap. The index counts only archives that are present: a blob whose archive is gone
-    // is absent, and a file whose data it held is read and stored again.
+    // The walk (system calls) and loading the index and the parent's header overlap; the
+    // parent's entry list is then decoded on a thread of its own, a few thousand entries
+    // ahead at most, and met in path order: neither list is ever whole in memory. The
+    // index counts only archives that are present: a blob whose archive is gone is absent,
+    // and a file whose data it held is read and stored again.
     let load_parent = || -> Result<Loaded> {
         let index = BlobIndex::load(repo)?;
         let mut warnings = index.warnings();
@@ -133,9 +137,9 @@ pub fn create(
             Some(p) => Some(p),
             None => find_parent(repo, &opts.hostname, &root_text, &paths)?,
         };
-        let parent = match parent_id {
-            Some(id) => match load_with(repo, &index, &id) {
-                Ok(m) => Some(m),
+        let header = match parent_id {
+            Some(id) => match load_header(repo, &id) {
+                Ok(m) => Some((id, m)),
                 // A damaged parent costs only the time to read every file again.
                 Err(e) if e.is_corruption() => {
                     warnings.push(format!(
@@ -148,104 +152,135 @@ pub fn create(
             },
             None => None,
         };
-        let parent_id = parent.as_ref().and(parent_id);
-        Ok((index, parent_id, parent, warnings))
+        let index = std::sync::Arc::new(index);
+        let parent = match header {
+            Some((id, m)) => ParentStream::start(repo, index.clone(), id, m),
+            None => ParentStream::default(),
+        };
+        Ok((index, parent, warnings))
     };
     let (scanned, loaded) = rayon::join(
         || scan::scan(&root, &opts.includes, repo_abs.as_deref()),
         load_parent,
     );
-    let (known, parent_id, parent, index_warnings) = loaded?;
-    let parent_files: HashMap<&RelPath, &Entry> = parent
-        .iter()
-        .flat_map(|m| m.entries.iter())
-        .filter(|e| e.kind == EntryKind::File)
-        .map(|e| (&e.path, e))
-        .collect();
+    let (known, mut parent, index_warnings) = loaded?;
+    let known: &BlobIndex = &known;
 
     let mut stats = SnapshotStats::default();
     let mut entries: Vec<Option<Entry>> = Vec::with_capacity(scanned.entries.len());
-    let mut to_read: Vec<(usize, &ScannedEntry, bool)> = Vec::new();
+    let mut to_read: Vec<ReadJob> = Vec::new();
     // Hard links: the first path of each (device, inode) in path order, and the later ones,
     // which take its content instead of reading the file again.
     let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut followers: Vec<Follower<'_>> = Vec::new();
+    let mut followers: Vec<Follower> = Vec::new();
     let mut healed = 0u64;
-    for se in &scanned.entries {
+    let scan::ScanResult {
+        entries: walked,
+        errors: scan_errors,
+        ignored,
+    } = scanned;
+    // Each walked entry moves into the snapshot's entry: no path is held twice.
+    for se in walked {
+        let ScannedEntry {
+            path,
+            kind,
+            stat,
+            target,
+            link_key,
+        } = se;
+        let idx = entries.len();
         let mut entry = Entry {
-            path: se.path.clone(),
-            kind: se.kind,
-            mode: se.stat.mode,
-            mtime_ns: se.stat.mtime_ns,
+            path,
+            kind,
+            mode: stat.mode,
+            mtime_ns: stat.mtime_ns,
             size: 0,
             ino: 0,
             ctime_ns: 0,
             hash: None,
             blobs: Default::default(),
-            target: se.target.clone(),
+            target,
             link: None,
         };
         // Set for regular files with more than one link only.
-        let first = se.link_key.and_then(|key| match first_of.entry(key) {
+        let first = link_key.and_then(|key| match first_of.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(entries.len());
+                v.insert(idx);
                 None
             }
         });
-        match (se.kind, first) {
+        match (kind, first) {
             (EntryKind::Dir, _) => stats.dirs += 1,
             (EntryKind::Symlink, _) => stats.symlinks += 1,
             (EntryKind::File, Some(first)) => followers.push(Follower {
-                idx: entries.len(),
+                idx,
                 first,
-                se,
-                prev: parent_files.get(&se.path).copied(),
+                stat,
+                prev: parent.file(&entry.path).map(|p| Prev::of(&p)),
             }),
             (EntryKind::File, None) => {
-                let prev = parent_files.get(&se.path);
-                let unchanged = prev.filter(|p| {
-                    !opts.rehash
-                        && p.size == se.stat.size
-                        && p.mtime_ns == se.stat.mtime_ns
-                        && p.ctime_ns == se.stat.ctime_ns
-                        && p.ino == se.stat.ino
-                });
+                let prev = parent.file(&entry.path);
+                let unchanged = prev
+                    .as_ref()
+                    .is_some_and(|p| !opts.rehash && Prev::of(p).matches(&stat));
                 // Never reference a blob not proven present: unchanged files whose data is
                 // gone are read again, whatever the parent says.
-                let present = unchanged.filter(|p| p.blobs.iter().all(|b| known.contains(b)));
-                if unchanged.is_some() && present.is_none() {
-                    healed += 1;
-                }
-                if let Some(p) = present {
-                    entry.size = p.size;
-                    entry.ino = p.ino;
-                    entry.ctime_ns = p.ctime_ns;
-                    entry.hash = p.hash;
-                    entry.blobs = p.blobs.clone();
-                    stats.files_unchanged += 1;
-                    stats.bytes_total += p.size;
-                } else {
-                    to_read.push((entries.len(), se, prev.is_some()));
+                let present = unchanged
+                    && prev
+                        .as_ref()
+                        .is_some_and(|p| p.blobs.iter().all(|b| known.contains(b)));
+                match prev {
+                    Some(p) if present => {
+                        entry.size = p.size;
+                        entry.ino = p.ino;
+                        entry.ctime_ns = p.ctime_ns;
+                        entry.hash = p.hash;
+                        entry.blobs = p.blobs;
+                        stats.files_unchanged += 1;
+                        stats.bytes_total += p.size;
+                    }
+                    prev => {
+                        healed += u64::from(unchanged);
+                        to_read.push(ReadJob {
+                            idx,
+                            stat,
+                            had_prev: prev.is_some(),
+                        });
+                    }
                 }
             }
         }
         entries.push(Some(entry));
     }
+    // The parent is read to its end, so that its whole list is checked.
+    let (parent_id, parent_warning) = match parent.finish() {
+        Ok(id) => (id, None),
+        Err((id, e)) if e.is_corruption() => (
+            None,
+            Some(format!(
+                "the parent snapshot {} cannot be read whole ({e}); the files past the damage were read again",
+                id.short()
+            )),
+        ),
+        Err((_, e)) => return Err(e),
+    };
 
-    let mut skipped: Vec<String> = scanned.errors.clone();
+    let mut skipped: Vec<String> = scan_errors;
     let mut warnings: Vec<String> = index_warnings;
+    warnings.extend(parent_warning);
     if healed > 0 {
         warnings.push(format!(
             "{healed} unchanged file(s) were read and stored again: their data was in a missing or unindexed archive"
         ));
     }
-    warnings.extend(scanned.ignored.iter().cloned());
+    warnings.extend(ignored);
     let mut sink: Option<Sink> = None;
     // One set of blobs pending for both rounds of reading, so neither stores one twice.
     let shared = Shared {
         repo,
-        known: &known,
+        root: &root,
+        known,
         pending: Mutex::new(IdSet::default()),
         dry_run: opts.dry_run,
         progress,
@@ -260,10 +295,8 @@ pub fn create(
     // A hard link whose first path vanished or could not be read is read on its own.
     let orphans = link_followers(&followers, opts.rehash, &mut outcomes);
     read_round(&shared, &mut sink, &orphans, &mut outcomes)?;
-    // The walk and the parent's entries are done with: freed before the entry list is
-    // written, the peak of a snapshot's memory.
-    drop((orphans, followers, to_read, parent_files));
-    drop((parent, scanned));
+    // The reading plan is done with: freed before the entry list is written.
+    drop((orphans, followers, to_read));
     // In place (an `Option<Entry>` is the size of an `Entry`): no second list.
     entries.retain(Option::is_some);
     let entries: Vec<Entry> = entries
@@ -274,7 +307,7 @@ pub fn create(
 
     // The entry list, stored as content-defined blobs: when nothing changed they are the
     // parent's, byte for byte, already stored, and cost nothing.
-    let tree = match store_tree(repo, &known, &mut sink, &entries, opts.dry_run) {
+    let tree = match store_tree(repo, known, &mut sink, &entries, opts.dry_run) {
         Ok(tree) => tree,
         // The writer may have failed after taking the last file frame: its error (a full
         // disk, say) is the one worth reporting, not "writer stopped".
@@ -324,13 +357,195 @@ pub fn create(
     })
 }
 
+/// A file to read: the position of its entry, its metadata as walked, and whether the
+/// parent has its path.
+#[derive(Debug, Clone, Copy)]
+struct ReadJob {
+    idx: usize,
+    stat: Stat,
+    had_prev: bool,
+}
+
+/// What the parent says of a file, to tell whether it changed.
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    hash: Option<BlobId>,
+}
+
+impl Prev {
+    fn of(e: &Entry) -> Prev {
+        Prev {
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+            ctime_ns: e.ctime_ns,
+            ino: e.ino,
+            hash: e.hash,
+        }
+    }
+
+    /// Whether the file is as the parent saw it.
+    fn matches(&self, stat: &Stat) -> bool {
+        self.size == stat.size
+            && self.mtime_ns == stat.mtime_ns
+            && self.ctime_ns == stat.ctime_ns
+            && self.ino == stat.ino
+    }
+}
+
 /// A later path of a group of hard links, and the index of the group's first path.
-struct Follower<'a> {
+struct Follower {
     idx: usize,
     first: usize,
-    se: &'a ScannedEntry,
-    /// Its entry in the parent.
-    prev: Option<&'a Entry>,
+    stat: Stat,
+    /// What the parent says of it.
+    prev: Option<Prev>,
+}
+
+/// The parent's entry list, decoded blob by blob on a thread of its own and met in path
+/// order ([`ParentStream::file`]): a bounded channel keeps it a few thousand entries ahead,
+/// so memory does not grow with the parent. The default stream has no parent.
+#[derive(Default)]
+struct ParentStream {
+    id: Option<BlobId>,
+    rx: Option<std::sync::mpsc::Receiver<Result<Vec<Entry>>>>,
+    batch: std::vec::IntoIter<Entry>,
+    next: Option<Entry>,
+    failed: Option<Error>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Batches of decoded parent entries waiting in the channel.
+const PARENT_AHEAD: usize = 2;
+
+impl ParentStream {
+    fn start(
+        repo: &Repository,
+        index: std::sync::Arc<BlobIndex>,
+        id: BlobId,
+        header: Manifest,
+    ) -> ParentStream {
+        let (tx, rx) = sync_channel(PARENT_AHEAD);
+        let repo = repo.clone();
+        let handle = std::thread::spawn(move || {
+            if let Err(e) = stream_entries(&repo, &index, &id, &header, &tx) {
+                let _ = tx.send(Err(e));
+            }
+        });
+        ParentStream {
+            id: Some(id),
+            rx: Some(rx),
+            handle: Some(handle),
+            ..ParentStream::default()
+        }
+    }
+
+    /// The next entry of the parent, or None at its end or at damage (kept for
+    /// [`ParentStream::finish`]).
+    fn pull(&mut self) -> Option<Entry> {
+        loop {
+            if let Some(e) = self.batch.next() {
+                return Some(e);
+            }
+            match self.rx.as_ref()?.recv() {
+                Ok(Ok(batch)) => self.batch = batch.into_iter(),
+                Ok(Err(e)) => {
+                    self.failed = Some(e);
+                    self.rx = None;
+                }
+                Err(_) => self.rx = None,
+            }
+        }
+    }
+
+    /// The parent's regular file at `path`, passing over the entries before it. Calls come
+    /// in path order (the walk's), as the parent's entries are sorted.
+    fn file(&mut self, path: &RelPath) -> Option<Entry> {
+        loop {
+            let next = match self.next.take() {
+                Some(e) => e,
+                None => self.pull()?,
+            };
+            match next.path.cmp(path) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    // Only a self-consistent file entry is worth comparing with.
+                    let usable = next.kind == EntryKind::File
+                        && next.hash.is_some()
+                        && (next.size > 0) != next.blobs.is_empty();
+                    return usable.then_some(next);
+                }
+                std::cmp::Ordering::Greater => {
+                    self.next = Some(next);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Reads the parent to its end, so its whole list is checked: Ok(its id, or None
+    /// without a parent), or Err(its id, what was wrong).
+    fn finish(mut self) -> std::result::Result<Option<BlobId>, (BlobId, Error)> {
+        while self.pull().is_some() {}
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        match (self.id, self.failed.take()) {
+            (Some(id), Some(e)) => Err((id, e)),
+            (id, _) => Ok(id),
+        }
+    }
+}
+
+/// The body of [`ParentStream`]'s thread: reads and decodes the tree blobs of `header`,
+/// sending the entries on as each blob is decoded; checks the whole list at its end.
+/// Returns quietly when the receiver is gone.
+fn stream_entries(
+    repo: &Repository,
+    index: &BlobIndex,
+    id: &BlobId,
+    header: &Manifest,
+    tx: &SyncSender<Result<Vec<Entry>>>,
+) -> Result<()> {
+    let mut reader = BlobReader::new(repo, index);
+    let mut decoder = crate::manifest::EntryDecoder::streaming(header, id);
+    for b in &header.tree.blobs {
+        let read = reader
+            .read_with(b, |data| decoder.feed(data))
+            .map_err(|e| tree_error(id, e))
+            .and_then(|fed| fed);
+        if let Err(e) = read {
+            // The entries of the blobs read so far are sound: they go on before the error.
+            if decoder.flush().is_ok() {
+                let _ = tx.send(Ok(decoder.take()));
+            }
+            return Err(e);
+        }
+        let batch = decoder.take();
+        if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+            return Ok(());
+        }
+    }
+    let last = decoder.end(header)?;
+    if !last.is_empty() {
+        let _ = tx.send(Ok(last));
+    }
+    Ok(())
+}
+
+/// An error reading a snapshot's entry list, naming the snapshot when it is damage.
+fn tree_error(id: &BlobId, e: Error) -> Error {
+    if e.is_corruption() {
+        Error::corrupt(format!(
+            "snapshot {}: its entry list cannot be read: {e}",
+            id.short()
+        ))
+    } else {
+        e
+    }
 }
 
 /// What reading files changes in a snapshot being built.
@@ -341,12 +556,12 @@ struct Outcomes<'a> {
     skipped: &'a mut Vec<String>,
 }
 
-/// Reads, chunks, hashes and stores `to_read` (entry index, scanned file, whether the parent
-/// has it) in parallel batches, and records each outcome.
+/// Reads, chunks, hashes and stores the files of `to_read` in parallel batches, and
+/// records each outcome.
 fn read_round(
     shared: &Shared<'_>,
     sink: &mut Option<Sink>,
-    to_read: &[(usize, &ScannedEntry, bool)],
+    to_read: &[ReadJob],
     out: &mut Outcomes<'_>,
 ) -> Result<()> {
     if to_read.is_empty() {
@@ -357,80 +572,114 @@ fn read_round(
         None => sink.insert(Sink::start(shared.repo, shared.dry_run)),
     };
     let progress = shared.progress;
-    let total: u64 = to_read.iter().map(|(_, se, _)| se.stat.size).sum();
+    let total: u64 = to_read.iter().map(|j| j.stat.size).sum();
     progress.start("snapshot", total);
     let batches = batches(to_read);
-    let results: Result<Vec<Vec<(usize, FileOutcome)>>> = batches
-        .par_iter()
-        .map(|batch| read_batch(shared, batch, sink.tx.clone()))
-        .collect();
-    progress.finish();
-    let results = match results {
-        Ok(r) => r,
-        Err(e) => {
-            // The writer's own error (a full disk, say) is the one worth reporting; the
-            // unfinished archive is dropped.
-            return Err(sink.fail(e));
-        }
-    };
-    for (read_no, outcome) in results.into_iter().flatten() {
-        let (idx, se, had_prev) = to_read[read_no];
-        match outcome {
-            FileOutcome::Stored { stat, hash, blobs } => {
-                let e = out.entries[idx].as_mut().expect("entry exists");
-                e.mode = stat.mode;
-                e.mtime_ns = stat.mtime_ns;
-                e.size = stat.size;
-                e.ino = stat.ino;
-                e.ctime_ns = stat.ctime_ns;
-                e.hash = Some(hash);
-                e.blobs = blobs.into();
-                out.stats.bytes_total += stat.size;
-                out.stats.bytes_read += stat.size;
-                if had_prev {
-                    out.stats.files_changed += 1;
-                } else {
-                    out.stats.files_new += 1;
+    // Each batch's outcomes go into the entries as soon as it is read, so what is pending
+    // stays bounded by the batches in flight. Messages keep their place in the plan, so
+    // they read in path order whichever batch ends first.
+    let applied = Mutex::new((&mut *out, Vec::<(usize, bool, String)>::new()));
+    let lock = || applied.lock().expect("outcome lock is never poisoned");
+    let result = batches.par_iter().try_for_each(|batch| -> Result<()> {
+        let paths: Vec<std::path::PathBuf> = {
+            let guard = lock();
+            batch
+                .iter()
+                .map(|&r| {
+                    let e = guard.0.entries[to_read[r].idx]
+                        .as_ref()
+                        .expect("entry exists");
+                    shared.root.join(e.path.to_path())
+                })
+                .collect()
+        };
+        let outcomes = read_batch(shared, &paths, to_read, batch, sink.tx.clone())?;
+        let mut guard = lock();
+        let (out, notes) = &mut *guard;
+        for ((read_no, outcome), abs) in outcomes.into_iter().zip(&paths) {
+            let job = to_read[read_no];
+            match outcome {
+                FileOutcome::Stored { stat, hash, blobs } => {
+                    let e = out.entries[job.idx].as_mut().expect("entry exists");
+                    set_content(e, &stat, Some(hash), blobs.into());
+                    out.stats.bytes_total += stat.size;
+                    out.stats.bytes_read += stat.size;
+                    if job.had_prev {
+                        out.stats.files_changed += 1;
+                    } else {
+                        out.stats.files_new += 1;
+                    }
+                }
+                FileOutcome::Vanished => {
+                    out.entries[job.idx] = None;
+                    notes.push((
+                        read_no,
+                        false,
+                        format!("{}: vanished during the snapshot", abs.display()),
+                    ));
+                }
+                FileOutcome::Failed(msg) => {
+                    out.entries[job.idx] = None;
+                    notes.push((read_no, true, msg));
                 }
             }
-            FileOutcome::Vanished => {
-                out.warnings.push(format!(
-                    "{}: vanished during the snapshot",
-                    se.abs.display()
-                ));
-                out.entries[idx] = None;
-            }
-            FileOutcome::Failed(msg) => {
-                out.skipped.push(msg);
-                out.entries[idx] = None;
-            }
+        }
+        Ok(())
+    });
+    progress.finish();
+    let (out, mut notes) = applied
+        .into_inner()
+        .expect("outcome lock is never poisoned");
+    if let Err(e) = result {
+        // The writer's own error (a full disk, say) is the one worth reporting; the
+        // unfinished archive is dropped.
+        return Err(sink.fail(e));
+    }
+    notes.sort_unstable_by_key(|(read_no, _, _)| *read_no);
+    for (_, skipped, msg) in notes {
+        if skipped {
+            out.skipped.push(msg);
+        } else {
+            out.warnings.push(msg);
         }
     }
     Ok(())
 }
 
+/// Records a file's metadata and content in its entry.
+fn set_content(e: &mut Entry, stat: &Stat, hash: Option<BlobId>, blobs: crate::manifest::Blobs) {
+    e.mode = stat.mode;
+    e.mtime_ns = stat.mtime_ns;
+    e.size = stat.size;
+    e.ino = stat.ino;
+    e.ctime_ns = stat.ctime_ns;
+    e.hash = hash;
+    e.blobs = blobs;
+}
+
 /// Gives each later path of a group of hard links the content and metadata of the group's
 /// first path (one inode: read once) and a `link` to it. Returns the files to read on their
 /// own instead: those whose first path vanished or could not be read.
-fn link_followers<'a>(
-    followers: &[Follower<'a>],
-    rehash: bool,
-    out: &mut Outcomes<'_>,
-) -> Vec<(usize, &'a ScannedEntry, bool)> {
+fn link_followers(followers: &[Follower], rehash: bool, out: &mut Outcomes<'_>) -> Vec<ReadJob> {
     let mut orphans = Vec::new();
     for f in followers {
         let Some(first) = out.entries[f.first].clone() else {
-            orphans.push((f.idx, f.se, f.prev.is_some()));
+            orphans.push(ReadJob {
+                idx: f.idx,
+                stat: f.stat,
+                had_prev: f.prev.is_some(),
+            });
             continue;
         };
         let e = out.entries[f.idx].as_mut().expect("entry exists");
-        e.mode = first.mode;
-        e.mtime_ns = first.mtime_ns;
-        e.size = first.size;
-        e.ino = first.ino;
-        e.ctime_ns = first.ctime_ns;
-        e.hash = first.hash;
-        e.blobs = first.blobs;
+        let stat = Stat {
+            mode: first.mode,
+            size: first.size,
+            mtime_ns: first.mtime_ns,
+            ctime_ns: first.ctime_ns,
+            ino: first.ino,
+        };
+        set_content(e, &stat, first.hash, first.blobs);
         e.link = Some(Box::new(first.path));
         let e = &*e;
         let unchanged = f.prev.is_some_and(|p| {
@@ -569,7 +818,7 @@ impl Sink {
         let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let aborted = abort.clone();
         let handle = std::thread::spawn(move || -> Result<(u64, u64)> {
-            let mut pack = PackWriter::new(&repo);
+            let mut pack = PackWriter::storing_only(&repo);
             let mut blobs = 0u64;
             for frame in rx {
                 blobs += frame.blobs.len() as u64;
@@ -623,15 +872,15 @@ impl Sink {
     }
 }
 
-/// Splits the files to read into batches of neighbouring files, so that files that sit
-/// together on disk share frames (good compression, cheap restores).
-fn batches<'a>(to_read: &[(usize, &'a ScannedEntry, bool)]) -> Vec<Vec<(usize, &'a ScannedEntry)>> {
+/// Splits the files to read into batches of neighbouring files (positions in `to_read`),
+/// so that files that sit together on disk share frames (good compression, cheap restores).
+fn batches(to_read: &[ReadJob]) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     let mut cur = Vec::new();
     let mut bytes = 0u64;
-    for (i, &(_, se, _)) in to_read.iter().enumerate() {
-        cur.push((i, se));
-        bytes += se.stat.size;
+    for (i, job) in to_read.iter().enumerate() {
+        cur.push(i);
+        bytes += job.stat.size;
         if bytes >= BATCH_BYTES {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
@@ -643,9 +892,13 @@ fn batches<'a>(to_read: &[(usize, &'a ScannedEntry, bool)]) -> Vec<Vec<(usize, &
     out
 }
 
+/// Reads the files of one batch (`paths` are theirs, in order); returns each outcome with
+/// its position in `to_read`.
 fn read_batch(
     shared: &Shared<'_>,
-    batch: &[(usize, &ScannedEntry)],
+    paths: &[std::path::PathBuf],
+    to_read: &[ReadJob],
+    batch: &[usize],
     tx: SyncSender<CompressedFrame>,
 ) -> Result<Vec<(usize, FileOutcome)>> {
     let level = shared.repo.config().zstd_level;
@@ -665,10 +918,10 @@ fn read_batch(
             Error::Invalid("archive writer stopped (see the error it reported)".into())
         })
     };
-    for &(idx, se) in batch {
+    for (&read_no, abs) in batch.iter().zip(paths) {
         crate::cancel::check()?;
-        let outcome = read_file(shared, se, &mut builder, &send)?;
-        out.push((idx, outcome));
+        let outcome = read_file(shared, abs, to_read[read_no].stat, &mut builder, &send)?;
+        out.push((read_no, outcome));
         crate::fault::pause("snapshot.reading");
     }
     if !builder.is_empty() {
@@ -679,17 +932,18 @@ fn read_batch(
 
 fn read_file(
     shared: &Shared<'_>,
-    se: &ScannedEntry,
+    abs: &Path,
+    walked: Stat,
     builder: &mut FrameBuilder,
     send: &dyn Fn(&mut FrameBuilder) -> Result<()>,
 ) -> Result<FileOutcome> {
     let params = shared.repo.config().chunker;
-    let mut before = se.stat;
+    let mut before = walked;
     for attempt in 1..=READ_ATTEMPTS {
-        let file = match fsutil::open_noatime(&se.abs) {
+        let file = match fsutil::open_noatime(abs) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
-            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", se.abs.display()))),
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
         if let Ok(m) = file.metadata() {
             before = Stat::of(&m);
@@ -717,14 +971,14 @@ fn read_file(
             Ok(())
         });
         match read {
-            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", se.abs.display()))),
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(())) => {}
         }
-        let after = match std::fs::symlink_metadata(&se.abs) {
+        let after = match std::fs::symlink_metadata(abs) {
             Ok(m) => Stat::of(&m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
-            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", se.abs.display()))),
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
         let hash = BlobId::from(hasher.finalize());
         if after == before {
@@ -737,7 +991,7 @@ fn read_file(
         if attempt == READ_ATTEMPTS {
             return Ok(FileOutcome::Failed(format!(
                 "{}: changed while being read ({} attempts)",
-                se.abs.display(),
+                abs.display(),
                 READ_ATTEMPTS
             )));
         }
@@ -781,13 +1035,7 @@ pub fn load_entries(
     for b in &m.tree.blobs {
         reader
             .read_with(b, |data| decoder.feed(data))
-            .map_err(|e| match e {
-                e if e.is_corruption() => Error::corrupt(format!(
-                    "snapshot {}: its entry list cannot be read: {e}",
-                    id.short()
-                )),
-                e => e,
-            })??;
+            .map_err(|e| tree_error(id, e))??;
     }
     decoder.finish(&mut m)?;
     Ok(m)

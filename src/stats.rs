@@ -290,8 +290,8 @@ pub fn blob_bytes(index: &BlobIndex, snapshots: &[(BlobId, Manifest)]) -> BlobBy
         .flat_map(|(_, m)| m.tree.blobs.iter().copied())
         .collect();
     let mut out = BlobBytes::default();
-    for (id, loc) in &index.blobs {
-        if trees.contains(id) {
+    for (id, loc) in index.iter() {
+        if trees.contains(&id) {
             out.entry_lists += loc.length;
         } else {
             out.content += loc.length;

@@ -21,6 +21,20 @@ pub struct BlobLocation {
     pub length: u64,
 }
 
+/// One blob of [`BlobIndex`]: fixed size, no pointers.
+#[derive(Debug, Clone, Copy)]
+struct IndexedBlob {
+    id: BlobId,
+    archive: u32,
+    /// Position in [`BlobIndex::frames`].
+    frame: u32,
+    offset: u64,
+    length: u64,
+}
+
+/// Bits of an id that pick its bucket in [`BlobIndex`].
+const BUCKET_BITS: u32 = 12;
+
 /// Every blob of the repository and where it lies, loaded from `index/`: only blobs whose
 /// archive is present count, so nothing is trusted that is not there to be read.
 #[derive(Debug, Default)]
@@ -31,8 +45,16 @@ pub struct BlobIndex {
     pub sizes: Vec<u64>,
     /// Each sealed archive's salt (parallel to `archives`).
     pub salts: Vec<Option<crate::archive::Salt>>,
-    /// Blob id to location (the first archive holding it wins).
-    pub blobs: IdMap<BlobLocation>,
+    /// Every frame of the indexed archives: a blob names its frame by position here.
+    frames: Vec<FrameEntry>,
+    /// Blob id to location, sorted by id, one per id (the first archive holding it wins):
+    /// 56 bytes a blob, searched by the id's first bits then by halves.
+    blobs: Vec<IndexedBlob>,
+    /// `buckets[k]..buckets[k + 1]`: where the ids whose first [`BUCKET_BITS`] bits are `k`
+    /// lie in `blobs`.
+    buckets: Vec<u32>,
+    /// Blobs added after the sorted list was built ([`BlobIndex::add`]), by id.
+    recent: IdMap<IndexedBlob>,
     /// Index files that could not be used (they do not parse or verify): set aside, their
     /// archives counted as unindexed. `rebuild-index` rewrites them.
     pub damaged: Vec<Damaged>,
@@ -65,14 +87,16 @@ impl BlobIndex {
             ..BlobIndex::default()
         };
         let mut indexed = IdSet::default();
+        let mut usable = Vec::with_capacity(indexes.len());
         for idx in &indexes {
             indexed.insert(idx.archive);
             if present.contains(&idx.archive) {
-                out.add(idx);
+                usable.push(idx);
             } else {
                 out.missing_archives.push(idx.archive);
             }
         }
+        out.build(usable);
         out.unindexed_archives = present
             .into_iter()
             .filter(|a| !indexed.contains(a))
@@ -81,26 +105,121 @@ impl BlobIndex {
         Ok(out)
     }
 
-    /// Adds one archive's index.
-    pub fn add(&mut self, idx: &ArchiveIndex) {
+    /// An index of `indexes` (in that order: the first archive holding a blob wins).
+    pub fn of<'i>(indexes: impl IntoIterator<Item = &'i ArchiveIndex>) -> BlobIndex {
+        let mut out = BlobIndex::default();
+        out.build(indexes);
+        out
+    }
+
+    /// Builds the sorted list from `indexes`, replacing what it held.
+    fn build<'i>(&mut self, indexes: impl IntoIterator<Item = &'i ArchiveIndex>) {
+        let mut blobs: Vec<IndexedBlob> = Vec::new();
+        for idx in indexes {
+            let first_frame = self.frames.len() as u32;
+            let archive = self.push_archive(idx);
+            blobs.extend(idx.blobs.iter().map(|b| IndexedBlob {
+                id: b.id,
+                archive,
+                frame: first_frame + b.frame,
+                offset: b.offset,
+                length: b.length,
+            }));
+        }
+        // Stable: among copies of one blob, the first archive's comes first and stays.
+        blobs.sort_by_key(|b| b.id.0);
+        blobs.dedup_by(|later, first| later.id == first.id);
+        blobs.shrink_to_fit();
+        let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
+        for b in &blobs {
+            buckets[bucket_of(&b.id) + 1] += 1;
+        }
+        for k in 1..buckets.len() {
+            buckets[k] += buckets[k - 1];
+        }
+        self.blobs = blobs;
+        self.buckets = buckets;
+        self.recent.clear();
+    }
+
+    /// Records an archive and its frames; returns its position.
+    fn push_archive(&mut self, idx: &ArchiveIndex) -> u32 {
         let archive = self.archives.len() as u32;
         self.archives.push(idx.archive);
         self.sizes.push(idx.size);
         self.salts.push(idx.salt());
-        self.blobs.reserve(idx.blobs.len());
+        self.frames.extend_from_slice(&idx.frames);
+        archive
+    }
+
+    /// Adds one archive's index (an archive just written): its blobs not already indexed.
+    pub fn add(&mut self, idx: &ArchiveIndex) {
+        let first_frame = self.frames.len() as u32;
+        let archive = self.push_archive(idx);
         for b in &idx.blobs {
-            self.blobs.entry(b.id).or_insert(BlobLocation {
-                archive,
-                frame: idx.frames[b.frame as usize],
-                offset: b.offset,
-                length: b.length,
-            });
+            if self.find(&b.id).is_none() {
+                self.recent.insert(
+                    b.id,
+                    IndexedBlob {
+                        id: b.id,
+                        archive,
+                        frame: first_frame + b.frame,
+                        offset: b.offset,
+                        length: b.length,
+                    },
+                );
+            }
         }
+    }
+
+    fn find(&self, id: &BlobId) -> Option<&IndexedBlob> {
+        let sorted = if self.buckets.is_empty() {
+            None
+        } else {
+            let k = bucket_of(id);
+            let span = &self.blobs[self.buckets[k] as usize..self.buckets[k + 1] as usize];
+            span.binary_search_by(|b| b.id.0.cmp(&id.0))
+                .ok()
+                .map(|i| &span[i])
+        };
+        sorted.or_else(|| self.recent.get(id))
+    }
+
+    fn location(&self, b: &IndexedBlob) -> BlobLocation {
+        BlobLocation {
+            archive: b.archive,
+            frame: self.frames[b.frame as usize],
+            offset: b.offset,
+            length: b.length,
+        }
+    }
+
+    /// Where the blob lies, if it is indexed.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.find(id).map(|b| self.location(b))
     }
 
     /// Whether the blob is stored.
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+        self.find(id).is_some()
+    }
+
+    /// Number of blobs indexed.
+    pub fn len(&self) -> usize {
+        self.blobs.len() + self.recent.len()
+    }
+
+    /// Whether no blob is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every blob and where it lies.
+    pub fn iter(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
+        self.blobs
+            .iter()
+            .chain(self.recent.values())
+            .map(|b| (b.id, self.location(b)))
     }
 
     /// Why a blob may be missing from this index, in words (damaged indexes, missing or
@@ -151,6 +270,11 @@ impl BlobIndex {
         }));
         out
     }
+}
+
+/// The bucket of `id` in [`BlobIndex`]: its first [`BUCKET_BITS`] bits.
+fn bucket_of(id: &BlobId) -> usize {
+    (usize::from(id.0[0]) << 4 | usize::from(id.0[1] >> 4)) & ((1 << BUCKET_BITS) - 1)
 }
 
 /// Reads and parses every index file, in name order: the usable ones, and the damaged ones
@@ -221,7 +345,7 @@ impl<'a> BlobReader<'a> {
     pub fn prefetch<'b>(&mut self, ids: impl IntoIterator<Item = &'b BlobId>) {
         let mut spans: Vec<(u32, u64, u64)> = Vec::new();
         for id in ids {
-            let Some(l) = self.index.blobs.get(id) else {
+            let Some(l) = self.index.get(id) else {
                 continue;
             };
             let (start, end) = (l.frame.offset, l.frame.offset + l.frame.length);
@@ -251,7 +375,7 @@ impl<'a> BlobReader<'a> {
 
     /// Where the blob lies, if stored.
     pub fn locate(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.index.blobs.get(id).copied()
+        self.index.get(id)
     }
 
     /// Reads one blob and verifies that its content hashes to `id`.
@@ -327,6 +451,9 @@ pub struct PackWriter {
     repo: Repository,
     current: Option<ArchiveWriter>,
     written: Vec<ArchiveIndex>,
+    /// Whether [`PackWriter::finish`] returns the indexes written (else each is dropped
+    /// once stored: memory does not grow with what is written).
+    keep_indexes: bool,
     /// Compressed bytes written.
     pub bytes_written: u64,
 }
@@ -338,7 +465,17 @@ impl PackWriter {
             repo: repo.clone(),
             current: None,
             written: Vec::new(),
+            keep_indexes: true,
             bytes_written: 0,
+        }
+    }
+
+    /// A writer whose [`PackWriter::finish`] returns no indexes: each is dropped once it
+    /// is stored.
+    pub fn storing_only(repo: &Repository) -> Self {
+        PackWriter {
+            keep_indexes: false,
+            ..PackWriter::new(repo)
         }
     }
 
@@ -367,12 +504,15 @@ impl PackWriter {
             let idx = w.finish(self.repo.config().zstd_level)?;
             crate::fault::point("archive.before_index");
             self.repo.write_index(&idx)?;
-            self.written.push(idx);
+            if self.keep_indexes {
+                self.written.push(idx);
+            }
         }
         Ok(())
     }
 
-    /// Closes the last archive and returns the indexes of every archive written.
+    /// Closes the last archive and returns the indexes of every archive written (none for
+    /// [`PackWriter::storing_only`]).
     ///
     /// # Errors
     /// I/O errors.
@@ -387,5 +527,90 @@ impl PackWriter {
         if let Some(w) = self.current.take() {
             w.abandon();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::BlobEntry;
+
+    fn id(n: u32) -> BlobId {
+        BlobId::of(&n.to_le_bytes())
+    }
+
+    /// An archive index naming `blobs`, one frame per blob, each blob at `offset` `n`.
+    fn archive(name: u32, blobs: &[u32]) -> ArchiveIndex {
+        ArchiveIndex {
+            version: archive::INDEX_VERSION,
+            archive: id(1_000_000 + name),
+            size: 100,
+            frames: blobs
+                .iter()
+                .map(|&n| FrameEntry {
+                    offset: u64::from(n),
+                    length: 1,
+                    raw_length: 1,
+                })
+                .collect(),
+            blobs: blobs
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| BlobEntry {
+                    id: id(n),
+                    frame: i as u32,
+                    offset: u64::from(n),
+                    length: u64::from(name),
+                })
+                .collect(),
+            salt: None,
+        }
+    }
+
+    #[test]
+    fn every_blob_is_found_where_its_first_archive_holds_it() {
+        let a = archive(1, &(0..3000).collect::<Vec<_>>());
+        let b = archive(2, &(2000..6000).collect::<Vec<_>>());
+        let index = BlobIndex::of([&a, &b]);
+        assert_eq!(index.len(), 6000);
+        for n in 0..6000u32 {
+            let l = index
+                .get(&id(n))
+                .unwrap_or_else(|| panic!("blob {n} not found"));
+            // Blobs in both archives belong to the first: archive 0, whose `length` is 1.
+            let (archive, length) = if n < 3000 { (0, 1) } else { (1, 2) };
+            assert_eq!((l.archive, l.length), (archive, length), "blob {n}");
+            assert_eq!((l.offset, l.frame.offset), (u64::from(n), u64::from(n)));
+        }
+        for n in 6000..7000u32 {
+            assert!(!index.contains(&id(n)), "blob {n} is not stored");
+        }
+        assert_eq!(index.iter().count(), 6000);
+        let mut ids: Vec<BlobId> = index.iter().map(|(i, _)| i).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 6000, "one location per blob");
+    }
+
+    #[test]
+    fn blobs_added_later_are_found_and_never_move_a_stored_one() {
+        let a = archive(1, &[1, 2, 3]);
+        let mut index = BlobIndex::of([&a]);
+        index.add(&archive(5, &[3, 4]));
+        index.add(&archive(6, &[4, 7]));
+        assert_eq!(index.len(), 5);
+        assert_eq!(index.get(&id(3)).map(|l| l.archive), Some(0));
+        assert_eq!(
+            index.get(&id(4)).map(|l| (l.archive, l.length)),
+            Some((1, 5))
+        );
+        assert_eq!(
+            index.get(&id(7)).map(|l| (l.archive, l.length)),
+            Some((2, 6))
+        );
+        assert!(!index.contains(&id(8)));
+        assert_eq!(index.iter().count(), 5);
+        // An empty index answers too.
+        let empty = BlobIndex::default();
+        assert!(!empty.contains(&id(1)) && empty.is_empty());
     }
 }

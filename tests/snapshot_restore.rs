@@ -112,9 +112,8 @@ fn incremental_snapshots_store_only_changes() {
     fs::write(amazon.join("amazon_B0NEWNEW01.json"), b"{\"new\": true}").unwrap();
     let before: HashSet<_> = BlobIndex::load(&repo)
         .unwrap()
-        .blobs
-        .keys()
-        .copied()
+        .iter()
+        .map(|(id, _)| id)
         .collect();
     let third = take(&repo, &src);
     let st = &third.manifest.summary;
@@ -122,10 +121,9 @@ fn incremental_snapshots_store_only_changes() {
     // Two content blobs, plus the part of the entry list that changed.
     let added: Vec<_> = BlobIndex::load(&repo)
         .unwrap()
-        .blobs
-        .keys()
+        .iter()
+        .map(|(id, _)| id)
         .filter(|b| !before.contains(b))
-        .copied()
         .collect();
     let content: Vec<_> = added
         .iter()
@@ -163,16 +161,14 @@ fn appending_one_percent_to_a_large_json_array_adds_little() {
     take(&repo, &root);
     let before: HashSet<_> = BlobIndex::load(&repo)
         .unwrap()
-        .blobs
-        .keys()
-        .copied()
+        .iter()
+        .map(|(id, _)| id)
         .collect();
     // The agent appends 1% and rewrites the whole file.
     fs::write(&map, json_array(records + records / 100, 7)).unwrap();
     let s = take(&repo, &root);
     let after = BlobIndex::load(&repo).unwrap();
     let raw_added: u64 = after
-        .blobs
         .iter()
         .filter(|(id, _)| !before.contains(id))
         .map(|(_, l)| l.length)
@@ -610,4 +606,71 @@ fn a_restore_killed_in_an_empty_folder_is_marked_and_completed_by_the_next() {
     assert!(restore_all(&repo, &m, &again).errors.is_empty());
     assert!(!again.join(restore::RESTORE_MARKER).exists());
     assert!(compare_trees(&src, &again, false).unwrap().is_empty());
+}
+
+/// The parent's entry list is read as the walk goes: damage part way through it (here a
+/// tree blob that is not stored) costs only reading the files past it again. The snapshot
+/// is complete, says so, names no parent, and restores exactly.
+#[test]
+fn a_parent_damaged_part_way_costs_only_reading_the_rest_again() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    for d in 0..30 {
+        let dir = src.join(format!("amazon_{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            fs::write(
+                dir.join(format!("B0{d:02}{f:04}.json")),
+                format!("{{\"asin\": \"B0{d:02}{f:04}\", \"price\": {f}}}"),
+            )
+            .unwrap();
+        }
+    }
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    let first = take(&repo, &src);
+    let tree = &first.manifest.tree.blobs;
+    assert!(tree.len() >= 3, "entry list in {} blobs only", tree.len());
+    // A parent whose second tree blob is gone.
+    let mut damaged = first.manifest.clone();
+    damaged.tags = vec!["damaged".into()];
+    damaged.tree.blobs[1] = cachevault::BlobId::of(b"a blob that was never stored");
+    let damaged_id = snapshot::write_manifest(&repo, &damaged).unwrap();
+
+    let mut o = opts(&src);
+    o.parent = Some(damaged_id);
+    let s = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    let st = &s.manifest.summary;
+    assert!(
+        s.manifest.complete && s.skipped.is_empty(),
+        "{:?}",
+        s.skipped
+    );
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("cannot be read whole")),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(s.manifest.parent, None, "a damaged parent is not named");
+    // The files the first blob lists are trusted; those past the damage are read again
+    // (and their content, already stored, is not stored twice).
+    assert!(st.files_unchanged > 0, "{st:?}");
+    assert!(st.files_new + st.files_changed > 0, "{st:?}");
+    assert_eq!(st.files_unchanged + st.files_new + st.files_changed, 3000);
+    assert!(st.bytes_read > 0 && st.blobs_added <= 3, "{st:?}");
+    assert_eq!(
+        s.manifest.entries, first.manifest.entries,
+        "the damaged parent changed what was recorded"
+    );
+    let out = t.join("restored");
+    let r = restore_all(&repo, &s.manifest, &out);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(compare_trees(&src, &out, true).unwrap().is_empty());
+
+    // A parent read whole is named, and nothing is read.
+    o.parent = s.id;
+    let again = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    assert_eq!(again.manifest.parent, s.id);
+    assert_eq!(again.manifest.summary.bytes_read, 0);
 }
