@@ -2,7 +2,6 @@
 //! blake3, whose entries live as JSON Lines in content-defined blobs, so unchanged parts of
 //! a tree are stored once) and the safety checks every decoded manifest passes.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
@@ -700,8 +699,9 @@ impl Manifest {
     /// Entry-level invariants: safe unique paths, nothing below a file or symlink, file
     /// sizes matching blob counts, symlinks with targets, hard links naming an earlier file.
     fn check_entries(&self) -> std::result::Result<(), String> {
-        let mut seen = HashSet::with_capacity(self.entries.len());
-        let mut not_folders: HashSet<&[u8]> = HashSet::new();
+        let mut seen: foldhash::HashSet<&RelPath> =
+            foldhash::HashSet::with_capacity_and_hasher(self.entries.len(), Default::default());
+        let mut not_folders: foldhash::HashSet<&[u8]> = foldhash::HashSet::default();
         for e in &self.entries {
             e.path.check_safe().map_err(|err| err.to_string())?;
             if !seen.insert(&e.path) {
@@ -745,7 +745,7 @@ impl Manifest {
         if self.entries.iter().all(|e| e.link.is_none()) {
             return Ok(());
         }
-        let position: std::collections::HashMap<&RelPath, usize> = self
+        let position: foldhash::HashMap<&RelPath, usize> = self
             .entries
             .iter()
             .enumerate()
