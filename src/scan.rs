@@ -1,5 +1,6 @@
-//! Walking a cache tree: walkdir without following symlinks, sorted by name, into entries
-//! with the metadata change detection needs. Skips the repository if it lies inside.
+//! Walking a cache tree: folder by folder (getdents, then fstatat relative to the open
+//! folder, in parallel), never following symlinks, into entries in path order with the
+//! metadata change detection needs. Skips the repository if it lies inside.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -67,6 +68,11 @@ pub struct ScanResult {
 /// skipped with its contents.
 pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanResult {
     let mut out = ScanResult::default();
+    // The repository, as a path below the root, when it lies inside.
+    let exclude_rel = exclude
+        .and_then(|x| x.strip_prefix(root).ok())
+        .filter(|r| !r.as_os_str().is_empty())
+        .map(|r| RelPath(r.as_os_str().as_bytes().to_vec()));
     let whole = [RelPath::default()];
     let includes = if includes.is_empty() {
         &whole[..]
@@ -92,77 +98,26 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
                 });
             }
         }
-        let start = root.join(inc.to_path());
-        let walker = walkdir::WalkDir::new(&start)
-            .follow_links(false)
-            .min_depth(if inc.0.is_empty() { 1 } else { 0 });
-        // Walk (readdir gives names and types), then stat in parallel: the stat calls are
-        // most of a walk's cost, and a cache folder holds tens of thousands of files.
-        let mut found: Vec<(RelPath, walkdir::DirEntry)> = Vec::new();
-        let mut it = walker.into_iter();
-        while let Some(item) = it.next() {
-            let de = match item {
-                Ok(de) => de,
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default();
-                    if e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound) {
-                        out.ignored
-                            .push(format!("{path}: vanished during the walk"));
-                    } else {
-                        out.errors.push(format!("{path}: {e}"));
-                    }
-                    continue;
-                }
-            };
-            if exclude.is_some_and(|x| de.path() == x) {
-                out.ignored
-                    .push(format!("{}: the repository itself", de.path().display()));
-                if de.file_type().is_dir() {
-                    it.skip_current_dir();
-                }
-                continue;
+        let mut walk = Walk {
+            root,
+            exclude: exclude_rel.as_ref(),
+            out: &mut out,
+        };
+        if inc.0.is_empty() {
+            match open_dir(rustix::fs::CWD, root) {
+                Ok(fd) => walk.folder(&fd, &RelPath::default()),
+                Err(e) => walk.problem(&RelPath::default(), e),
             }
-            let rel = match de.path().strip_prefix(root) {
-                Ok(r) => RelPath(r.as_os_str().as_bytes().to_vec()),
-                Err(_) => continue,
-            };
-            found.push((rel, de));
-        }
-        // Stated straight into the one list (no second list of results): problems go
-        // aside with their position, to be told in walk order.
-        use rayon::prelude::*;
-        let problems = std::sync::Mutex::new(Vec::new());
-        let stated: Vec<ScannedEntry> = found
-            .into_par_iter()
-            .enumerate()
-            .filter_map(|(i, (rel, de))| match stat_entry(rel, &de) {
-                Ok(e) => Some(e),
-                Err(p) => {
-                    problems
-                        .lock()
-                        .expect("problem list lock is never poisoned")
-                        .push((i, p));
-                    None
-                }
-            })
-            .collect();
-        if out.entries.is_empty() {
-            out.entries = stated;
         } else {
-            out.entries.extend(stated);
-        }
-        let mut problems = problems
-            .into_inner()
-            .expect("problem list lock is never poisoned");
-        problems.sort_unstable_by_key(|(i, _)| *i);
-        for (_, (ignored, msg)) in problems {
-            if ignored {
-                out.ignored.push(msg);
-            } else {
-                out.errors.push(msg);
+            // The include itself (any kind), then its contents when it is a folder.
+            let (parent, name) = match inc.0.iter().rposition(|&b| b == b'/') {
+                Some(i) => (RelPath(inc.0[..i].to_vec()), &inc.0[i + 1..]),
+                None => (RelPath::default(), &inc.0[..]),
+            };
+            let opened = open_dir(rustix::fs::CWD, root.join(parent.to_path()));
+            match opened {
+                Ok(fd) => walk.names(&fd, &parent, &[name.to_vec()]),
+                Err(e) => walk.problem(inc, e),
             }
         }
     }
@@ -175,49 +130,308 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
     out
 }
 
-/// Stats one walked entry. Err((ignored, message)): `ignored` for special files and files
-/// that vanished, otherwise an error that makes the snapshot incomplete.
-fn stat_entry(
-    rel: RelPath,
-    de: &walkdir::DirEntry,
+/// Names of a folder stated at once, in parallel: the stat calls are most of a walk's
+/// cost, and a cache folder holds tens of thousands of files.
+const STAT_CHUNK: usize = 4096;
+
+/// One walk: a folder at a time, its names read (getdents) then stated relative to the
+/// open folder (fstatat: no path lookup from the root per file), then its sub-folders,
+/// opened without following symlinks.
+struct Walk<'a> {
+    root: &'a Path,
+    exclude: Option<&'a RelPath>,
+    out: &'a mut ScanResult,
+}
+
+impl Walk<'_> {
+    /// Walks the contents of the open folder at `rel`.
+    fn folder(&mut self, fd: &rustix::fd::OwnedFd, rel: &RelPath) {
+        let dir = match rustix::fs::Dir::read_from(fd) {
+            Ok(d) => d,
+            Err(e) => return self.problem(rel, e),
+        };
+        let mut names = Vec::new();
+        for item in dir {
+            match item {
+                Ok(de) => {
+                    let name = de.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        names.push(name.to_vec());
+                    }
+                }
+                Err(e) => {
+                    self.problem(rel, e);
+                    break;
+                }
+            }
+        }
+        self.names(fd, rel, &names);
+    }
+
+    /// States `names` of the open folder at `rel`, records them, and walks the folders
+    /// among them.
+    fn names(&mut self, fd: &rustix::fd::OwnedFd, rel: &RelPath, names: &[Vec<u8>]) {
+        use rayon::prelude::*;
+        let first = self.out.entries.len();
+        for chunk in names.chunks(STAT_CHUNK) {
+            let problems = std::sync::Mutex::new(Vec::new());
+            let stated: Vec<ScannedEntry> = chunk
+                .par_iter()
+                .enumerate()
+                .filter_map(|(i, name)| {
+                    let path = child(rel, name);
+                    if self.exclude == Some(&path) {
+                        let msg = format!("{}: the repository itself", self.abs(&path).display());
+                        problems
+                            .lock()
+                            .expect("problem list lock is never poisoned")
+                            .push((i, (true, msg)));
+                        return None;
+                    }
+                    match stat_at(fd, self.root, path, name) {
+                        Ok(e) => Some(e),
+                        Err(p) => {
+                            problems
+                                .lock()
+                                .expect("problem list lock is never poisoned")
+                                .push((i, p));
+                            None
+                        }
+                    }
+                })
+                .collect();
+            self.out.entries.extend(stated);
+            let mut problems = problems
+                .into_inner()
+                .expect("problem list lock is never poisoned");
+            problems.sort_unstable_by_key(|(i, _)| *i);
+            for (_, (ignored, msg)) in problems {
+                if ignored {
+                    self.out.ignored.push(msg);
+                } else {
+                    self.out.errors.push(msg);
+                }
+            }
+        }
+        let folders: Vec<RelPath> = self.out.entries[first..]
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| e.path.clone())
+            .collect();
+        for path in folders {
+            let name = &path.0[path.0.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
+            match open_dir(fd, name) {
+                Ok(sub) => self.folder(&sub, &path),
+                Err(e) => self.problem(&path, e),
+            }
+        }
+    }
+
+    fn abs(&self, rel: &RelPath) -> std::path::PathBuf {
+        self.root.join(rel.to_path())
+    }
+
+    /// A folder that could not be opened or read: gone (ignored) or an error that makes
+    /// the snapshot incomplete.
+    fn problem(&mut self, rel: &RelPath, e: rustix::io::Errno) {
+        let path = self.abs(rel);
+        if e == rustix::io::Errno::NOENT {
+            self.out
+                .ignored
+                .push(format!("{}: vanished during the walk", path.display()));
+        } else {
+            let e = std::io::Error::from(e);
+            self.out.errors.push(format!("{}: {e}", path.display()));
+        }
+    }
+}
+
+/// `rel/name`.
+fn child(rel: &RelPath, name: &[u8]) -> RelPath {
+    if rel.0.is_empty() {
+        return RelPath(name.to_vec());
+    }
+    let mut p = Vec::with_capacity(rel.0.len() + 1 + name.len());
+    p.extend_from_slice(&rel.0);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    RelPath(p)
+}
+
+/// Opens a folder for reading its names, never through a symlink at its last component.
+fn open_dir<Fd: rustix::fd::AsFd, P: rustix::path::Arg>(
+    at: Fd,
+    path: P,
+) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::openat(
+        at,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// States `name` in the open folder `fd` (its path `path` below `root`).
+/// Err((ignored, message)): `ignored` for special files and files that vanished,
+/// otherwise an error that makes the snapshot incomplete.
+// The stat fields' types differ by architecture: the conversions are not useless on all.
+#[allow(clippy::useless_conversion)]
+fn stat_at(
+    fd: &rustix::fd::OwnedFd,
+    root: &Path,
+    path: RelPath,
+    name: &[u8],
 ) -> std::result::Result<ScannedEntry, (bool, String)> {
-    let meta = match de.metadata() {
-        Ok(m) => m,
+    use rustix::fs::{AtFlags, FileType};
+    let abs = || root.join(path.to_path());
+    let name = std::ffi::OsStr::from_bytes(name);
+    let st = match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => {
+            return Err((
+                true,
+                format!("{}: vanished during the walk", abs().display()),
+            ))
+        }
         Err(e) => {
-            let gone = e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound);
-            let what = if gone {
-                "vanished during the walk".to_string()
-            } else {
-                e.to_string()
-            };
-            return Err((gone, format!("{}: {what}", de.path().display())));
+            let e = std::io::Error::from(e);
+            return Err((false, format!("{}: {e}", abs().display())));
         }
     };
-    let ft = de.file_type();
-    let (kind, target) = if ft.is_file() {
-        (EntryKind::File, None)
-    } else if ft.is_dir() {
-        (EntryKind::Dir, None)
-    } else if ft.is_symlink() {
-        match std::fs::read_link(de.path()) {
-            Ok(t) => (
-                EntryKind::Symlink,
-                Some(RelPath(t.as_os_str().as_bytes().to_vec())),
-            ),
-            Err(e) => return Err((false, format!("{}: {e}", de.path().display()))),
+    let (kind, target) = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => (EntryKind::File, None),
+        FileType::Directory => (EntryKind::Dir, None),
+        FileType::Symlink => match rustix::fs::readlinkat(fd, name, Vec::new()) {
+            Ok(t) => (EntryKind::Symlink, Some(RelPath(t.into_bytes()))),
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                return Err((false, format!("{}: {e}", abs().display())));
+            }
+        },
+        _ => {
+            return Err((
+                true,
+                format!("{}: not a file, folder or symlink", abs().display()),
+            ))
         }
-    } else {
-        return Err((
-            true,
-            format!("{}: not a file, folder or symlink", de.path().display()),
-        ));
     };
-    let link_key = (kind == EntryKind::File && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+    let link_key = (kind == EntryKind::File && st.st_nlink > 1)
+        .then_some((u64::from(st.st_dev), u64::from(st.st_ino)));
+    let ns = |s: i64, n| s * 1_000_000_000 + i64::try_from(n).unwrap_or(0);
     Ok(ScannedEntry {
-        path: rel,
+        path,
         kind,
-        stat: Stat::of(&meta),
+        stat: Stat {
+            mode: st.st_mode & 0o7777,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: ns(i64::from(st.st_mtime), st.st_mtime_nsec),
+            ctime_ns: ns(i64::from(st.st_ctime), st.st_ctime_nsec),
+            ino: u64::from(st.st_ino),
+        },
         target,
         link_key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn paths(r: &ScanResult) -> Vec<String> {
+        r.entries.iter().map(|e| e.path.display()).collect()
+    }
+
+    #[test]
+    fn a_walk_records_every_kind_in_path_order_and_skips_what_it_must() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::create_dir_all(root.join("a-b")).unwrap();
+        fs::create_dir_all(root.join("repo/data")).unwrap();
+        fs::write(root.join("a/b/x.json"), b"{}").unwrap();
+        fs::write(root.join("a-b/y.json"), b"[1]").unwrap();
+        fs::write(root.join("repo/data/pack"), b"not walked").unwrap();
+        fs::hard_link(root.join("a/b/x.json"), root.join("a/x-link.json")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/to-b")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("dangling")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("a/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let r = scan(root, &[], Some(&root.join("repo")));
+        assert_eq!(
+            paths(&r),
+            [
+                "a",
+                "a-b",
+                "a-b/y.json",
+                "a/b",
+                "a/b/x.json",
+                "a/to-b",
+                "a/x-link.json",
+                "dangling"
+            ],
+            "bytewise path order, the symlink not followed, the repository and the fifo left out"
+        );
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let ignored = r.ignored.join("\n");
+        assert!(ignored.contains("repo: the repository itself"), "{ignored}");
+        assert!(
+            ignored.contains("fifo: not a file, folder or symlink"),
+            "{ignored}"
+        );
+        let get = |p: &str| r.entries.iter().find(|e| e.path.display() == p).unwrap();
+        assert_eq!(get("a/to-b").kind, EntryKind::Symlink);
+        assert_eq!(get("a/to-b").target.as_ref().unwrap().display(), "b");
+        assert_eq!(
+            get("dangling").target.as_ref().unwrap().display(),
+            "/nowhere"
+        );
+        let x = get("a/b/x.json");
+        let meta = fs::symlink_metadata(root.join("a/b/x.json")).unwrap();
+        assert_eq!(x.stat, Stat::of(&meta), "the stat matches std's");
+        assert_eq!(x.kind, EntryKind::File);
+        assert!(x.link_key.is_some(), "two links: a link key");
+        assert_eq!(x.link_key, get("a/x-link.json").link_key);
+        assert_eq!(get("a-b/y.json").link_key, None);
+        assert_eq!(get("a").kind, EntryKind::Dir);
+    }
+
+    #[test]
+    fn includes_add_their_folders_once_and_a_missing_one_is_told() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("a/b/c")).unwrap();
+        fs::write(root.join("a/b/c/z.json"), b"{}").unwrap();
+        fs::write(root.join("a/b/w.json"), b"{}").unwrap();
+        fs::write(root.join("a/other.json"), b"{}").unwrap();
+        let inc = |p: &str| RelPath(p.as_bytes().to_vec());
+        let r = scan(
+            root,
+            &[inc("a/b"), inc("a/b/c/z.json"), inc("a/gone")],
+            None,
+        );
+        assert_eq!(
+            paths(&r),
+            ["a", "a/b", "a/b/c", "a/b/c/z.json", "a/b/w.json"],
+            "overlapping includes walk a path twice, kept once; a/other.json is not included"
+        );
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(
+            r.ignored
+                .iter()
+                .any(|m| m.contains("a/gone: vanished during the walk")),
+            "{:?}",
+            r.ignored
+        );
+        // A file given as the include is recorded on its own.
+        let one = scan(root, &[inc("a/other.json")], None);
+        assert_eq!(paths(&one), ["a", "a/other.json"]);
+    }
 }

@@ -174,6 +174,9 @@ pub fn create(
     let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
     let mut followers: Vec<Follower> = Vec::new();
     let mut healed = 0u64;
+    // Whether every entry is the parent's, unchanged: then so is the entry list, and its
+    // stored tree is named as it is instead of being encoded and hashed again.
+    let mut same = true;
     let scan::ScanResult {
         entries: walked,
         errors: scan_errors,
@@ -210,17 +213,27 @@ pub fn create(
                 None
             }
         });
+        let prev = parent.at(&entry.path);
         match (kind, first) {
-            (EntryKind::Dir, _) => stats.dirs += 1,
-            (EntryKind::Symlink, _) => stats.symlinks += 1,
-            (EntryKind::File, Some(first)) => followers.push(Follower {
-                idx,
-                first,
-                stat,
-                prev: parent.file(&entry.path).map(|p| Prev::of(&p)),
-            }),
+            (EntryKind::Dir, _) => {
+                stats.dirs += 1;
+                same &= prev.as_ref() == Some(&entry);
+            }
+            (EntryKind::Symlink, _) => {
+                stats.symlinks += 1;
+                same &= prev.as_ref() == Some(&entry);
+            }
+            (EntryKind::File, Some(first)) => {
+                same = false;
+                followers.push(Follower {
+                    idx,
+                    first,
+                    stat,
+                    prev: prev.filter(usable_file).map(|p| Prev::of(&p)),
+                });
+            }
             (EntryKind::File, None) => {
-                let prev = parent.file(&entry.path);
+                let prev = prev.filter(usable_file);
                 let unchanged = prev
                     .as_ref()
                     .is_some_and(|p| !opts.rehash && Prev::of(p).matches(&stat));
@@ -236,11 +249,18 @@ pub fn create(
                         entry.ino = p.ino;
                         entry.ctime_ns = p.ctime_ns;
                         entry.hash = p.hash;
-                        entry.blobs = p.blobs;
+                        if same {
+                            // Nearly always one blob, inline: the copy costs nothing.
+                            entry.blobs = p.blobs.clone();
+                            same = entry == p;
+                        } else {
+                            entry.blobs = p.blobs;
+                        }
                         stats.files_unchanged += 1;
-                        stats.bytes_total += p.size;
+                        stats.bytes_total += entry.size;
                     }
                     prev => {
+                        same = false;
                         healed += u64::from(unchanged);
                         to_read.push(ReadJob {
                             idx,
@@ -254,9 +274,10 @@ pub fn create(
         entries.push(Some(entry));
     }
     // The parent is read to its end, so that its whole list is checked.
-    let (parent_id, parent_warning) = match parent.finish() {
-        Ok(id) => (id, None),
+    let (parent_id, parent_tree, parent_warning) = match parent.finish() {
+        Ok((id, tree)) => (id, tree.filter(|_| same), None),
         Err((id, e)) if e.is_corruption() => (
+            None,
             None,
             Some(format!(
                 "the parent snapshot {} cannot be read whole ({e}); the files past the damage were read again",
@@ -307,7 +328,11 @@ pub fn create(
 
     // The entry list, stored as content-defined blobs: when nothing changed they are the
     // parent's, byte for byte, already stored, and cost nothing.
-    let tree = match store_tree(repo, known, &mut sink, &entries, opts.dry_run) {
+    let stored = match parent_tree {
+        Some(tree) => Ok(tree),
+        None => store_tree(repo, known, &mut sink, &entries, opts.dry_run),
+    };
+    let tree = match stored {
         Ok(tree) => tree,
         // The writer may have failed after taking the last file frame: its error (a full
         // disk, say) is the one worth reporting, not "writer stopped".
@@ -411,6 +436,10 @@ struct Follower {
 #[derive(Default)]
 struct ParentStream {
     id: Option<BlobId>,
+    /// The parent's stored entry list, when it is of the current version.
+    tree: Option<Tree>,
+    /// Whether an entry of the parent was passed over: met by no walked path.
+    unmatched: bool,
     rx: Option<std::sync::mpsc::Receiver<Result<Vec<Entry>>>>,
     batch: std::vec::IntoIter<Entry>,
     next: Option<Entry>,
@@ -421,6 +450,12 @@ struct ParentStream {
 /// Batches of decoded parent entries waiting in the channel.
 const PARENT_AHEAD: usize = 2;
 
+/// Whether a parent's entry is a self-consistent regular file: the only kind worth
+/// comparing a walked file with.
+fn usable_file(e: &Entry) -> bool {
+    e.kind == EntryKind::File && e.hash.is_some() && (e.size > 0) != e.blobs.is_empty()
+}
+
 impl ParentStream {
     fn start(
         repo: &Repository,
@@ -430,6 +465,7 @@ impl ParentStream {
     ) -> ParentStream {
         let (tx, rx) = sync_channel(PARENT_AHEAD);
         let repo = repo.clone();
+        let tree = (header.version == MANIFEST_VERSION).then(|| header.tree.clone());
         let handle = std::thread::spawn(move || {
             if let Err(e) = stream_entries(&repo, &index, &id, &header, &tx) {
                 let _ = tx.send(Err(e));
@@ -437,6 +473,7 @@ impl ParentStream {
         });
         ParentStream {
             id: Some(id),
+            tree,
             rx: Some(rx),
             handle: Some(handle),
             ..ParentStream::default()
@@ -461,23 +498,17 @@ impl ParentStream {
         }
     }
 
-    /// The parent's regular file at `path`, passing over the entries before it. Calls come
-    /// in path order (the walk's), as the parent's entries are sorted.
-    fn file(&mut self, path: &RelPath) -> Option<Entry> {
+    /// The parent's entry at `path`, passing over the entries before it. Calls come in
+    /// path order (the walk's), as the parent's entries are sorted.
+    fn at(&mut self, path: &RelPath) -> Option<Entry> {
         loop {
             let next = match self.next.take() {
                 Some(e) => e,
                 None => self.pull()?,
             };
             match next.path.cmp(path) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    // Only a self-consistent file entry is worth comparing with.
-                    let usable = next.kind == EntryKind::File
-                        && next.hash.is_some()
-                        && (next.size > 0) != next.blobs.is_empty();
-                    return usable.then_some(next);
-                }
+                std::cmp::Ordering::Less => self.unmatched = true,
+                std::cmp::Ordering::Equal => return Some(next),
                 std::cmp::Ordering::Greater => {
                     self.next = Some(next);
                     return None;
@@ -487,15 +518,21 @@ impl ParentStream {
     }
 
     /// Reads the parent to its end, so its whole list is checked: Ok(its id, or None
-    /// without a parent), or Err(its id, what was wrong).
-    fn finish(mut self) -> std::result::Result<Option<BlobId>, (BlobId, Error)> {
-        while self.pull().is_some() {}
+    /// without a parent; its stored tree when every one of its entries was met), or
+    /// Err(its id, what was wrong).
+    #[allow(clippy::type_complexity)]
+    fn finish(mut self) -> std::result::Result<(Option<BlobId>, Option<Tree>), (BlobId, Error)> {
+        if self.next.take().is_some() || self.pull().is_some() {
+            self.unmatched = true;
+            while self.pull().is_some() {}
+        }
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
         match (self.id, self.failed.take()) {
             (Some(id), Some(e)) => Err((id, e)),
-            (id, _) => Ok(id),
+            (id, None) => Ok((id, self.tree.filter(|_| !self.unmatched))),
+            (None, Some(_)) => Ok((None, None)),
         }
     }
 }

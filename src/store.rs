@@ -32,9 +32,6 @@ struct IndexedBlob {
     length: u64,
 }
 
-/// Bits of an id that pick its bucket in [`BlobIndex`].
-const BUCKET_BITS: u32 = 12;
-
 /// Every blob of the repository and where it lies, loaded from `index/`: only blobs whose
 /// archive is present count, so nothing is trusted that is not there to be read.
 #[derive(Debug, Default)]
@@ -50,9 +47,11 @@ pub struct BlobIndex {
     /// Blob id to location, sorted by id, one per id (the first archive holding it wins):
     /// 56 bytes a blob, searched by the id's first bits then by halves.
     blobs: Vec<IndexedBlob>,
-    /// `buckets[k]..buckets[k + 1]`: where the ids whose first [`BUCKET_BITS`] bits are `k`
-    /// lie in `blobs`.
+    /// `buckets[k]..buckets[k + 1]`: where the ids whose first `bits` bits are `k` lie in
+    /// `blobs`. About one blob a bucket: a lookup touches the table and a blob or two.
     buckets: Vec<u32>,
+    /// Bits of an id that pick its bucket.
+    bits: u32,
     /// Blobs added after the sorted list was built ([`BlobIndex::add`]), by id.
     recent: IdMap<IndexedBlob>,
     /// Index files that could not be used (they do not parse or verify): set aside, their
@@ -130,15 +129,17 @@ impl BlobIndex {
         blobs.sort_by_key(|b| b.id.0);
         blobs.dedup_by(|later, first| later.id == first.id);
         blobs.shrink_to_fit();
-        let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
+        let bits = (usize::BITS - blobs.len().leading_zeros()).clamp(4, 24);
+        let mut buckets = vec![0u32; (1 << bits) + 1];
         for b in &blobs {
-            buckets[bucket_of(&b.id) + 1] += 1;
+            buckets[bucket_of(&b.id, bits) + 1] += 1;
         }
         for k in 1..buckets.len() {
             buckets[k] += buckets[k - 1];
         }
         self.blobs = blobs;
         self.buckets = buckets;
+        self.bits = bits;
         self.recent.clear();
     }
 
@@ -176,7 +177,7 @@ impl BlobIndex {
         let sorted = if self.buckets.is_empty() {
             None
         } else {
-            let k = bucket_of(id);
+            let k = bucket_of(id, self.bits);
             let span = &self.blobs[self.buckets[k] as usize..self.buckets[k + 1] as usize];
             // The first eight bytes as a number settle nearly every comparison.
             let key = prefix(id);
@@ -274,9 +275,9 @@ impl BlobIndex {
     }
 }
 
-/// The bucket of `id` in [`BlobIndex`]: its first [`BUCKET_BITS`] bits.
-fn bucket_of(id: &BlobId) -> usize {
-    (usize::from(id.0[0]) << 4 | usize::from(id.0[1] >> 4)) & ((1 << BUCKET_BITS) - 1)
+/// The bucket of `id` in [`BlobIndex`]: its first `bits` bits.
+fn bucket_of(id: &BlobId, bits: u32) -> usize {
+    (prefix(id) >> (64 - bits)) as usize
 }
 
 /// The first eight bytes of `id`, in the order of its bytes.

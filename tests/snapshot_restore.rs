@@ -99,6 +99,18 @@ fn incremental_snapshots_store_only_changes() {
         "no-change snapshot wrote an archive"
     );
     assert_eq!(same.manifest.parent, first.id);
+    // Nothing changed: the parent's stored entry list is named as it is.
+    assert_eq!(same.manifest.tree, first.manifest.tree);
+    // A folder's mode changes and nothing else: a new list, which reads back as recorded.
+    use std::os::unix::fs::PermissionsExt;
+    let folder = src.join("FBA_ANALYSIS");
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o700)).unwrap();
+    let moded = take(&repo, &src);
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_ne!(moded.manifest.tree.hash, first.manifest.tree.hash);
+    assert_eq!(moded.manifest.summary.bytes_read, 0);
+    let back = snapshot::load(&repo, moded.id.as_ref().unwrap()).unwrap();
+    assert_eq!(back.entries, moded.manifest.entries);
 
     // One changed file, one new file, one deleted file.
     let amazon = src.join("FBA_ANALYSIS/amazon_cache");
