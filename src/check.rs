@@ -203,15 +203,19 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     report.blobs = index.len();
 
     // Manifests: parse, verify, every blob indexed in a present archive. Each is checked and
-    // dropped: memory holds as many manifests as there are readers, not every snapshot.
+    // dropped: memory holds as many manifests as there are readers, not every snapshot, and
+    // no more entries at once than the budget (a large manifest is checked alone).
+    let budget = EntryBudget::new(MANIFEST_ENTRIES_AT_ONCE);
     let checked: Vec<(BlobId, Result<ManifestCheck>)> = repo.reading(|| {
         ids.par_iter()
             .map(|id| {
-                let found = crate::snapshot::load_with(repo, &index, id).map(|m| {
+                let found = crate::snapshot::load_header(repo, id).and_then(|header| {
+                    let _held = budget.take(header.tree.entries);
+                    let m = crate::snapshot::load_entries(repo, &index, id, header)?;
                     let mut local = CheckReport::default();
                     let mut missing = BTreeMap::new();
                     check_entries(&mut local, &index, id, &m, &mut missing);
-                    (local, missing.into_values().flatten().collect())
+                    Ok((local, missing.into_values().flatten().collect()))
                 });
                 (*id, found)
             })
@@ -391,6 +395,58 @@ fn check_entries(
 /// requests of this size, and a reader holds no more than this of it (not the whole archive).
 const CHECK_WINDOW: u64 = 8 << 20;
 
+/// Entries of manifests decoded at once, over all readers: two manifests of 110k files are
+/// checked side by side, a larger one alone (memory stays near one manifest's).
+const MANIFEST_ENTRIES_AT_ONCE: u64 = 250_000;
+
+/// A count of entries shared by the readers checking manifests: each takes its manifest's
+/// entries (at most the whole budget) and waits while they do not fit.
+struct EntryBudget {
+    free: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+    total: u64,
+}
+
+/// Entries taken from an [`EntryBudget`], given back when dropped.
+struct Held<'a> {
+    budget: &'a EntryBudget,
+    n: u64,
+}
+
+impl EntryBudget {
+    fn new(total: u64) -> EntryBudget {
+        EntryBudget {
+            free: std::sync::Mutex::new(total),
+            freed: std::sync::Condvar::new(),
+            total,
+        }
+    }
+
+    fn take(&self, entries: u64) -> Held<'_> {
+        let n = entries.min(self.total);
+        let mut free = self.free.lock().expect("budget lock is never poisoned");
+        while *free < n {
+            free = self
+                .freed
+                .wait(free)
+                .expect("budget lock is never poisoned");
+        }
+        *free -= n;
+        Held { budget: self, n }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        *self
+            .budget
+            .free
+            .lock()
+            .expect("budget lock is never poisoned") += self.n;
+        self.budget.freed.notify_all();
+    }
+}
+
 /// Reads one archive front to back: its file hash, every frame, every blob. Memory holds one
 /// window of the archive and one frame, whatever the archive's size.
 /// Returns (bytes read, errors, damaged blobs, archive damaged).
@@ -511,5 +567,34 @@ pub fn into_result(report: &CheckReport) -> Result<()> {
         Ok(())
     } else {
         Err(Error::corrupt(report.errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn the_entry_budget_makes_a_reader_wait_until_its_entries_fit() {
+        let budget = EntryBudget::new(10);
+        let released = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let first = budget.take(7);
+            let waiter = s.spawn(|| {
+                let _second = budget.take(5);
+                // Only after the first reader gave its entries back.
+                released.load(Ordering::SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            released.store(true, Ordering::SeqCst);
+            drop(first);
+            assert!(waiter.join().unwrap(), "the second reader did not wait");
+        });
+        // A manifest larger than the whole budget still goes, alone.
+        let big = budget.take(1_000);
+        assert_eq!(*budget.free.lock().unwrap(), 0);
+        drop(big);
+        assert_eq!(*budget.free.lock().unwrap(), 10);
     }
 }
