@@ -399,6 +399,7 @@ mod tests {
             warnings: vec![],
             summary: SnapshotStats::default(),
             tree: Tree::default(),
+            changes: None,
             entries: paths
                 .iter()
                 .map(|p| Entry {

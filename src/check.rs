@@ -210,7 +210,7 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
         ids.par_iter()
             .map(|id| {
                 let found = crate::snapshot::load_header(repo, id).and_then(|header| {
-                    let _held = budget.take(header.tree.entries);
+                    let _held = budget.take(header.listed_entries());
                     let m = crate::snapshot::load_entries(repo, &index, id, header)?;
                     let mut local = CheckReport::default();
                     let mut missing = BTreeMap::new();
@@ -315,7 +315,7 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
                     hit = true;
                 }
             }
-            if m.tree.blobs.iter().any(|b| bad.contains(b)) {
+            if m.tree_blobs().any(|b| bad.contains(b)) {
                 files.push(format!("{}:(its entry list)", id.short()));
                 hit = true;
             }

@@ -252,6 +252,7 @@ mod tests {
                 warnings: vec![],
                 summary: SnapshotStats::default(),
                 tree: Tree::default(),
+                changes: None,
                 entries,
             },
         )

@@ -966,6 +966,7 @@ mod tests {
                     warnings: vec![],
                     summary: SnapshotStats::default(),
                     tree: Tree::default(),
+                    changes: None,
                     entries: vec![],
                 },
             )

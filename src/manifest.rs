@@ -11,9 +11,11 @@ use smallvec::SmallVec;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
-/// Manifest version written by this build (docs/FORMAT.md). Version 2 added `kind`; readers
-/// take version 1 manifests too, deriving their kind from their tags.
-pub const MANIFEST_VERSION: u32 = 2;
+/// Manifest version written by this build (docs/FORMAT.md). Version 2 added `kind`; version 3
+/// added `changes` (an entry list stored as the changes to an earlier one) and entry lines
+/// that leave out `blobs` when the file is its one blob, named by its hash. Readers take
+/// version 1 manifests too, deriving their kind from their tags.
+pub const MANIFEST_VERSION: u32 = 3;
 /// File suffix of manifests in `snapshots/`.
 pub const MANIFEST_SUFFIX: &str = ".json";
 /// FastCDC sizes (min, avg, max) for cutting the entry list into blobs; frozen for format v1,
@@ -395,24 +397,160 @@ pub struct Manifest {
     pub warnings: Vec<String>,
     /// Counts.
     pub summary: SnapshotStats,
-    /// Where the entry list is stored.
+    /// Where the entry list is stored: the whole list, or with `changes` the list they
+    /// apply to (an earlier snapshot's, shared with it).
     pub tree: Tree,
+    /// Manifest version 3: the changes that make the entry list from `tree`'s, sorted by
+    /// path: [`Change`] lines. Absent when `tree` is the whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Tree>,
     /// Entries in walk order; stored in the tree blobs, not in the header.
     #[serde(skip)]
     pub entries: Vec<Entry>,
 }
 
-/// The entry list of a snapshot: JSON Lines (one [`Entry`] per line) cut into blobs.
+/// The entry list of a snapshot: JSON Lines (one [`Entry`] per line) cut into blobs. The
+/// same shape holds a change list ([`Change`] lines).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
     /// Blobs holding the JSON Lines, in order.
     pub blobs: Vec<BlobId>,
     /// blake3 of the whole JSON Lines text.
     pub hash: Option<BlobId>,
-    /// Number of entries.
+    /// Number of lines.
     pub entries: u64,
     /// Length of the JSON Lines text.
     pub size: u64,
+}
+
+/// One line of a change list: an entry put in (new, or replacing the entry of its path),
+/// or a path taken out. JSON: the entry's own line, or `{"gone": path}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The entry at its path.
+    Put(Entry),
+    /// No entry at this path.
+    Gone(RelPath),
+}
+
+impl Change {
+    /// The path the change is about.
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Change::Put(e) => &e.path,
+            Change::Gone(p) => p,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct GoneLine<T> {
+    gone: T,
+}
+
+/// An entry as a stored line: `blobs` is left out when the file is one blob whose id is
+/// its content hash (every file of one chunk in a repository of plain ids), and a reader
+/// puts it back ([`restore_blobs`]). A third of an entry line is that id, and it is the
+/// part that does not compress.
+#[derive(Serialize)]
+struct StoredEntry<'a> {
+    path: &'a RelPath,
+    kind: EntryKind,
+    mode: u32,
+    mtime_ns: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    size: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    ino: u64,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    ctime_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: &'a Option<BlobId>,
+    #[serde(skip_serializing_if = "<[BlobId]>::is_empty")]
+    blobs: &'a [BlobId],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: &'a Option<RelPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: &'a Option<Box<RelPath>>,
+}
+
+impl<'a> StoredEntry<'a> {
+    fn of(e: &'a Entry) -> StoredEntry<'a> {
+        let implied = e.size > 0 && e.hash.is_some() && e.blobs.as_slice() == [e.hash.unwrap()];
+        StoredEntry {
+            path: &e.path,
+            kind: e.kind,
+            mode: e.mode,
+            mtime_ns: e.mtime_ns,
+            size: e.size,
+            ino: e.ino,
+            ctime_ns: e.ctime_ns,
+            hash: &e.hash,
+            blobs: if implied { &[] } else { &e.blobs },
+            target: &e.target,
+            link: &e.link,
+        }
+    }
+}
+
+/// Puts back the `blobs` a stored line leaves out: a file with content and a hash but no
+/// blob listed is the one blob its hash names. (No writer ever stored a file with content
+/// and no blobs: before manifest version 3 such a line was refused as inconsistent.)
+fn restore_blobs(e: &mut Entry) {
+    if e.kind == EntryKind::File && e.size > 0 && e.blobs.is_empty() {
+        if let Some(h) = e.hash {
+            e.blobs.push(h);
+        }
+    }
+}
+
+/// A line of the stored text, as [`chunk_lines`] writes it.
+pub trait Line: Sized + Send {
+    /// Appends the line's JSON (without the newline).
+    fn write(&self, out: &mut Vec<u8>);
+    /// Parses one line.
+    ///
+    /// # Errors
+    /// Why the line does not parse.
+    fn parse(line: &[u8]) -> std::result::Result<Self, String>;
+    /// What a list of such lines is called in messages.
+    const LIST: &'static str;
+    /// What one line is called in messages.
+    const ITEM: &'static str;
+}
+
+impl Line for Entry {
+    fn write(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, &StoredEntry::of(self)).expect("entry serialises");
+    }
+    fn parse(line: &[u8]) -> std::result::Result<Self, String> {
+        let mut e: Entry = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        restore_blobs(&mut e);
+        Ok(e)
+    }
+    const LIST: &'static str = "entry list";
+    const ITEM: &'static str = "entry";
+}
+
+impl Line for Change {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Change::Put(e) => e.write(out),
+            Change::Gone(p) => {
+                serde_json::to_writer(out, &GoneLine { gone: p }).expect("path serialises")
+            }
+        }
+    }
+    fn parse(line: &[u8]) -> std::result::Result<Self, String> {
+        if line.starts_with(b"{\"gone\":") {
+            let g: GoneLine<RelPath> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+            Ok(Change::Gone(g.gone))
+        } else {
+            Entry::parse(line).map(Change::Put)
+        }
+    }
+    const LIST: &'static str = "change list";
+    const ITEM: &'static str = "change";
 }
 
 /// Encodes `entries` as JSON Lines and cuts the text into content-defined chunks
@@ -425,6 +563,17 @@ pub struct Tree {
 /// Whatever `chunk` returns.
 pub fn chunk_entries(
     entries: &[Entry],
+    chunk: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<(BlobId, u64)> {
+    chunk_lines(entries, chunk)
+}
+
+/// [`chunk_entries`] for any kind of line.
+///
+/// # Errors
+/// Whatever `chunk` returns.
+pub fn chunk_lines<T: Line>(
+    lines: &[T],
     chunk: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<(BlobId, u64)> {
     let (min, avg, max) = TREE_CHUNKS;
@@ -444,9 +593,9 @@ pub fn chunk_entries(
         buf.drain(..done);
         Ok(())
     };
-    for e in entries {
+    for l in lines {
         let start = buf.len();
-        serde_json::to_writer(&mut buf, e).expect("entry serialises");
+        l.write(&mut buf);
         buf.push(b'\n');
         hasher.update(&buf[start..]);
         size += (buf.len() - start) as u64;
@@ -458,64 +607,66 @@ pub fn chunk_entries(
     Ok((BlobId::from(hasher.finalize()), size))
 }
 
-/// Decodes a manifest's entry list as its text arrives, blob by blob: lines are parsed (in
-/// parallel) a few MiB at a time, so the whole text is never held, only the entries.
-/// Nothing decoded counts until [`EntryDecoder::finish`] has checked the text's hash,
-/// length and count and the entries' invariants.
-pub struct EntryDecoder {
+/// Decodes a stored list as its text arrives, blob by blob: lines are parsed (in parallel)
+/// a few MiB at a time, so the whole text is never held, only what it decodes to. Nothing
+/// decoded counts until [`LineDecoder::end`] has checked the text's hash, length and count.
+pub struct LineDecoder<T: Line> {
     what: String,
     hasher: blake3::Hasher,
     size: u64,
     limit: u64,
     pending: Vec<u8>,
-    entries: Vec<Entry>,
-    /// Entries decoded so far, taken or not.
+    lines: Vec<T>,
+    /// Lines decoded so far, taken or not.
     count: u64,
     /// Text parsed at once.
     batch: usize,
 }
 
-/// Text parsed at once by [`EntryDecoder::new`].
+/// The decoder of a snapshot's entry list.
+pub type EntryDecoder = LineDecoder<Entry>;
+
+/// Text parsed at once by [`LineDecoder::new`].
 const DECODE_BATCH: usize = 4 << 20;
-/// Text parsed at once by [`EntryDecoder::streaming`], whose entries are handed on as
-/// they come: less held at a time.
+/// Text parsed at once by [`LineDecoder::streaming`], whose lines are handed on as they
+/// come: less held at a time.
 const STREAM_BATCH: usize = 1 << 20;
 
-impl EntryDecoder {
-    /// A decoder for the entries of `m` (whose header gives the text's size and hash).
-    pub fn new(m: &Manifest, id: &BlobId) -> EntryDecoder {
-        let mut d = EntryDecoder::streaming(m, id);
+impl<T: Line> LineDecoder<T> {
+    /// A decoder for the list `tree` describes, of manifest `id`.
+    pub fn new(tree: &Tree, id: &BlobId) -> LineDecoder<T> {
+        let mut d = LineDecoder::streaming(tree, id);
         d.batch = DECODE_BATCH;
         // The count and size come from the header: reserve no more than its blobs can hold
-        // (each at most the tree chunker's maximum; an entry line is well over 32 bytes),
-        // or a hostile header could demand any allocation.
-        let most = (m.tree.blobs.len() as u64)
+        // (each at most the tree chunker's maximum; a line is well over 32 bytes), or a
+        // hostile header could demand any allocation.
+        let most = (tree.blobs.len() as u64)
             .saturating_mul(u64::from(TREE_CHUNKS.2))
-            .min(m.tree.size);
-        d.entries
-            .reserve(usize::try_from(m.tree.entries.min(most / 32)).unwrap_or(0));
+            .min(tree.size);
+        d.lines
+            .reserve(usize::try_from(tree.entries.min(most / 32)).unwrap_or(0));
         d
     }
 
-    /// A decoder whose entries are taken as they come ([`EntryDecoder::take`]): nothing is
+    /// A decoder whose lines are taken as they come ([`LineDecoder::take`]): nothing is
     /// reserved for the whole list.
-    pub fn streaming(m: &Manifest, id: &BlobId) -> EntryDecoder {
-        EntryDecoder {
+    pub fn streaming(tree: &Tree, id: &BlobId) -> LineDecoder<T> {
+        LineDecoder {
             what: format!("manifest {}", id.short()),
             hasher: blake3::Hasher::new(),
             size: 0,
-            limit: m.tree.size,
+            limit: tree.size,
             pending: Vec::new(),
-            entries: Vec::new(),
+            lines: Vec::new(),
             count: 0,
             batch: STREAM_BATCH,
         }
     }
 
-    /// The entries decoded since the last call, in order. They come from blobs that were
-    /// verified on reading; the whole list is only checked by [`EntryDecoder::end`].
-    pub fn take(&mut self) -> Vec<Entry> {
-        std::mem::take(&mut self.entries)
+    /// The lines decoded since the last call, in order. They come from blobs that were
+    /// verified on reading; the whole list is only checked by [`LineDecoder::end`].
+    pub fn take(&mut self) -> Vec<T> {
+        std::mem::take(&mut self.lines)
     }
 
     /// The next piece of the text.
@@ -536,7 +687,7 @@ impl EntryDecoder {
         Ok(())
     }
 
-    /// Parses every whole line received so far (the text of verified blobs whose entries
+    /// Parses every whole line received so far (the text of verified blobs whose lines
     /// are wanted now, before the rest arrives, say because the rest cannot be read).
     ///
     /// # Errors
@@ -553,7 +704,11 @@ impl EntryDecoder {
     }
 
     fn mismatch(&self) -> Error {
-        Error::corrupt(format!("{}: entry list does not match its hash", self.what))
+        Error::corrupt(format!(
+            "{}: {} does not match its hash",
+            self.what,
+            T::LIST
+        ))
     }
 
     fn parse(&mut self, text: &[u8]) -> Result<()> {
@@ -569,57 +724,153 @@ impl EntryDecoder {
             start = end;
         }
         let what = &self.what;
-        let parsed: Vec<Vec<Entry>> = pieces
+        let parsed: Vec<Vec<T>> = pieces
             .par_iter()
             .map(|piece| {
                 piece
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
                     .map(|line| {
-                        serde_json::from_slice::<Entry>(line).map_err(|e| {
-                            Error::corrupt(format!("{what}: entry does not parse: {e}"))
+                        T::parse(line).map_err(|e| {
+                            Error::corrupt(format!("{what}: {} does not parse: {e}", T::ITEM))
                         })
                     })
-                    .collect::<Result<Vec<Entry>>>()
+                    .collect::<Result<Vec<T>>>()
             })
             .collect::<Result<_>>()?;
         for p in parsed {
             self.count += p.len() as u64;
-            self.entries.extend(p);
+            self.lines.extend(p);
         }
         Ok(())
     }
 
+    /// Checks the whole text's hash, length and line count against `tree`; returns the
+    /// lines not yet taken. Entry-level invariants are left to the caller.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`].
+    pub fn end(mut self, tree: &Tree) -> Result<Vec<T>> {
+        let hash = BlobId::from(self.hasher.finalize());
+        if Some(hash) != tree.hash || self.size != tree.size {
+            return Err(self.mismatch());
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.parse(&rest)?;
+        if self.count != tree.entries {
+            return Err(Error::corrupt(format!(
+                "{}: {} count mismatch",
+                self.what,
+                T::ITEM
+            )));
+        }
+        Ok(self.lines)
+    }
+}
+
+impl LineDecoder<Entry> {
     /// Checks the whole text and the entries, and gives them to `m`.
     ///
     /// # Errors
     /// [`Error::Corrupt`].
     pub fn finish(self, m: &mut Manifest) -> Result<()> {
         let what = self.what.clone();
-        m.entries = self.end(m)?;
+        m.entries = self.end(&m.tree)?;
         m.check_entries()
             .map_err(|e| Error::corrupt(format!("{what}: {e}")))
     }
+}
 
-    /// Checks the whole text's hash, length and entry count against `m`'s header; returns
-    /// the entries not yet taken. Entry-level invariants are left to the caller.
+/// Checks a decoded change list: safe paths, strictly sorted (so each path once).
+///
+/// # Errors
+/// [`Error::Corrupt`] naming manifest `id`.
+pub fn check_changes(changes: &[Change], id: &BlobId) -> Result<()> {
+    for c in changes {
+        c.path()
+            .check_safe()
+            .map_err(|e| Error::corrupt(format!("manifest {}: change list: {e}", id.short())))?;
+    }
+    if let Some(w) = changes.windows(2).find(|w| w[0].path() >= w[1].path()) {
+        return Err(Error::corrupt(format!(
+            "manifest {}: change list is not sorted at {:?}",
+            id.short(),
+            w[1].path()
+        )));
+    }
+    Ok(())
+}
+
+/// Applies a sorted change list to a sorted entry list that arrives batch by batch
+/// ([`ChangeMerge::apply`], then [`ChangeMerge::finish`]): the entry list of a manifest
+/// with `changes`, without holding its base whole.
+pub struct ChangeMerge {
+    changes: std::sync::Arc<Vec<Change>>,
+    next: usize,
+    last: Option<RelPath>,
+    what: String,
+}
+
+impl ChangeMerge {
+    /// A merge of `changes` (checked by [`check_changes`]) into the list of manifest `id`.
+    pub fn new(changes: std::sync::Arc<Vec<Change>>, id: &BlobId) -> ChangeMerge {
+        ChangeMerge {
+            changes,
+            next: 0,
+            last: None,
+            what: format!("manifest {}", id.short()),
+        }
+    }
+
+    /// The entries of the next batch of the base, with the changes up to its last path
+    /// applied.
     ///
     /// # Errors
-    /// [`Error::Corrupt`].
-    pub fn end(mut self, m: &Manifest) -> Result<Vec<Entry>> {
-        let hash = BlobId::from(self.hasher.finalize());
-        if Some(hash) != m.tree.hash || self.size != m.tree.size {
-            return Err(self.mismatch());
-        }
-        let rest = std::mem::take(&mut self.pending);
-        self.parse(&rest)?;
-        if self.count != m.tree.entries {
+    /// [`Error::Corrupt`] when the base is not strictly sorted: changes could not be
+    /// placed in it.
+    pub fn apply(&mut self, base: Vec<Entry>) -> Result<Vec<Entry>> {
+        let unsorted = base.windows(2).any(|w| w[0].path >= w[1].path)
+            || matches!((&self.last, base.first()), (Some(l), Some(f)) if *l >= f.path);
+        if unsorted {
             return Err(Error::corrupt(format!(
-                "{}: entry count mismatch",
+                "{}: the entry list its changes apply to is not sorted",
                 self.what
             )));
         }
-        Ok(self.entries)
+        if let Some(l) = base.last() {
+            self.last = Some(l.path.clone());
+        }
+        let changes = std::sync::Arc::clone(&self.changes);
+        let mut out = Vec::with_capacity(base.len());
+        for e in base {
+            while let Some(c) = changes.get(self.next).filter(|c| *c.path() < e.path) {
+                if let Change::Put(p) = c {
+                    out.push(p.clone());
+                }
+                self.next += 1;
+            }
+            match changes.get(self.next) {
+                Some(c) if *c.path() == e.path => {
+                    if let Change::Put(p) = c {
+                        out.push(p.clone());
+                    }
+                    self.next += 1;
+                }
+                _ => out.push(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entries the changes put past the base's last path.
+    pub fn finish(self) -> Vec<Entry> {
+        self.changes[self.next..]
+            .iter()
+            .filter_map(|c| match c {
+                Change::Put(e) => Some(e.clone()),
+                Change::Gone(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -635,7 +886,7 @@ impl Manifest {
     pub fn encode_entries(entries: &[Entry]) -> Vec<u8> {
         let mut out = Vec::with_capacity(entries.len() * 200);
         for e in entries {
-            serde_json::to_writer(&mut out, e).expect("entry serialises");
+            e.write(&mut out);
             out.push(b'\n');
         }
         out
@@ -676,7 +927,11 @@ impl Manifest {
         if m.kind.is_none() {
             m.kind = Some(SnapshotKind::from_tags(&m.tags));
         }
-        if m.tree.size > MAX_MANIFEST_BYTES as u64 {
+        if m.tree.size > MAX_MANIFEST_BYTES as u64
+            || m.changes
+                .as_ref()
+                .is_some_and(|c| c.size > MAX_MANIFEST_BYTES as u64)
+        {
             return Err(Error::corrupt(format!(
                 "{}: implausibly large tree",
                 what()
@@ -691,9 +946,24 @@ impl Manifest {
     /// # Errors
     /// [`Error::Corrupt`].
     pub fn decode_entries(&mut self, id: &BlobId, text: &[u8]) -> Result<()> {
-        let mut d = EntryDecoder::new(self, id);
+        if self.changes.is_some() {
+            return Err(Error::corrupt(format!(
+                "manifest {}: its entry list is stored as changes to another's",
+                id.short()
+            )));
+        }
+        let mut d = EntryDecoder::new(&self.tree, id);
         d.feed(text)?;
         d.finish(self)
+    }
+
+    /// The entry-level invariants of the entries, as [`LineDecoder::finish`] checks them.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming manifest `id`.
+    pub fn verify_entries(&self, id: &BlobId) -> Result<()> {
+        self.check_entries()
+            .map_err(|e| Error::corrupt(format!("manifest {}: {e}", id.short())))
     }
 
     /// Entry-level invariants: safe unique paths, nothing below a file or symlink, file
@@ -789,10 +1059,36 @@ impl Manifest {
 
     /// Every blob the snapshot references: its tree and its files' content.
     pub fn blob_ids(&self) -> impl Iterator<Item = &BlobId> {
+        self.tree_blobs()
+            .chain(self.entries.iter().flat_map(|e| e.blobs.iter()))
+    }
+
+    /// The blobs of its stored entry list: the tree's, then the changes'.
+    pub fn tree_blobs(&self) -> impl Iterator<Item = &BlobId> {
         self.tree
             .blobs
             .iter()
-            .chain(self.entries.iter().flat_map(|e| e.blobs.iter()))
+            .chain(self.changes.iter().flat_map(|c| c.blobs.iter()))
+    }
+
+    /// How many entries to make room for when decoding the list: the header's count, but
+    /// no more than the stored blobs can hold (each at most the tree chunker's maximum; a
+    /// line is well over 32 bytes), or a hostile header could demand any allocation.
+    pub fn entries_hint(&self) -> usize {
+        let most = |t: &Tree| {
+            (t.blobs.len() as u64)
+                .saturating_mul(u64::from(TREE_CHUNKS.2))
+                .min(t.size)
+                / 32
+        };
+        let n = self.tree.entries.min(most(&self.tree))
+            + self.changes.as_ref().map_or(0, |c| c.entries.min(most(c)));
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// At most how many entries the list holds, from the header alone.
+    pub fn listed_entries(&self) -> u64 {
+        self.tree.entries + self.changes.as_ref().map_or(0, |c| c.entries)
     }
 
     /// What the snapshot is for ([`SnapshotKind::from_tags`] when the manifest predates kinds).
@@ -885,6 +1181,133 @@ mod tests {
         assert!(p.starts_with(&RelPath::from("cached_products")));
         assert!(!p.starts_with(&RelPath::from("cached_prod")));
         assert!(p.starts_with(&RelPath::default()));
+    }
+
+    fn line_of<T: Line>(l: &T) -> String {
+        let mut out = Vec::new();
+        l.write(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A file that is one blob named by its hash is stored without `blobs` and read back
+    /// whole; every other entry keeps what it has.
+    #[test]
+    fn one_blob_named_by_its_hash_is_left_out_and_put_back() {
+        let one = file_entry(3, 0);
+        let line = line_of(&one);
+        assert!(!line.contains("\"blobs\""), "{line}");
+        assert_eq!(Entry::parse(line.as_bytes()).unwrap(), one);
+
+        // Keyed ids (an encrypted repository): the blob is not the hash.
+        let mut keyed = file_entry(4, 0);
+        keyed.blobs = smallvec::smallvec![BlobId::of(b"other")];
+        let mut two = file_entry(5, 0);
+        two.blobs.push(BlobId::of(b"second"));
+        let mut empty = file_entry(0, 0);
+        empty.blobs.clear();
+        empty.hash = Some(BlobId::of(b""));
+        let dir = Entry {
+            kind: EntryKind::Dir,
+            size: 0,
+            hash: None,
+            blobs: Default::default(),
+            ..file_entry(6, 0)
+        };
+        for e in [keyed, two, empty, dir] {
+            let line = line_of(&e);
+            assert_eq!(line.contains("\"blobs\""), !e.blobs.is_empty(), "{line}");
+            assert_eq!(Entry::parse(line.as_bytes()).unwrap(), e);
+        }
+        // The whole text decodes to the entries it was made of.
+        let entries: Vec<Entry> = (1..50).map(|i| file_entry(i, i % 3)).collect();
+        let text = Manifest::encode_entries(&entries);
+        let mut m = header(&text, entries.len());
+        m.decode_entries(&BlobId::of(b"m"), &text).unwrap();
+        assert_eq!(m.entries, entries);
+    }
+
+    fn header(text: &[u8], n: usize) -> Manifest {
+        let json = serde_json::json!({
+            "version": MANIFEST_VERSION, "time": "2026-11-30T12:00:00Z", "hostname": "h",
+            "root": "/r", "paths": ["/r"], "complete": true,
+            "summary": SnapshotStats::default(),
+            "tree": {"blobs": [BlobId::of(text)], "hash": BlobId::of(text),
+                     "entries": n, "size": text.len()},
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn change_lines_read_back() {
+        let gone = Change::Gone(RelPath::from("amazon_cache/gone.json"));
+        let odd = Change::Gone(RelPath(b"caf\xe9.json".to_vec()));
+        let put = Change::Put(file_entry(9, 2));
+        for c in [gone, odd, put] {
+            let line = line_of(&c);
+            assert_eq!(Change::parse(line.as_bytes()).unwrap(), c, "{line}");
+        }
+        assert!(Change::parse(b"{\"gone\": 7}").is_err());
+    }
+
+    fn paths(entries: &[Entry]) -> Vec<String> {
+        entries.iter().map(|e| e.path.display()).collect()
+    }
+
+    fn named(p: &str) -> Entry {
+        Entry {
+            path: RelPath::from(p),
+            ..file_entry(p.len(), 0)
+        }
+    }
+
+    /// Changes land where their paths sort, across the base's batches: before its first
+    /// entry, replacing one, taking one out, between batches, past its last; a path taken
+    /// out that the base lacks changes nothing.
+    #[test]
+    fn changes_merge_into_a_base_that_arrives_in_batches() {
+        let base: Vec<Entry> = ["b", "d", "f", "h", "j"].map(named).to_vec();
+        let mut replaced = named("d");
+        replaced.mode = 0o600;
+        let changes = vec![
+            Change::Put(named("a")),
+            Change::Put(replaced.clone()),
+            Change::Gone(RelPath::from("e")),
+            Change::Gone(RelPath::from("f")),
+            Change::Put(named("g")),
+            Change::Put(named("k")),
+            Change::Gone(RelPath::from("z")),
+        ];
+        check_changes(&changes, &BlobId::of(b"m")).unwrap();
+        for split in 0..=base.len() {
+            let mut m = ChangeMerge::new(std::sync::Arc::new(changes.clone()), &BlobId::of(b"m"));
+            let mut out = m.apply(base[..split].to_vec()).unwrap();
+            out.extend(m.apply(base[split..].to_vec()).unwrap());
+            out.extend(m.finish());
+            assert_eq!(
+                paths(&out),
+                ["a", "b", "d", "g", "h", "j", "k"],
+                "split {split}"
+            );
+            assert_eq!(out[2], replaced);
+        }
+        // A base out of order cannot take changes: damage, not a wrong list.
+        let mut m = ChangeMerge::new(std::sync::Arc::new(changes), &BlobId::of(b"m"));
+        m.apply(base[2..].to_vec()).unwrap();
+        assert!(m.apply(base[..2].to_vec()).unwrap_err().is_corruption());
+    }
+
+    #[test]
+    fn a_change_list_out_of_order_or_unsafe_is_refused() {
+        let id = BlobId::of(b"m");
+        let twice = vec![Change::Put(named("a")), Change::Gone(RelPath::from("a"))];
+        let backwards = vec![Change::Put(named("b")), Change::Put(named("a"))];
+        let unsafe_path = vec![Change::Gone(RelPath::from("../etc/passwd"))];
+        for bad in [twice, backwards, unsafe_path] {
+            assert!(
+                check_changes(&bad, &id).unwrap_err().is_corruption(),
+                "{bad:?}"
+            );
+        }
     }
 
     proptest! {

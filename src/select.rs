@@ -309,6 +309,7 @@ mod tests {
                 warnings: Vec::new(),
                 summary: SnapshotStats::default(),
                 tree: Tree::default(),
+                changes: None,
                 entries: Vec::new(),
             },
         )

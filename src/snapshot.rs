@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::{BlobId, IdSet};
 use crate::manifest::{
-    Entry, EntryKind, Manifest, RelPath, SnapshotKind, SnapshotStats, Tree, MANIFEST_VERSION,
+    Change, ChangeMerge, Entry, EntryKind, Manifest, RelPath, SnapshotKind, SnapshotStats, Tree,
+    MANIFEST_VERSION,
 };
 use crate::progress::Progress;
 use crate::repo::{layout, Repository};
@@ -154,7 +155,17 @@ pub fn create(
         };
         let index = std::sync::Arc::new(index);
         let parent = match header {
-            Some((id, m)) => ParentStream::start(repo, index.clone(), id, m),
+            Some((id, m)) => match ParentStream::start(repo, index.clone(), id, m) {
+                Ok(p) => p,
+                Err(e) if e.is_corruption() => {
+                    warnings.push(format!(
+                        "the parent snapshot {} cannot be read ({e}); every file is read again",
+                        id.short()
+                    ));
+                    ParentStream::default()
+                }
+                Err(e) => return Err(e),
+            },
             None => ParentStream::default(),
         };
         Ok((index, parent, warnings))
@@ -177,6 +188,8 @@ pub fn create(
     // Whether every entry is the parent's, unchanged: then so is the entry list, and its
     // stored tree is named as it is instead of being encoded and hashed again.
     let mut same = true;
+    // Per entry, whether it is the parent's entry unchanged: what a change list leaves out.
+    let mut kept: Vec<bool> = Vec::with_capacity(scanned.entries.len());
     let scan::ScanResult {
         entries: walked,
         errors: scan_errors,
@@ -214,17 +227,17 @@ pub fn create(
             }
         });
         let prev = parent.at(&entry.path);
+        let mut equal = false;
         match (kind, first) {
             (EntryKind::Dir, _) => {
                 stats.dirs += 1;
-                same &= prev.as_ref() == Some(&entry);
+                equal = prev.as_ref() == Some(&entry);
             }
             (EntryKind::Symlink, _) => {
                 stats.symlinks += 1;
-                same &= prev.as_ref() == Some(&entry);
+                equal = prev.as_ref() == Some(&entry);
             }
             (EntryKind::File, Some(first)) => {
-                same = false;
                 followers.push(Follower {
                     idx,
                     first,
@@ -249,18 +262,13 @@ pub fn create(
                         entry.ino = p.ino;
                         entry.ctime_ns = p.ctime_ns;
                         entry.hash = p.hash;
-                        if same {
-                            // Nearly always one blob, inline: the copy costs nothing.
-                            entry.blobs = p.blobs.clone();
-                            same = entry == p;
-                        } else {
-                            entry.blobs = p.blobs;
-                        }
+                        // Nearly always one blob, inline: the copy costs nothing.
+                        entry.blobs = p.blobs.clone();
+                        equal = entry == p;
                         stats.files_unchanged += 1;
                         stats.bytes_total += entry.size;
                     }
                     prev => {
-                        same = false;
                         healed += u64::from(unchanged);
                         to_read.push(ReadJob {
                             idx,
@@ -271,14 +279,15 @@ pub fn create(
                 }
             }
         }
+        same &= equal;
+        kept.push(equal);
         entries.push(Some(entry));
     }
     // The parent is read to its end, so that its whole list is checked.
-    let (parent_id, parent_tree, parent_warning) = match parent.finish() {
-        Ok((id, tree)) => (id, tree.filter(|_| same), None),
+    let (parent_end, parent_warning) = match parent.finish() {
+        Ok(end) => (end, None),
         Err((id, e)) if e.is_corruption() => (
-            None,
-            None,
+            ParentEnd::default(),
             Some(format!(
                 "the parent snapshot {} cannot be read whole ({e}); the files past the damage were read again",
                 id.short()
@@ -306,11 +315,14 @@ pub fn create(
         dry_run: opts.dry_run,
         progress,
     };
+    // Paths walked whose file vanished or could not be read: not in the new list.
+    let mut gone: Vec<RelPath> = Vec::new();
     let mut outcomes = Outcomes {
         entries: &mut entries,
         stats: &mut stats,
         warnings: &mut warnings,
         skipped: &mut skipped,
+        gone: &mut gone,
     };
     read_round(&shared, &mut sink, &to_read, &mut outcomes)?;
     // A hard link whose first path vanished or could not be read is read on its own.
@@ -319,6 +331,8 @@ pub fn create(
     // The reading plan is done with: freed before the entry list is written.
     drop((orphans, followers, to_read));
     // In place (an `Option<Entry>` is the size of an `Entry`): no second list.
+    let mut slots = entries.iter();
+    kept.retain(|_| slots.next().is_some_and(Option::is_some));
     entries.retain(Option::is_some);
     let entries: Vec<Entry> = entries
         .into_iter()
@@ -327,12 +341,27 @@ pub fn create(
     stats.types = type_totals(&entries, &opts.types);
 
     // The entry list, stored as content-defined blobs: when nothing changed they are the
-    // parent's, byte for byte, already stored, and cost nothing.
-    let stored = match parent_tree {
-        Some(tree) => Ok(tree),
-        None => store_tree(repo, known, &mut sink, &entries, opts.dry_run),
+    // parent's, byte for byte, already stored, and cost nothing; when little changed, as
+    // the changes to the parent's tree; else whole.
+    let ParentEnd {
+        id: parent_id,
+        stored: parent_stored,
+        base,
+    } = parent_end;
+    gone.sort_unstable();
+    let changes = base.and_then(|b| compose_changes(b, &entries, &kept, gone));
+    drop(kept);
+    let stored = match (parent_stored.filter(|_| same), changes) {
+        (Some(both), _) => Ok(both),
+        (None, Some((tree, changes))) if changes.is_empty() => Ok((tree, None)),
+        (None, Some((tree, changes))) => {
+            store_tree(repo, known, &mut sink, &changes, opts.dry_run).map(|c| (tree, Some(c)))
+        }
+        (None, None) => {
+            store_tree(repo, known, &mut sink, &entries, opts.dry_run).map(|t| (t, None))
+        }
     };
-    let tree = match stored {
+    let (tree, changes) = match stored {
         Ok(tree) => tree,
         // The writer may have failed after taking the last file frame: its error (a full
         // disk, say) is the one worth reporting, not "writer stopped".
@@ -363,6 +392,7 @@ pub fn create(
         warnings: skipped.iter().chain(warnings.iter()).cloned().collect(),
         summary: stats,
         tree,
+        changes,
         entries,
     };
     let id = if opts.dry_run {
@@ -431,13 +461,20 @@ struct Follower {
 }
 
 /// The parent's entry list, decoded blob by blob on a thread of its own and met in path
-/// order ([`ParentStream::file`]): a bounded channel keeps it a few thousand entries ahead,
+/// order ([`ParentStream::at`]): a bounded channel keeps it a few thousand entries ahead,
 /// so memory does not grow with the parent. The default stream has no parent.
 #[derive(Default)]
 struct ParentStream {
     id: Option<BlobId>,
-    /// The parent's stored entry list, when it is of the current version.
-    tree: Option<Tree>,
+    /// The parent's stored list (tree and changes), when it is of the current version.
+    stored: Option<(Tree, Option<Tree>)>,
+    /// The parent's changes to its tree (none when its tree is its whole list), when it
+    /// is of the current version: a new list can then be stored as changes to that tree.
+    changes: Option<std::sync::Arc<Vec<Change>>>,
+    /// Paths of the parent met by no walked path, while they are few enough to be worth
+    /// storing as changes (at most `removed_cap`).
+    removed: Option<Vec<RelPath>>,
+    removed_cap: usize,
     /// Whether an entry of the parent was passed over: met by no walked path.
     unmatched: bool,
     rx: Option<std::sync::mpsc::Receiver<Result<Vec<Entry>>>>,
@@ -447,8 +484,33 @@ struct ParentStream {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How a parent read to its end can be built on ([`ParentStream::finish`]).
+#[derive(Default)]
+struct ParentEnd {
+    /// The parent's id; None without a parent.
+    id: Option<BlobId>,
+    /// Its stored list, when every one of its entries was met by the walk.
+    stored: Option<(Tree, Option<Tree>)>,
+    /// What a new list can be stored as changes to.
+    base: Option<Base>,
+}
+
+/// The parent's tree as a base for a change list: the tree, the parent's changes to it,
+/// and the parent's paths the walk did not meet.
+struct Base {
+    tree: Tree,
+    changes: std::sync::Arc<Vec<Change>>,
+    removed: Vec<RelPath>,
+}
+
 /// Batches of decoded parent entries waiting in the channel.
 const PARENT_AHEAD: usize = 2;
+
+/// A new entry list is stored as changes to its parent's tree while they number at most
+/// one in this many of the tree's entries; past that, whole. Changes accumulate from one
+/// snapshot to the next (each list is its changes to the same tree, never a chain), so this
+/// bounds the work of reading a list and sets how often a whole one is written again.
+const CHANGES_PER_ENTRY: u64 = 4;
 
 /// Whether a parent's entry is a self-consistent regular file: the only kind worth
 /// comparing a walked file with.
@@ -457,27 +519,50 @@ fn usable_file(e: &Entry) -> bool {
 }
 
 impl ParentStream {
+    /// Starts decoding the entry list of parent `id`; its change list, if any, is read
+    /// first, here.
+    ///
+    /// # Errors
+    /// The change list cannot be read (damage is [`Error::Corrupt`]).
     fn start(
         repo: &Repository,
         index: std::sync::Arc<BlobIndex>,
         id: BlobId,
         header: Manifest,
-    ) -> ParentStream {
+    ) -> Result<ParentStream> {
+        let changes = match &header.changes {
+            Some(c) => Some(std::sync::Arc::new(read_changes(
+                &mut BlobReader::new(repo, &index),
+                &id,
+                c,
+            )?)),
+            None => None,
+        };
         let (tx, rx) = sync_channel(PARENT_AHEAD);
+        let current = header.version == MANIFEST_VERSION;
+        let stored = current.then(|| (header.tree.clone(), header.changes.clone()));
+        let removed_cap = usize::try_from(header.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
         let repo = repo.clone();
-        let tree = (header.version == MANIFEST_VERSION).then(|| header.tree.clone());
+        let merge = changes.clone();
         let handle = std::thread::spawn(move || {
-            if let Err(e) = stream_entries(&repo, &index, &id, &header, &tx) {
+            if let Err(e) = stream_entries(&repo, &index, &id, &header, merge, &tx) {
                 let _ = tx.send(Err(e));
             }
         });
-        ParentStream {
+        Ok(ParentStream {
             id: Some(id),
-            tree,
+            stored,
+            changes: if current {
+                Some(changes.unwrap_or_default())
+            } else {
+                None
+            },
+            removed: current.then(Vec::new),
+            removed_cap,
             rx: Some(rx),
             handle: Some(handle),
             ..ParentStream::default()
-        }
+        })
     }
 
     /// The next entry of the parent, or None at its end or at damage (kept for
@@ -498,6 +583,18 @@ impl ParentStream {
         }
     }
 
+    /// Notes an entry of the parent that no walked path met.
+    fn pass_over(&mut self, e: Entry) {
+        self.unmatched = true;
+        if let Some(r) = &mut self.removed {
+            if r.len() < self.removed_cap {
+                r.push(e.path);
+            } else {
+                self.removed = None;
+            }
+        }
+    }
+
     /// The parent's entry at `path`, passing over the entries before it. Calls come in
     /// path order (the walk's), as the parent's entries are sorted.
     fn at(&mut self, path: &RelPath) -> Option<Entry> {
@@ -507,7 +604,7 @@ impl ParentStream {
                 None => self.pull()?,
             };
             match next.path.cmp(path) {
-                std::cmp::Ordering::Less => self.unmatched = true,
+                std::cmp::Ordering::Less => self.pass_over(next),
                 std::cmp::Ordering::Equal => return Some(next),
                 std::cmp::Ordering::Greater => {
                     self.next = Some(next);
@@ -517,38 +614,55 @@ impl ParentStream {
         }
     }
 
-    /// Reads the parent to its end, so its whole list is checked: Ok(its id, or None
-    /// without a parent; its stored tree when every one of its entries was met), or
-    /// Err(its id, what was wrong).
-    #[allow(clippy::type_complexity)]
-    fn finish(mut self) -> std::result::Result<(Option<BlobId>, Option<Tree>), (BlobId, Error)> {
-        if self.next.take().is_some() || self.pull().is_some() {
-            self.unmatched = true;
-            while self.pull().is_some() {}
+    /// Reads the parent to its end, so its whole list is checked: Ok(what can be built
+    /// on), or Err(its id, what was wrong).
+    fn finish(mut self) -> std::result::Result<ParentEnd, (BlobId, Error)> {
+        while let Some(e) = self.next.take().or_else(|| self.pull()) {
+            self.pass_over(e);
         }
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
         match (self.id, self.failed.take()) {
             (Some(id), Some(e)) => Err((id, e)),
-            (id, None) => Ok((id, self.tree.filter(|_| !self.unmatched))),
-            (None, Some(_)) => Ok((None, None)),
+            (id, None) => {
+                let base = match (&self.stored, self.changes.take(), self.removed.take()) {
+                    (Some((tree, _)), Some(changes), Some(removed)) => Some(Base {
+                        tree: tree.clone(),
+                        changes,
+                        removed,
+                    }),
+                    _ => None,
+                };
+                Ok(ParentEnd {
+                    id,
+                    stored: self.stored.filter(|_| !self.unmatched),
+                    base,
+                })
+            }
+            (None, Some(_)) => Ok(ParentEnd::default()),
         }
     }
 }
 
 /// The body of [`ParentStream`]'s thread: reads and decodes the tree blobs of `header`,
-/// sending the entries on as each blob is decoded; checks the whole list at its end.
-/// Returns quietly when the receiver is gone.
+/// applies its `changes`, and sends the entries on as each blob is decoded; checks the
+/// whole list at its end. Returns quietly when the receiver is gone.
 fn stream_entries(
     repo: &Repository,
     index: &BlobIndex,
     id: &BlobId,
     header: &Manifest,
+    changes: Option<std::sync::Arc<Vec<Change>>>,
     tx: &SyncSender<Result<Vec<Entry>>>,
 ) -> Result<()> {
     let mut reader = BlobReader::new(repo, index);
-    let mut decoder = crate::manifest::EntryDecoder::streaming(header, id);
+    let mut decoder = crate::manifest::EntryDecoder::streaming(&header.tree, id);
+    let mut merge = changes.map(|c| ChangeMerge::new(c, id));
+    let mut merged = |batch: Vec<Entry>| match &mut merge {
+        Some(m) => m.apply(batch),
+        None => Ok(batch),
+    };
     for b in &header.tree.blobs {
         let read = reader
             .read_with(b, |data| decoder.feed(data))
@@ -557,20 +671,80 @@ fn stream_entries(
         if let Err(e) = read {
             // The entries of the blobs read so far are sound: they go on before the error.
             if decoder.flush().is_ok() {
-                let _ = tx.send(Ok(decoder.take()));
+                if let Ok(batch) = merged(decoder.take()) {
+                    let _ = tx.send(Ok(batch));
+                }
             }
             return Err(e);
         }
-        let batch = decoder.take();
+        let batch = merged(decoder.take())?;
         if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
             return Ok(());
         }
     }
-    let last = decoder.end(header)?;
+    let mut last = merged(decoder.end(&header.tree)?)?;
+    if let Some(m) = merge {
+        last.extend(m.finish());
+    }
     if !last.is_empty() {
         let _ = tx.send(Ok(last));
     }
     Ok(())
+}
+
+/// The change list that makes `entries` from `base`'s tree: the entries not `kept` from
+/// the parent put in, the parent's paths that are no more (passed over by the walk, or
+/// `gone` while read) taken out, and the parent's own changes for the paths it kept. None
+/// when they would number more than one in [`CHANGES_PER_ENTRY`] of the tree's entries:
+/// the list is then stored whole. Sorted lists in, a sorted list out.
+fn compose_changes(
+    base: Base,
+    entries: &[Entry],
+    kept: &[bool],
+    gone: Vec<RelPath>,
+) -> Option<(Tree, Vec<Change>)> {
+    let limit = usize::try_from(base.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
+    let puts = entries
+        .iter()
+        .zip(kept)
+        .filter(|(_, k)| !**k)
+        .map(|(e, _)| e);
+    let mut gones = base.removed;
+    gones.extend(gone);
+    if puts.clone().count() + gones.len() > limit {
+        return None;
+    }
+    gones.sort_unstable();
+    let ours = merge_by_path(
+        puts.map(|e| Change::Put(e.clone())),
+        gones.into_iter().map(Change::Gone),
+    );
+    // Ours first: where both name a path, this snapshot's change replaces the parent's.
+    let all = merge_by_path(ours.into_iter(), base.changes.iter().cloned());
+    (all.len() <= limit).then_some((base.tree, all))
+}
+
+/// Two change lists sorted by path, as one; where both name a path, `a`'s change is kept.
+fn merge_by_path(a: impl Iterator<Item = Change>, b: impl Iterator<Item = Change>) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.path().cmp(y.path()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return out,
+        };
+        match order {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => out.extend(b.next()),
+            std::cmp::Ordering::Equal => {
+                out.extend(a.next());
+                b.next();
+            }
+        }
+    }
 }
 
 /// An error reading a snapshot's entry list, naming the snapshot when it is damage.
@@ -591,6 +765,8 @@ struct Outcomes<'a> {
     stats: &'a mut SnapshotStats,
     warnings: &'a mut Vec<String>,
     skipped: &'a mut Vec<String>,
+    /// Paths whose file vanished or could not be read.
+    gone: &'a mut Vec<RelPath>,
 }
 
 /// Reads, chunks, hashes and stores the files of `to_read` in parallel batches, and
@@ -648,7 +824,7 @@ fn read_round(
                     }
                 }
                 FileOutcome::Vanished => {
-                    out.entries[job.idx] = None;
+                    out.gone.extend(out.entries[job.idx].take().map(|e| e.path));
                     notes.push((
                         read_no,
                         false,
@@ -656,7 +832,7 @@ fn read_round(
                     ));
                 }
                 FileOutcome::Failed(msg) => {
-                    out.entries[job.idx] = None;
+                    out.gone.extend(out.entries[job.idx].take().map(|e| e.path));
                     notes.push((read_no, true, msg));
                 }
             }
@@ -792,6 +968,7 @@ pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<Blob
                 sink.finish()?;
             }
             manifest.tree = tree;
+            manifest.changes = None;
         }
         (Err(e), Some(mut sink)) => return Err(sink.fail(e)),
         (Err(e), None) => return Err(e),
@@ -802,11 +979,11 @@ pub fn store_manifest(repo: &Repository, manifest: &mut Manifest) -> Result<Blob
 /// Stores the entry list as JSON Lines cut into content-defined blobs, streaming: the text
 /// is never whole in memory. Blobs already indexed are not stored again; the archive
 /// writer starts only when a blob is new.
-fn store_tree(
+fn store_tree<T: crate::manifest::Line>(
     repo: &Repository,
     index: &BlobIndex,
     sink: &mut Option<Sink>,
-    entries: &[Entry],
+    entries: &[T],
     dry_run: bool,
 ) -> Result<Tree> {
     let level = if dry_run { 1 } else { repo.config().zstd_level };
@@ -826,7 +1003,7 @@ fn store_tree(
         }
         Ok(())
     };
-    let (hash, size) = crate::manifest::chunk_entries(entries, &mut store)?;
+    let (hash, size) = crate::manifest::chunk_lines(entries, &mut store)?;
     if !builder.is_empty() {
         let sink = sink.get_or_insert_with(|| Sink::start(repo, dry_run));
         sink.send(builder.compress(level)?)?;
@@ -1068,14 +1245,49 @@ pub fn load_entries(
     mut m: Manifest,
 ) -> Result<Manifest> {
     let mut reader = BlobReader::new(repo, index);
-    let mut decoder = crate::manifest::EntryDecoder::new(&m, id);
+    let Some(changes) = &m.changes else {
+        let mut decoder = crate::manifest::EntryDecoder::new(&m.tree, id);
+        for b in &m.tree.blobs {
+            reader
+                .read_with(b, |data| decoder.feed(data))
+                .map_err(|e| tree_error(id, e))??;
+        }
+        decoder.finish(&mut m)?;
+        return Ok(m);
+    };
+    // The base list is merged with the changes blob by blob: never held twice.
+    let changes = read_changes(&mut reader, id, changes)?;
+    let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), id);
+    let mut decoder = crate::manifest::EntryDecoder::streaming(&m.tree, id);
+    let mut entries = Vec::with_capacity(m.entries_hint());
     for b in &m.tree.blobs {
         reader
             .read_with(b, |data| decoder.feed(data))
             .map_err(|e| tree_error(id, e))??;
+        entries.extend(merge.apply(decoder.take())?);
     }
-    decoder.finish(&mut m)?;
+    entries.extend(merge.apply(decoder.end(&m.tree)?)?);
+    entries.extend(merge.finish());
+    m.entries = entries;
+    m.verify_entries(id)?;
     Ok(m)
+}
+
+/// Reads and checks the change list `tree` of manifest `id`.
+///
+/// # Errors
+/// A blob that is not indexed or damaged, a list that does not verify or is not sorted:
+/// [`Error::Corrupt`]/[`Error::CorruptBlob`].
+fn read_changes(reader: &mut BlobReader<'_>, id: &BlobId, tree: &Tree) -> Result<Vec<Change>> {
+    let mut decoder = crate::manifest::LineDecoder::<Change>::new(tree, id);
+    for b in &tree.blobs {
+        reader
+            .read_with(b, |data| decoder.feed(data))
+            .map_err(|e| tree_error(id, e))??;
+    }
+    let changes = decoder.end(tree)?;
+    crate::manifest::check_changes(&changes, id)?;
+    Ok(changes)
 }
 
 /// Loads one manifest with its entries.
@@ -1175,4 +1387,113 @@ pub fn resolve(repo: &Repository, spec: &str) -> Result<BlobId> {
 /// Root folder recorded by a manifest.
 pub fn root_of(m: &Manifest) -> &Path {
     Path::new(&m.root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(i: usize, variant: u8) -> Entry {
+        Entry {
+            path: RelPath(format!("amazon_cache/p{i:02}.json").into_bytes()),
+            kind: EntryKind::File,
+            mode: 0o644,
+            mtime_ns: i64::from(variant),
+            size: 1,
+            ino: 0,
+            ctime_ns: 0,
+            hash: Some(BlobId::of(&[variant])),
+            blobs: smallvec::smallvec![BlobId::of(&[variant])],
+            target: None,
+            link: None,
+        }
+    }
+
+    fn merged(base: Vec<Entry>, changes: Vec<Change>) -> Vec<Entry> {
+        let mut m = ChangeMerge::new(std::sync::Arc::new(changes), &BlobId::of(b"m"));
+        let mut out = m.apply(base).unwrap();
+        out.extend(m.finish());
+        out
+    }
+
+    fn base_of(entries: u64, changes: Vec<Change>, removed: Vec<RelPath>) -> Base {
+        Base {
+            tree: Tree {
+                entries,
+                ..Tree::default()
+            },
+            changes: std::sync::Arc::new(changes),
+            removed,
+        }
+    }
+
+    proptest! {
+        /// Whatever the base, the parent's changes to it and the new list, the composed
+        /// changes applied to the base give exactly the new list.
+        #[test]
+        fn composed_changes_rebuild_the_new_list(
+            base in proptest::collection::vec(proptest::option::of(0u8..3), 40),
+            parent_changes in proptest::collection::vec(0u8..6, 40),
+            new in proptest::collection::vec(0u8..6, 40),
+            walked in proptest::collection::vec(any::<bool>(), 40),
+        ) {
+            let base_entries: Vec<Entry> = base
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|v| entry(i, v)))
+                .collect();
+            // 0-2: no change; 3: taken out; 4-5: put in.
+            let pchanges: Vec<Change> = parent_changes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &c)| match c {
+                    3 => Some(Change::Gone(entry(i, 0).path)),
+                    4 | 5 => Some(Change::Put(entry(i, c))),
+                    _ => None,
+                })
+                .collect();
+            let parent = merged(base_entries.clone(), pchanges.clone());
+            let of_parent = |i: usize| parent.iter().find(|e| e.path == entry(i, 0).path);
+            // 0: absent; 1: the parent's entry as it is; 2-5: a variant of its own.
+            let mut entries = Vec::new();
+            let mut kept = Vec::new();
+            let (mut removed, mut gone) = (Vec::new(), Vec::new());
+            for (i, &c) in new.iter().enumerate() {
+                let e = match c {
+                    0 => None,
+                    1 => of_parent(i).cloned(),
+                    v => Some(entry(i, v - 2)),
+                };
+                match e {
+                    Some(e) => {
+                        kept.push(Some(&e) == of_parent(i));
+                        entries.push(e);
+                    }
+                    // A parent's path no longer there: passed over by the walk, or walked
+                    // and then gone while read.
+                    None if of_parent(i).is_some() && walked[i] => gone.push(entry(i, 0).path),
+                    None if of_parent(i).is_some() => removed.push(entry(i, 0).path),
+                    None => {}
+                }
+            }
+            let b = base_of(1000, pchanges, removed);
+            let (_, changes) = compose_changes(b, &entries, &kept, gone).unwrap();
+            crate::manifest::check_changes(&changes, &BlobId::of(b"m")).unwrap();
+            prop_assert_eq!(merged(base_entries, changes), entries);
+        }
+    }
+
+    /// Past one change in four of the base's entries, the list is stored whole.
+    #[test]
+    fn too_many_changes_store_the_list_whole() {
+        let entries: Vec<Entry> = (0..10).map(|i| entry(i, 1)).collect();
+        let kept = [true, true, true, true, true, true, true, false, false, true];
+        assert!(compose_changes(base_of(10, vec![], vec![]), &entries, &kept, vec![]).is_some());
+        // The parent's own changes count too.
+        let parent = vec![Change::Put(entry(20, 0))];
+        assert!(compose_changes(base_of(10, parent, vec![]), &entries, &kept, vec![]).is_none());
+        let removed = vec![entry(30, 0).path];
+        assert!(compose_changes(base_of(10, vec![], removed), &entries, &kept, vec![]).is_none());
+    }
 }

@@ -287,7 +287,7 @@ pub struct BlobBytes {
 pub fn blob_bytes(index: &BlobIndex, snapshots: &[(BlobId, Manifest)]) -> BlobBytes {
     let trees: crate::id::IdSet = snapshots
         .iter()
-        .flat_map(|(_, m)| m.tree.blobs.iter().copied())
+        .flat_map(|(_, m)| m.tree_blobs().copied())
         .collect();
     let mut out = BlobBytes::default();
     for (id, loc) in index.iter() {
@@ -768,6 +768,7 @@ mod tests {
                         ..SnapshotStats::default()
                     },
                     tree: Tree::default(),
+                    changes: None,
                     entries: vec![],
                 },
             )

@@ -470,13 +470,14 @@ fn copy_between_local_and_s3_sends_only_what_is_missing() {
     let l = local.to_str().unwrap();
     json(&local, &["init", "--no-encrypt"], 0);
     json(&local, &["snapshot", src.to_str().unwrap()], 0);
-    fs::write(src.join("more.json"), json_array(2500, 4)).unwrap();
-    json(&local, &["snapshot", src.to_str().unwrap()], 0);
     json(
         &local,
         &["snapshot", src.to_str().unwrap(), "--tag", "special"],
         0,
     );
+    // Content the tagged snapshot lacks, for the second copy to send.
+    fs::write(src.join("more.json"), json_array(2500, 4)).unwrap();
+    json(&local, &["snapshot", src.to_str().unwrap()], 0);
 
     let s3 = moto.url("copies", "offsite");
     json_with(&["--repo", &s3], &["init", "--no-encrypt"], 0);

@@ -107,7 +107,9 @@ fn incremental_snapshots_store_only_changes() {
     fs::set_permissions(&folder, fs::Permissions::from_mode(0o700)).unwrap();
     let moded = take(&repo, &src);
     fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
-    assert_ne!(moded.manifest.tree.hash, first.manifest.tree.hash);
+    // Stored as one change to the parent's list, which it shares.
+    assert_eq!(moded.manifest.tree, first.manifest.tree);
+    assert_eq!(moded.manifest.changes.as_ref().map(|c| c.entries), Some(1));
     assert_eq!(moded.manifest.summary.bytes_read, 0);
     let back = snapshot::load(&repo, moded.id.as_ref().unwrap()).unwrap();
     assert_eq!(back.entries, moded.manifest.entries);
@@ -139,7 +141,7 @@ fn incremental_snapshots_store_only_changes() {
         .collect();
     let content: Vec<_> = added
         .iter()
-        .filter(|b| !third.manifest.tree.blobs.contains(b))
+        .filter(|b| !third.manifest.tree_blobs().any(|t| t == *b))
         .collect();
     assert_eq!(content.len(), 2);
     assert_eq!(st.blobs_added, added.len() as u64);
@@ -150,12 +152,25 @@ fn incremental_snapshots_store_only_changes() {
     );
     assert_eq!(st.bytes_read, 17 + 13);
 
-    // --rehash re-reads everything but adds nothing.
+    // --rehash re-reads everything but stores no content again (every file counts as
+    // changed, so the entry list is stored whole: its blobs are all that is added).
     let mut o = opts(&src);
     o.rehash = true;
+    let before: HashSet<_> = BlobIndex::load(&repo)
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id)
+        .collect();
     let re = snapshot::create(&repo, &o, &NoProgress).unwrap();
     assert_eq!(re.manifest.summary.files_unchanged, 0);
-    assert_eq!(re.manifest.summary.blobs_added, 0);
+    assert!(re.manifest.summary.bytes_read > 0);
+    let added = BlobIndex::load(&repo)
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| !before.contains(id))
+        .filter(|(id, _)| !re.manifest.tree_blobs().any(|t| t == id))
+        .count();
+    assert_eq!(added, 0, "--rehash stored content again");
     assert_eq!(re.manifest.entries, third.manifest.entries);
 }
 
@@ -685,4 +700,174 @@ fn a_parent_damaged_part_way_costs_only_reading_the_rest_again() {
     let again = snapshot::create(&repo, &o, &NoProgress).unwrap();
     assert_eq!(again.manifest.parent, s.id);
     assert_eq!(again.manifest.summary.bytes_read, 0);
+}
+
+/// Later entry lists are stored as their changes to one base list: every snapshot reads
+/// back and restores exactly as its tree was, the base outlives the snapshot that wrote
+/// it, and past one change in four a list is stored whole again.
+#[test]
+fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    let amazon = src.join("amazon_cache");
+    fs::create_dir_all(&amazon).unwrap();
+    let write = |i: usize, v: &str| {
+        fs::write(
+            amazon.join(format!("B{i:05}.json")),
+            format!("{{\"asin\": \"B{i:05}\", \"v\": \"{v}\"}}"),
+        )
+        .unwrap()
+    };
+    for i in 0..200 {
+        write(i, "a");
+    }
+    fixture_tree(&src.join("fixture"));
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    // Each snapshot a minute after the last, so the parent is always the one before.
+    let minutes = std::cell::Cell::new(0);
+    let take = |repo: &Repository, src: &Path| {
+        let mut o = opts(src);
+        minutes.set(minutes.get() + 1);
+        o.time += chrono::Duration::minutes(minutes.get());
+        snapshot::create(repo, &o, &NoProgress).unwrap()
+    };
+    let mut states = Vec::new();
+    let mut keep = |s: &snapshot::SnapshotSummary, n: usize| {
+        let copy = t.join(format!("state{n}"));
+        copy_tree(&src, &copy);
+        states.push((s.id.unwrap(), s.manifest.entries.clone(), copy));
+    };
+    let first = take(&repo, &src);
+    assert!(first.manifest.changes.is_none(), "a first list is whole");
+    keep(&first, 1);
+
+    // Day 2: changed, new and deleted files, a folder's mode.
+    write(3, "b");
+    write(500, "new");
+    fs::remove_file(amazon.join("B00007.json")).unwrap();
+    fs::set_permissions(src.join("fixture"), fs::Permissions::from_mode(0o700)).unwrap();
+    let second = take(&repo, &src);
+    assert_eq!(
+        second.manifest.tree, first.manifest.tree,
+        "the base is shared"
+    );
+    let changes = second.manifest.changes.as_ref().expect("stored as changes");
+    // B00003 and B00500 put in, B00007 taken out, `fixture` put in again, and
+    // `amazon_cache` when its mtime moved as files came and went (the clock's grain).
+    assert!((4..=5).contains(&changes.entries), "{changes:?}");
+    assert_eq!(second.manifest.parent, first.id);
+    keep(&second, 2);
+
+    // Day 3: the file new on day 2 goes, another changes, one changes back.
+    fs::remove_file(amazon.join("B00500.json")).unwrap();
+    write(9, "c");
+    fs::set_permissions(src.join("fixture"), fs::Permissions::from_mode(0o755)).unwrap();
+    let third = take(&repo, &src);
+    assert_eq!(third.manifest.tree, first.manifest.tree, "never a chain");
+    let changes = third.manifest.changes.as_ref().expect("stored as changes");
+    // B00003 and B00007 as the parent changed them, B00009 put in, B00500 taken out,
+    // `fixture` put in (as the base has it again: a change that costs one line), and
+    // `amazon_cache` when its mtime moved.
+    assert!((5..=6).contains(&changes.entries), "{changes:?}");
+    assert_eq!(third.manifest.parent, second.id);
+    keep(&third, 3);
+
+    // Nothing changes: the parent's lists are named as they are.
+    let same = take(&repo, &src);
+    assert_eq!(
+        (&same.manifest.tree, &same.manifest.changes),
+        (&third.manifest.tree, &third.manifest.changes)
+    );
+
+    let restores_exactly = |states: &[(cachevault::BlobId, Vec<Entry>, std::path::PathBuf)]| {
+        for (n, (id, entries, copy)) in states.iter().enumerate() {
+            let m = snapshot::load(&repo, id).unwrap();
+            assert_eq!(&m.entries, entries, "snapshot {n} reads back otherwise");
+            let out = t.join(format!("restored-{}-{n}", id.short()));
+            let r = restore_all(&repo, &m, &out);
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            let diffs = compare_trees(copy, &out, true).unwrap();
+            assert!(diffs.is_empty(), "snapshot {n}: {diffs:#?}");
+        }
+    };
+    restores_exactly(&states);
+    let r = check::check(&repo, ReadData::Subset(100.0), 1).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+
+    // The snapshot that wrote the base is forgotten: its list lives on in the others.
+    let repo_dir = t.join("repo");
+    let out = run(&[
+        "--repo",
+        repo_dir.to_str().unwrap(),
+        "forget",
+        &first.id.unwrap().to_hex(),
+        "--prune",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    restores_exactly(&states[1..]);
+    let r = check::check(&repo, ReadData::Subset(100.0), 1).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+
+    // Most files change: the list is stored whole again, and is the next lists' base.
+    for i in 0..120 {
+        write(i, "d");
+    }
+    let whole = take(&repo, &src);
+    assert!(whole.manifest.changes.is_none());
+    assert_ne!(whole.manifest.tree, first.manifest.tree);
+    write(150, "e");
+    let next = take(&repo, &src);
+    assert_eq!(next.manifest.parent, whole.id, "{:?}", next.warnings);
+    assert_eq!(
+        next.manifest.tree, whole.manifest.tree,
+        "{:?}",
+        next.manifest.changes
+    );
+    assert!(next.manifest.changes.is_some());
+    let m = snapshot::load(&repo, next.id.as_ref().unwrap()).unwrap();
+    assert_eq!(m.entries, next.manifest.entries);
+}
+
+/// A parent whose change list is damaged costs reading every file again; the new list is
+/// stored whole, and check names the damaged snapshot.
+#[test]
+fn a_parent_with_a_damaged_change_list_is_read_past() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    take(&repo, &src);
+    fs::write(src.join("FBA_ANALYSIS/extra.json"), b"{\"x\": 1}").unwrap();
+    let second = take(&repo, &src);
+    let mut damaged = second.manifest.clone();
+    damaged.tags = vec!["damaged".into()];
+    damaged.changes.as_mut().expect("stored as changes").blobs[0] =
+        cachevault::BlobId::of(b"a blob that was never stored");
+    let damaged_id = snapshot::write_manifest(&repo, &damaged).unwrap();
+    assert!(snapshot::load(&repo, &damaged_id)
+        .unwrap_err()
+        .is_corruption());
+
+    let mut o = opts(&src);
+    o.parent = Some(damaged_id);
+    let s = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    assert!(s.manifest.complete);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("cannot be read")),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(s.manifest.parent, None);
+    assert!(s.manifest.changes.is_none(), "a list built on damage");
+    assert_eq!(s.manifest.summary.files_unchanged, 0);
+    assert_eq!(s.manifest.entries, second.manifest.entries);
+
+    let r = check::check(&repo, ReadData::None, 1).unwrap();
+    assert!(!r.ok());
+    assert!(
+        r.errors.iter().any(|e| e.contains(&damaged_id.short())),
+        "{:?}",
+        r.errors
+    );
 }

@@ -1132,6 +1132,7 @@ mod tests {
                     ..SnapshotStats::default()
                 },
                 tree: Tree::default(),
+                changes: None,
                 entries: vec![],
             },
         )
