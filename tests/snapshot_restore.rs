@@ -871,3 +871,45 @@ fn a_parent_with_a_damaged_change_list_is_read_past() {
         r.errors
     );
 }
+
+/// Files are created with their own mode when the umask leaves it whole, and given it
+/// after when not: whatever the umask, a restore into an empty folder gives every file its
+/// recorded mode.
+#[test]
+fn restored_modes_are_exact_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    let modes = [0o644, 0o600, 0o755, 0o444, 0o666, 0o777, 0o640, 0o1644];
+    fs::create_dir_all(&src).unwrap();
+    for m in modes {
+        let p = src.join(format!("f{m:o}.json"));
+        fs::write(&p, format!("{{\"mode\": {m}}}")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
+    }
+    let repo = t.join("repo");
+    json(&repo, &["init", "--no-encrypt"], 0);
+    json(&repo, &["snapshot", src.to_str().unwrap()], 0);
+    for umask in ["022", "077", "000", "027"] {
+        let target = t.join(format!("restored-{umask}"));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(["--repo", repo.to_str().unwrap(), "restore", "latest"])
+            .arg("--target")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umask {umask}: {out:?}");
+        for m in modes {
+            let got = fs::metadata(target.join(format!("f{m:o}.json")))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777;
+            assert_eq!(got, m, "umask {umask}: f{m:o}.json restored as {got:o}");
+        }
+    }
+}
