@@ -627,7 +627,7 @@ pub struct LineDecoder<T: Line> {
 pub type EntryDecoder = LineDecoder<Entry>;
 
 /// Text parsed at once by [`LineDecoder::new`].
-const DECODE_BATCH: usize = 4 << 20;
+const DECODE_BATCH: usize = 1 << 20;
 /// Text parsed at once by [`LineDecoder::streaming`], whose lines are handed on as they
 /// come: less held at a time.
 const STREAM_BATCH: usize = 1 << 20;
