@@ -134,7 +134,7 @@ prepare_corpus() {
             { cat "$LOGS/gen.log" >&2; die "corpus generation failed"; }
         local n bytes zbytes
         n=$(find "$CORPUS/OUTPUTS" -type f | wc -l)
-        bytes=$(find "$CORPUS/OUTPUTS" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+        bytes=$(find "$CORPUS/OUTPUTS" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d\n", s }')
         zbytes=$(tar -C "$CORPUS" -cf - OUTPUTS | zstd -3 -T0 -q -c | wc -c)
         printf 'files\t%s\nbytes\t%s\ntar_zstd3_bytes\t%s\n' "$n" "$bytes" "$zbytes" >"$CORPUS/.stats"
         echo "$want" >"$stamp"
@@ -326,7 +326,12 @@ bench_tool() {
         mutate "$d"
         tool_snapshot "day$d"
     done
-    record repo_days_bytes "$(repo_bytes)"
+    local days_bytes
+    days_bytes=$(repo_bytes)
+    record repo_days_bytes "$days_bytes"
+    # What a day of churn costs over all DAYS days (whole entry lists written again
+    # included), from just before day 1's churn.
+    record increment_avg_bytes $(((days_bytes - before) / DAYS))
     if tool_supports_prune; then
         record prune_supported 1
         tool_prune
@@ -402,6 +407,7 @@ rows = [
     ("repository size after initial snapshot (MiB)", "repo_initial_bytes", "size"),
     ("increment, 1 day of churn (MiB)", "increment_bytes", "size"),
     (f"repository size after {days} days (MiB)", "repo_days_bytes", "size"),
+    (f"increment a day, average over {days} days (MiB)", "increment_avg_bytes", "size"),
     ("repository size after prune (MiB)", "repo_pruned_bytes", "size"),
     ("CPU time (user + sys), initial snapshot (s)", "initial.cpu_seconds", "cpu"),
     ("peak RSS, initial snapshot (MiB)", "initial.rss_kb", "rss"),
