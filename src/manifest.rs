@@ -1,6 +1,6 @@
 //! Snapshot manifests: the stored JSON types, their encoding (a small JSON header named by its
-//! blake3, whose entries live as JSON Lines in content-defined blobs, so unchanged parts of
-//! a tree are stored once) and the safety checks every decoded manifest passes.
+//! blake3, whose entries live as JSON Lines in content-defined blobs, whole or as the changes
+//! to an earlier whole list) and the safety checks every decoded manifest passes.
 
 use std::fmt;
 
