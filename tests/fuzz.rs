@@ -187,6 +187,48 @@ proptest! {
         let _ = m.decode_entries(&BlobId::of(b"id"), &bytes);
     }
 
+    /// A change list (manifest version 3) from mutations of a valid one: decoded, checked
+    /// and merged into the sample's list without a panic; whatever is accepted merges into
+    /// a strictly sorted list of safe paths.
+    #[test]
+    fn change_list_mutations(e in edits(), gone_every in 2..5usize) {
+        use cachevault::manifest::{check_changes, Change, ChangeMerge, Line, LineDecoder, Tree};
+        let mut base = header_for(&sample().entries, 0);
+        base.tree.entries = sample().entries.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+        base.decode_entries(&BlobId::of(b"id"), &sample().entries).unwrap();
+        let mut valid = Vec::new();
+        for (i, entry) in base.entries.iter().enumerate() {
+            let c = if i % gone_every == 0 {
+                Change::Gone(entry.path.clone())
+            } else {
+                Change::Put(entry.clone())
+            };
+            c.write(&mut valid);
+            valid.push(b'\n');
+        }
+        let text = apply(valid, &e);
+        let tree = Tree {
+            blobs: vec![BlobId::of(&text)],
+            hash: Some(BlobId::of(&text)),
+            entries: text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64,
+            size: text.len() as u64,
+        };
+        let id = BlobId::of(b"id");
+        let mut d = LineDecoder::<Change>::new(&tree, &id);
+        let decoded = d.feed(&text).and_then(|()| d.end(&tree));
+        if let Ok(changes) = decoded {
+            if check_changes(&changes, &id).is_ok() {
+                let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
+                let mut out = merge.apply(base.entries.clone()).unwrap();
+                out.extend(merge.finish());
+                prop_assert!(out.windows(2).all(|w| w[0].path < w[1].path));
+                for entry in &out {
+                    prop_assert!(entry.path.check_safe().is_ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn entry_list_mutations(e in edits(), extra in 0..3u64) {
         let text = apply(sample().entries.clone(), &e);
@@ -350,4 +392,47 @@ fn a_frame_claiming_2_pow_60_bytes_is_an_error() {
             .len() as u64,
         f.raw_length
     );
+}
+
+/// The unmutated change list of `change_list_mutations` decodes, and merged into the
+/// sample's list gives it without the paths it takes out: the mutations start from a list
+/// that is accepted.
+#[test]
+fn the_valid_change_list_is_accepted_and_merges_as_written() {
+    use cachevault::manifest::{check_changes, Change, ChangeMerge, Line, LineDecoder, Tree};
+    let mut base = header_for(&sample().entries, 0);
+    base.tree.entries = sample()
+        .entries
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
+    base.decode_entries(&BlobId::of(b"id"), &sample().entries)
+        .unwrap();
+    let mut text = Vec::new();
+    let mut kept = Vec::new();
+    for (i, entry) in base.entries.iter().enumerate() {
+        if i % 3 == 0 {
+            Change::Gone(entry.path.clone()).write(&mut text);
+        } else {
+            Change::Put(entry.clone()).write(&mut text);
+            kept.push(entry.clone());
+        }
+        text.push(b'\n');
+    }
+    let tree = Tree {
+        blobs: vec![BlobId::of(&text)],
+        hash: Some(BlobId::of(&text)),
+        entries: base.entries.len() as u64,
+        size: text.len() as u64,
+    };
+    let id = BlobId::of(b"id");
+    let mut d = LineDecoder::<Change>::new(&tree, &id);
+    d.feed(&text).unwrap();
+    let changes = d.end(&tree).unwrap();
+    check_changes(&changes, &id).unwrap();
+    let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
+    let mut out = merge.apply(base.entries.clone()).unwrap();
+    out.extend(merge.finish());
+    assert!(base.entries.len() >= 5, "{:?}", base.entries);
+    assert_eq!(out, kept);
 }
