@@ -1,6 +1,9 @@
-//! Manifest headers and entry lists from untrusted bytes: the first byte picks which.
+//! Manifest headers, entry lists and change lists from untrusted bytes: the first byte picks
+//! which.
 #![no_main]
 
+use cachevault::crypto::IdHasher;
+use cachevault::manifest::{check_changes, Change, ChangeMerge, LineDecoder, Tree};
 use cachevault::{BlobId, Manifest};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,10 +19,35 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if mode & 1 == 0 {
-        let _ = Manifest::decode_header(&BlobId::of(rest), rest);
+        let _ = Manifest::decode_header(IdHasher::PLAIN, &BlobId::of(rest), rest);
+    } else if mode & 4 != 0 {
+        // A change list (manifest version 3), merged into a small sorted base.
+        let id = BlobId::of(b"id");
+        let tree = Tree {
+            blobs: vec![BlobId::of(rest)],
+            hash: Some(BlobId::of(rest)),
+            entries: rest
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as u64,
+            size: rest.len() as u64,
+        };
+        let mut d = LineDecoder::<Change>::new(&tree, &id);
+        let Ok(changes) = d.feed(rest).and_then(|()| d.end(&tree)) else {
+            return;
+        };
+        if check_changes(&changes, &id).is_ok() {
+            let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
+            if let Ok(mut out) = merge.apply(Vec::new()) {
+                out.extend(merge.finish());
+                assert!(out.windows(2).all(|w| w[0].path < w[1].path));
+                assert!(out.iter().all(|e| e.path.check_safe().is_ok()));
+            }
+        }
     } else {
         let id = BlobId::of(HEADER.as_bytes());
-        let mut m = Manifest::decode_header(&id, HEADER.as_bytes()).expect("header parses");
+        let mut m = Manifest::decode_header(IdHasher::PLAIN, &id, HEADER.as_bytes())
+            .expect("header parses");
         m.tree.hash = Some(BlobId::of(rest));
         m.tree.size = rest.len() as u64;
         // The claimed count: the real line count, or a hostile one.
