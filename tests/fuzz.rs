@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use cachevault::archive::{self, ArchiveIndex};
-use cachevault::manifest::{Manifest, RelPath};
+use cachevault::manifest::{Entry, Manifest, RelPath};
 use cachevault::snapshot::{self, SnapshotOptions};
 use cachevault::store::{BlobIndex, BlobReader};
 use cachevault::{BlobId, NoProgress, Repository};
@@ -159,6 +159,54 @@ fn header_for(text: &[u8], entries: u64) -> Manifest {
     m
 }
 
+/// The sample's entries, and a change list of them as text: every `gone_every`-th path
+/// taken out, the others put in as they are; with the entries the list keeps.
+fn sample_changes(gone_every: usize) -> (Vec<Entry>, Vec<u8>, Vec<Entry>) {
+    use cachevault::manifest::{Change, Line};
+    let mut base = header_for(&sample().entries, 0);
+    base.tree.entries = sample()
+        .entries
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
+    base.decode_entries(&BlobId::of(b"id"), &sample().entries)
+        .unwrap();
+    let mut text = Vec::new();
+    let mut kept = Vec::new();
+    for (i, entry) in base.entries.iter().enumerate() {
+        if i % gone_every == 0 {
+            Change::Gone(entry.path.clone()).write(&mut text);
+        } else {
+            Change::Put(entry.clone()).write(&mut text);
+            kept.push(entry.clone());
+        }
+        text.push(b'\n');
+    }
+    (base.entries, text, kept)
+}
+
+/// Decodes, checks and merges change-list `text` into `base`: None when refused.
+fn merged_changes(base: &[Entry], text: &[u8]) -> Option<Vec<Entry>> {
+    use cachevault::manifest::{check_changes, Change, ChangeMerge, LineDecoder, Tree};
+    let tree = Tree {
+        blobs: vec![BlobId::of(text)],
+        hash: Some(BlobId::of(text)),
+        entries: text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64,
+        size: text.len() as u64,
+    };
+    let id = BlobId::of(b"id");
+    let mut d = LineDecoder::<Change>::new(&tree, &id);
+    let changes = d.feed(text).and_then(|()| d.end(&tree)).ok()?;
+    check_changes(&changes, &id).ok()?;
+    let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
+    let mut out = merge.apply(base.to_vec()).ok()?;
+    out.extend(merge.finish());
+    Some(out)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
@@ -192,39 +240,11 @@ proptest! {
     /// a strictly sorted list of safe paths.
     #[test]
     fn change_list_mutations(e in edits(), gone_every in 2..5usize) {
-        use cachevault::manifest::{check_changes, Change, ChangeMerge, Line, LineDecoder, Tree};
-        let mut base = header_for(&sample().entries, 0);
-        base.tree.entries = sample().entries.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
-        base.decode_entries(&BlobId::of(b"id"), &sample().entries).unwrap();
-        let mut valid = Vec::new();
-        for (i, entry) in base.entries.iter().enumerate() {
-            let c = if i % gone_every == 0 {
-                Change::Gone(entry.path.clone())
-            } else {
-                Change::Put(entry.clone())
-            };
-            c.write(&mut valid);
-            valid.push(b'\n');
-        }
-        let text = apply(valid, &e);
-        let tree = Tree {
-            blobs: vec![BlobId::of(&text)],
-            hash: Some(BlobId::of(&text)),
-            entries: text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64,
-            size: text.len() as u64,
-        };
-        let id = BlobId::of(b"id");
-        let mut d = LineDecoder::<Change>::new(&tree, &id);
-        let decoded = d.feed(&text).and_then(|()| d.end(&tree));
-        if let Ok(changes) = decoded {
-            if check_changes(&changes, &id).is_ok() {
-                let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
-                let mut out = merge.apply(base.entries.clone()).unwrap();
-                out.extend(merge.finish());
-                prop_assert!(out.windows(2).all(|w| w[0].path < w[1].path));
-                for entry in &out {
-                    prop_assert!(entry.path.check_safe().is_ok());
-                }
+        let (base, valid, _) = sample_changes(gone_every);
+        if let Some(out) = merged_changes(&base, &apply(valid, &e)) {
+            prop_assert!(out.windows(2).all(|w| w[0].path < w[1].path));
+            for entry in &out {
+                prop_assert!(entry.path.check_safe().is_ok());
             }
         }
     }
@@ -399,40 +419,7 @@ fn a_frame_claiming_2_pow_60_bytes_is_an_error() {
 /// that is accepted.
 #[test]
 fn the_valid_change_list_is_accepted_and_merges_as_written() {
-    use cachevault::manifest::{check_changes, Change, ChangeMerge, Line, LineDecoder, Tree};
-    let mut base = header_for(&sample().entries, 0);
-    base.tree.entries = sample()
-        .entries
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count() as u64;
-    base.decode_entries(&BlobId::of(b"id"), &sample().entries)
-        .unwrap();
-    let mut text = Vec::new();
-    let mut kept = Vec::new();
-    for (i, entry) in base.entries.iter().enumerate() {
-        if i % 3 == 0 {
-            Change::Gone(entry.path.clone()).write(&mut text);
-        } else {
-            Change::Put(entry.clone()).write(&mut text);
-            kept.push(entry.clone());
-        }
-        text.push(b'\n');
-    }
-    let tree = Tree {
-        blobs: vec![BlobId::of(&text)],
-        hash: Some(BlobId::of(&text)),
-        entries: base.entries.len() as u64,
-        size: text.len() as u64,
-    };
-    let id = BlobId::of(b"id");
-    let mut d = LineDecoder::<Change>::new(&tree, &id);
-    d.feed(&text).unwrap();
-    let changes = d.end(&tree).unwrap();
-    check_changes(&changes, &id).unwrap();
-    let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
-    let mut out = merge.apply(base.entries.clone()).unwrap();
-    out.extend(merge.finish());
-    assert!(base.entries.len() >= 5, "{:?}", base.entries);
-    assert_eq!(out, kept);
+    let (base, text, kept) = sample_changes(3);
+    assert!(base.len() >= 5, "{base:?}");
+    assert_eq!(merged_changes(&base, &text), Some(kept));
 }
