@@ -553,22 +553,11 @@ impl Line for Change {
     const ITEM: &'static str = "change";
 }
 
-/// Encodes `entries` as JSON Lines and cuts the text into content-defined chunks
-/// ([`TREE_CHUNKS`]) handed to `chunk` in order, without ever holding the whole text: the
-/// cuts are exactly those of FastCDC over the whole text (a chunk is cut only once at least
+/// Encodes `lines` (entries or changes) as JSON Lines and cuts the text into content-defined
+/// chunks ([`TREE_CHUNKS`]) handed to `chunk` in order, without ever holding the whole text:
+/// the cuts are exactly those of FastCDC over the whole text (a chunk is cut only once at least
 /// the maximum chunk size follows its start, so what comes later cannot move its end).
 /// Returns the blake3 hash and the length of the text.
-///
-/// # Errors
-/// Whatever `chunk` returns.
-pub fn chunk_entries(
-    entries: &[Entry],
-    chunk: &mut dyn FnMut(&[u8]) -> Result<()>,
-) -> Result<(BlobId, u64)> {
-    chunk_lines(entries, chunk)
-}
-
-/// [`chunk_entries`] for any kind of line.
 ///
 /// # Errors
 /// Whatever `chunk` returns.
@@ -607,6 +596,16 @@ pub fn chunk_lines<T: Line>(
     Ok((BlobId::from(hasher.finalize()), size))
 }
 
+/// How many lines of `tree` to make room for before decoding it: the header's count, but no
+/// more than its blobs can hold (each at most the tree chunker's maximum; a line is well over
+/// 32 bytes), or a hostile header could demand any allocation.
+fn lines_hint(tree: &Tree) -> u64 {
+    let most = (tree.blobs.len() as u64)
+        .saturating_mul(u64::from(TREE_CHUNKS.2))
+        .min(tree.size);
+    tree.entries.min(most / 32)
+}
+
 /// Decodes a stored list as its text arrives, blob by blob: lines are parsed (in parallel)
 /// a few MiB at a time, so the whole text is never held, only what it decodes to. Nothing
 /// decoded counts until [`LineDecoder::end`] has checked the text's hash, length and count.
@@ -637,14 +636,8 @@ impl<T: Line> LineDecoder<T> {
     pub fn new(tree: &Tree, id: &BlobId) -> LineDecoder<T> {
         let mut d = LineDecoder::streaming(tree, id);
         d.batch = DECODE_BATCH;
-        // The count and size come from the header: reserve no more than its blobs can hold
-        // (each at most the tree chunker's maximum; a line is well over 32 bytes), or a
-        // hostile header could demand any allocation.
-        let most = (tree.blobs.len() as u64)
-            .saturating_mul(u64::from(TREE_CHUNKS.2))
-            .min(tree.size);
         d.lines
-            .reserve(usize::try_from(tree.entries.min(most / 32)).unwrap_or(0));
+            .reserve(usize::try_from(lines_hint(tree)).unwrap_or(0));
         d
     }
 
@@ -1071,18 +1064,10 @@ impl Manifest {
             .chain(self.changes.iter().flat_map(|c| c.blobs.iter()))
     }
 
-    /// How many entries to make room for when decoding the list: the header's count, but
-    /// no more than the stored blobs can hold (each at most the tree chunker's maximum; a
-    /// line is well over 32 bytes), or a hostile header could demand any allocation.
+    /// How many entries to make room for when decoding the list ([`lines_hint`] of both
+    /// texts).
     pub fn entries_hint(&self) -> usize {
-        let most = |t: &Tree| {
-            (t.blobs.len() as u64)
-                .saturating_mul(u64::from(TREE_CHUNKS.2))
-                .min(t.size)
-                / 32
-        };
-        let n = self.tree.entries.min(most(&self.tree))
-            + self.changes.as_ref().map_or(0, |c| c.entries.min(most(c)));
+        let n = lines_hint(&self.tree) + self.changes.as_ref().map_or(0, lines_hint);
         usize::try_from(n).unwrap_or(0)
     }
 
@@ -1138,7 +1123,7 @@ mod tests {
                 .map(|c| text[c.offset..c.offset + c.length].to_vec())
                 .collect();
             let mut streamed = Vec::new();
-            let (hash, size) = chunk_entries(&entries, &mut |c| {
+            let (hash, size) = chunk_lines(&entries, &mut |c| {
                 streamed.push(c.to_vec());
                 Ok(())
             })
