@@ -31,20 +31,29 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
     json(&repo, &["init"], 0);
 
     // Kill at fractions of how long a full snapshot takes on this machine, so the kills land
-    // mid-way whether the machine is fast or busy.
-    // (The second snapshot is the one timed: like the killed ones, it re-reads everything
-    // and finds most blobs already stored.)
+    // mid-way whether the machine is fast or busy. (The timed snapshots re-read everything and
+    // find most blobs already stored, like the killed ones.) The timing is the fastest of two,
+    // and whenever a snapshot still finishes before its kill (the machine got less busy, say),
+    // the later delays shrink and more rounds run, up to a bound.
     json(&repo, &["snapshot", src_s], 0);
-    let started = std::time::Instant::now();
-    json(&repo, &["snapshot", src_s, "--rehash"], 0);
-    let full_ms = started.elapsed().as_millis() as u64;
-    let delays: Vec<u64> = [2u64, 8, 15, 25, 35, 45, 55, 70]
-        .iter()
-        .map(|pct| (full_ms * pct / 100).max(1))
-        .collect();
+    let full_ms = (0..2)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            json(&repo, &["snapshot", src_s, "--rehash"], 0);
+            started.elapsed().as_millis() as u64
+        })
+        .min()
+        .unwrap();
+    const FRACTIONS: [f64; 8] = [0.02, 0.08, 0.15, 0.25, 0.35, 0.45, 0.55, 0.70];
+    let mut scale = 1.0f64;
     let mut interrupted = 0;
     let mut finished = Vec::new();
-    for (round, delay_ms) in delays.into_iter().enumerate() {
+    for round in 0..20 {
+        if round >= FRACTIONS.len() && interrupted >= 6 {
+            break;
+        }
+        let delay_ms =
+            ((full_ms as f64 * FRACTIONS[round % FRACTIONS.len()] * scale) as u64).max(1);
         // Change some files each round so every snapshot has work to do.
         for i in (round * 50)..(round * 50 + 50) {
             t.write(
@@ -61,7 +70,10 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         match child.try_wait().unwrap() {
             None => interrupted += 1,
-            Some(status) => finished.push(format!("{delay_ms} ms: {status}")),
+            Some(status) => {
+                finished.push(format!("{delay_ms} ms: {status}"));
+                scale *= 0.6;
+            }
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -72,7 +84,7 @@ fn kill_9_mid_snapshot_leaves_a_sound_repository() {
         );
     }
     assert!(
-        interrupted >= 4,
+        interrupted >= 6,
         "only {interrupted} snapshots were interrupted mid-way; finished before the kill: {finished:?}"
     );
 
