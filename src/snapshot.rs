@@ -91,7 +91,8 @@ enum FileOutcome {
     Stored {
         stat: Stat,
         hash: BlobId,
-        blobs: Vec<BlobId>,
+        /// Inline for a one-blob file: no allocation kept per entry.
+        blobs: crate::manifest::Blobs,
     },
     Vanished,
     Failed(String),
@@ -814,7 +815,7 @@ fn read_round(
             match outcome {
                 FileOutcome::Stored { stat, hash, blobs } => {
                     let e = out.entries[job.idx].as_mut().expect("entry exists");
-                    set_content(e, &stat, Some(hash), blobs.into());
+                    set_content(e, &stat, Some(hash), blobs);
                     out.stats.bytes_total += stat.size;
                     out.stats.bytes_read += stat.size;
                     if job.had_prev {
@@ -1163,7 +1164,7 @@ fn read_file(
             before = Stat::of(&m);
         }
         let mut hasher = blake3::Hasher::new();
-        let mut blobs = Vec::new();
+        let mut blobs = crate::manifest::Blobs::new();
         let ids = shared.repo.ids();
         let read = crate::chunk::for_each_chunk(&file, before.size, &params, |data| {
             hasher.update(data);

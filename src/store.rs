@@ -87,7 +87,7 @@ impl BlobIndex {
         };
         let mut indexed = IdSet::default();
         let mut usable = Vec::with_capacity(indexes.len());
-        for idx in &indexes {
+        for idx in indexes {
             indexed.insert(idx.archive);
             if present.contains(&idx.archive) {
                 usable.push(idx);
@@ -95,6 +95,8 @@ impl BlobIndex {
                 out.missing_archives.push(idx.archive);
             }
         }
+        // By value: each index's blob list is freed once it is copied into the sorted list,
+        // so the two are never held whole at once.
         out.build(usable);
         out.unindexed_archives = present
             .into_iter()
@@ -105,16 +107,25 @@ impl BlobIndex {
     }
 
     /// An index of `indexes` (in that order: the first archive holding a blob wins).
-    pub fn of<'i>(indexes: impl IntoIterator<Item = &'i ArchiveIndex>) -> BlobIndex {
+    pub fn of<I: std::borrow::Borrow<ArchiveIndex>>(
+        indexes: impl IntoIterator<Item = I>,
+    ) -> BlobIndex {
         let mut out = BlobIndex::default();
         out.build(indexes);
         out
     }
 
-    /// Builds the sorted list from `indexes`, replacing what it held.
-    fn build<'i>(&mut self, indexes: impl IntoIterator<Item = &'i ArchiveIndex>) {
-        let mut blobs: Vec<IndexedBlob> = Vec::new();
+    /// Builds the sorted list from `indexes` (borrowed or owned), replacing what it held.
+    fn build<I: std::borrow::Borrow<ArchiveIndex>>(
+        &mut self,
+        indexes: impl IntoIterator<Item = I>,
+    ) {
+        let indexes: Vec<I> = indexes.into_iter().collect();
+        // Sized once: growing by doubling would hold up to twice the list at its peak.
+        let total = indexes.iter().map(|i| i.borrow().blobs.len()).sum();
+        let mut blobs: Vec<IndexedBlob> = Vec::with_capacity(total);
         for idx in indexes {
+            let idx = idx.borrow();
             let first_frame = self.frames.len() as u32;
             let archive = self.push_archive(idx);
             blobs.extend(idx.blobs.iter().map(|b| IndexedBlob {
@@ -125,8 +136,9 @@ impl BlobIndex {
                 length: b.length,
             }));
         }
-        // Stable: among copies of one blob, the first archive's comes first and stays.
-        blobs.sort_by_key(|b| b.id.0);
+        // Among copies of one blob, the first archive's comes first and stays. Sorted in
+        // place: a stable sort would take a scratch copy as large as the list.
+        blobs.sort_unstable_by_key(|b| (b.id.0, b.archive, b.frame, b.offset));
         blobs.dedup_by(|later, first| later.id == first.id);
         blobs.shrink_to_fit();
         let bits = (usize::BITS - blobs.len().leading_zeros()).clamp(4, 24);
