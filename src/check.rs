@@ -13,7 +13,7 @@ use crate::archive::ArchiveIndex;
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IdMap, IdSet};
-use crate::manifest::{EntryKind, Manifest};
+use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::repo::layout;
 use crate::repo::Repository;
 use crate::store::{self, BlobIndex};
@@ -161,8 +161,8 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
             true,
         ));
     }
-    let mut usable: Vec<&ArchiveIndex> = Vec::new();
-    for idx in &indexes {
+    let mut usable: Vec<ArchiveIndex> = Vec::new();
+    for idx in indexes {
         indexed.insert(idx.archive);
         let name = format!("archives/{}.tar.zst", idx.archive.to_hex());
         match present.get(&idx.archive) {
@@ -186,6 +186,9 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
             Some(_) => usable.push(idx),
         }
     }
+    // Only the ids are kept: the indexes themselves are freed once the blob index is
+    // built, and each is read again when its archive is read.
+    let usable_ids: Vec<BlobId> = usable.iter().map(|idx| idx.archive).collect();
     let mut unindexed: Vec<&BlobId> = present.keys().filter(|a| !indexed.contains(a)).collect();
     unindexed.sort();
     for a in unindexed {
@@ -198,29 +201,43 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
             false,
         ));
     }
-    let index = BlobIndex::of(usable.iter().copied());
-    report.archives = usable.len();
+    let index = BlobIndex::of(usable);
+    report.archives = usable_ids.len();
     report.blobs = index.len();
 
-    // Manifests: parse, verify, every blob indexed in a present archive. Each is checked and
-    // dropped: memory holds as many manifests as there are readers, not every snapshot, and
-    // no more entries at once than the budget (a large manifest is checked alone).
-    let budget = EntryBudget::new(MANIFEST_ENTRIES_AT_ONCE);
-    let checked: Vec<(BlobId, Result<ManifestCheck>)> = repo.reading(|| {
+    // Manifests: parse, verify, every blob indexed in a present archive. Each list streams
+    // through its check and is never held whole; lists stored as changes to one base are
+    // read together, the base decoded once for all of them.
+    let headers: Vec<(BlobId, Result<Manifest>)> = repo.reading(|| {
         ids.par_iter()
-            .map(|id| {
-                let found = crate::snapshot::load_header(repo, id).and_then(|header| {
-                    let _held = budget.take(header.listed_entries());
-                    let m = crate::snapshot::load_entries(repo, &index, id, header)?;
-                    let mut local = CheckReport::default();
-                    let mut missing = BTreeMap::new();
-                    check_entries(&mut local, &index, id, &m, &mut missing);
-                    Ok((local, missing.into_values().flatten().collect()))
-                });
-                (*id, found)
-            })
+            .map(|id| (*id, crate::snapshot::load_header(repo, id)))
             .collect()
     });
+    let mut found: IdMap<Result<ManifestCheck>> = IdMap::default();
+    let mut readable = Vec::with_capacity(headers.len());
+    for (id, header) in headers {
+        match header {
+            Ok(m) => readable.push((id, m)),
+            Err(e) => {
+                found.insert(id, Err(e));
+            }
+        }
+    }
+    let streamed = repo.reading(|| {
+        crate::snapshot::stream_shared(repo, &index, readable, |id, _| EntryChecker {
+            index: &index,
+            id: *id,
+            report: CheckReport::default(),
+            missing: Vec::new(),
+        })
+    });
+    for (id, checked) in streamed {
+        found.insert(id, checked.map(|c| (c.report, c.missing)));
+    }
+    let checked: Vec<(BlobId, Result<ManifestCheck>)> = ids
+        .iter()
+        .filter_map(|id| found.remove(id).map(|r| (*id, r)))
+        .collect();
     let mut live = Vec::new();
     let mut missing_by_snapshot: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, found) in checked {
@@ -263,39 +280,39 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     }
     report.snapshots = live.len();
 
-    let selected: Vec<&ArchiveIndex> = match read {
+    let selected: Vec<BlobId> = match read {
         ReadData::None => Vec::new(),
-        ReadData::All => usable.clone(),
+        ReadData::All => usable_ids.clone(),
         ReadData::Subset(pct) => {
-            let want = ((usable.len() as f64) * pct / 100.0).ceil() as usize;
-            let mut keyed: Vec<(BlobId, &ArchiveIndex)> = usable
+            let want = ((usable_ids.len() as f64) * pct / 100.0).ceil() as usize;
+            let mut keyed: Vec<(BlobId, BlobId)> = usable_ids
                 .iter()
-                .map(|i| {
-                    let mut k = i.archive.0.to_vec();
+                .map(|a| {
+                    let mut k = a.0.to_vec();
                     k.extend_from_slice(&seed.to_le_bytes());
-                    (BlobId::of(&k), *i)
+                    (BlobId::of(&k), *a)
                 })
                 .collect();
             keyed.sort_by_key(|(k, _)| *k);
-            keyed.into_iter().take(want).map(|(_, i)| i).collect()
+            keyed.into_iter().take(want).map(|(_, a)| a).collect()
         }
     };
     let results: Vec<(u64, Vec<String>, Vec<BlobId>, bool)> = repo.reading(|| {
         selected
             .par_iter()
-            .map(|idx| read_archive(repo, idx))
+            .map(|archive| read_archive(repo, archive))
             .collect()
     });
     crate::cancel::check()?;
     let mut bad_by_archive: IdMap<(Vec<String>, IdSet)> = IdMap::default();
-    for ((bytes, errs, bad, damaged), idx) in results.into_iter().zip(&selected) {
+    for ((bytes, errs, bad, damaged), archive) in results.into_iter().zip(&selected) {
         report.bytes_read += bytes;
         report.archives_read += 1;
         if damaged {
             report
                 .damaged_archives
-                .push(repo.describe(ObjectKind::Archive, &layout::archive(&idx.archive)));
-            bad_by_archive.insert(idx.archive, (errs, bad.into_iter().collect()));
+                .push(repo.describe(ObjectKind::Archive, &layout::archive(archive)));
+            bad_by_archive.insert(*archive, (errs, bad.into_iter().collect()));
         }
     }
     let mut damaged: Vec<(BlobId, (Vec<String>, IdSet))> = bad_by_archive.into_iter().collect();
@@ -346,26 +363,28 @@ pub fn check(repo: &Repository, read: ReadData, seed: u64) -> Result<CheckReport
     Ok(report)
 }
 
-/// Every blob of every entry indexed, and file sizes that agree with their blobs.
-fn check_entries(
-    report: &mut CheckReport,
-    index: &BlobIndex,
-    id: &BlobId,
-    m: &Manifest,
-    missing_by_snapshot: &mut BTreeMap<String, Vec<String>>,
-) {
-    for e in &m.entries {
+/// Checks each entry of one snapshot as its list streams by: every blob indexed, and file
+/// sizes that match their blobs.
+struct EntryChecker<'a> {
+    index: &'a BlobIndex,
+    id: BlobId,
+    report: CheckReport,
+    /// Files (`snapshot:path`) with a blob in no index of a present archive.
+    missing: Vec<String>,
+}
+
+impl crate::snapshot::EntrySink for EntryChecker<'_> {
+    fn entry(&mut self, e: &Entry) -> Result<()> {
+        let id = &self.id;
         let mut stored = Some(0u64);
         for b in &e.blobs {
-            match index.get(b) {
+            match self.index.get(b) {
                 Some(loc) => stored = stored.map(|s| s.saturating_add(loc.length)),
                 None => stored = None,
             }
         }
         if stored.is_none() {
-            missing_by_snapshot
-                .entry(id.short())
-                .or_default()
+            self.missing
                 .push(format!("{}:{}", id.short(), e.path.display()));
         }
         // A size that lies would make restore refuse the file: say so here.
@@ -386,8 +405,9 @@ fn check_entries(
             p.snapshots = vec![id.short()];
             p.files = 1;
             p.examples = vec![format!("{}:{}", id.short(), e.path.display())];
-            report.add(p);
+            self.report.add(p);
         }
+        Ok(())
     }
 }
 
@@ -395,66 +415,28 @@ fn check_entries(
 /// requests of this size, and a reader holds no more than this of it (not the whole archive).
 const CHECK_WINDOW: u64 = 8 << 20;
 
-/// Entries of manifests decoded at once, over all readers: two manifests of 110k files are
-/// checked side by side, a larger one alone (memory stays near one manifest's).
-const MANIFEST_ENTRIES_AT_ONCE: u64 = 250_000;
-
-/// A count of entries shared by the readers checking manifests: each takes its manifest's
-/// entries (at most the whole budget) and waits while they do not fit.
-struct EntryBudget {
-    free: std::sync::Mutex<u64>,
-    freed: std::sync::Condvar,
-    total: u64,
-}
-
-/// Entries taken from an [`EntryBudget`], given back when dropped.
-struct Held<'a> {
-    budget: &'a EntryBudget,
-    n: u64,
-}
-
-impl EntryBudget {
-    fn new(total: u64) -> EntryBudget {
-        EntryBudget {
-            free: std::sync::Mutex::new(total),
-            freed: std::sync::Condvar::new(),
-            total,
-        }
-    }
-
-    fn take(&self, entries: u64) -> Held<'_> {
-        let n = entries.min(self.total);
-        let mut free = self.free.lock().expect("budget lock is never poisoned");
-        while *free < n {
-            free = self
-                .freed
-                .wait(free)
-                .expect("budget lock is never poisoned");
-        }
-        *free -= n;
-        Held { budget: self, n }
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        *self
-            .budget
-            .free
-            .lock()
-            .expect("budget lock is never poisoned") += self.n;
-        self.budget.freed.notify_all();
-    }
-}
-
 /// Reads one archive front to back: its file hash, every frame, every blob. Memory holds one
 /// window of the archive and one frame, whatever the archive's size.
 /// Returns (bytes read, errors, damaged blobs, archive damaged).
-fn read_archive(repo: &Repository, idx: &ArchiveIndex) -> (u64, Vec<String>, Vec<BlobId>, bool) {
-    let path = repo.describe(ObjectKind::Archive, &layout::archive(&idx.archive));
+fn read_archive(repo: &Repository, archive: &BlobId) -> (u64, Vec<String>, Vec<BlobId>, bool) {
+    let path = repo.describe(ObjectKind::Archive, &layout::archive(archive));
     if crate::cancel::requested().is_some() {
         return (0, Vec::new(), Vec::new(), false);
     }
+    // Read again: it parsed and verified moments ago, and index files are never rewritten
+    // in place. Failing now, it is reported with the archive.
+    let idx = match repo.read_index(archive) {
+        Ok(idx) => idx,
+        Err(e) => {
+            return (
+                0,
+                vec![format!("{path}: its index cannot be read again: {e}")],
+                Vec::new(),
+                true,
+            )
+        }
+    };
+    let idx = &idx;
     let mut errors = Vec::new();
     let mut bad = Vec::new();
     let all_bad = |errors: Vec<String>| (0, errors, idx.blobs.iter().map(|b| b.id).collect(), true);
@@ -567,34 +549,5 @@ pub fn into_result(report: &CheckReport) -> Result<()> {
         Ok(())
     } else {
         Err(Error::corrupt(report.errors.join("; ")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    #[test]
-    fn the_entry_budget_makes_a_reader_wait_until_its_entries_fit() {
-        let budget = EntryBudget::new(10);
-        let released = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let first = budget.take(7);
-            let waiter = s.spawn(|| {
-                let _second = budget.take(5);
-                // Only after the first reader gave its entries back.
-                released.load(Ordering::SeqCst)
-            });
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            released.store(true, Ordering::SeqCst);
-            drop(first);
-            assert!(waiter.join().unwrap(), "the second reader did not wait");
-        });
-        // A manifest larger than the whole budget still goes, alone.
-        let big = budget.take(1_000);
-        assert_eq!(*budget.free.lock().unwrap(), 0);
-        drop(big);
-        assert_eq!(*budget.free.lock().unwrap(), 10);
     }
 }

@@ -822,6 +822,36 @@ impl ChangeMerge {
     /// [`Error::Corrupt`] when the base is not strictly sorted: changes could not be
     /// placed in it.
     pub fn apply(&mut self, base: Vec<Entry>) -> Result<Vec<Entry>> {
+        self.check_sorted(&base)?;
+        let mut out = Vec::with_capacity(base.len());
+        self.merge(base, |m| {
+            out.push(match m {
+                Merged::Base(e) => e,
+                Merged::Changed(e) => e.clone(),
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// As [`ChangeMerge::apply`], handing each entry of the result to `f` in order without
+    /// copying it: one base read once serves every list built on it.
+    ///
+    /// # Errors
+    /// As [`ChangeMerge::apply`], and whatever `f` returns.
+    pub fn apply_with(
+        &mut self,
+        base: &[Entry],
+        f: &mut dyn FnMut(&Entry) -> Result<()>,
+    ) -> Result<()> {
+        self.check_sorted(base)?;
+        self.merge(base, |m| match m {
+            Merged::Base(e) => f(e),
+            Merged::Changed(e) => f(e),
+        })
+    }
+
+    fn check_sorted(&mut self, base: &[Entry]) -> Result<()> {
         let unsorted = base.windows(2).any(|w| w[0].path >= w[1].path)
             || matches!((&self.last, base.first()), (Some(l), Some(f)) if *l >= f.path);
         if unsorted {
@@ -833,37 +863,206 @@ impl ChangeMerge {
         if let Some(l) = base.last() {
             self.last = Some(l.path.clone());
         }
+        Ok(())
+    }
+
+    /// Merges the changes up to the last path of `base` (sorted) into it.
+    fn merge<E: std::borrow::Borrow<Entry>>(
+        &mut self,
+        base: impl IntoIterator<Item = E>,
+        mut put: impl FnMut(Merged<'_, E>) -> Result<()>,
+    ) -> Result<()> {
         let changes = std::sync::Arc::clone(&self.changes);
-        let mut out = Vec::with_capacity(base.len());
         for e in base {
-            while let Some(c) = changes.get(self.next).filter(|c| *c.path() < e.path) {
+            let path = &e.borrow().path;
+            while let Some(c) = changes.get(self.next).filter(|c| c.path() < path) {
                 if let Change::Put(p) = c {
-                    out.push(p.clone());
+                    put(Merged::Changed(p))?;
                 }
                 self.next += 1;
             }
             match changes.get(self.next) {
-                Some(c) if *c.path() == e.path => {
+                Some(c) if c.path() == path => {
                     if let Change::Put(p) = c {
-                        out.push(p.clone());
+                        put(Merged::Changed(p))?;
                     }
                     self.next += 1;
                 }
-                _ => out.push(e),
+                _ => put(Merged::Base(e))?,
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The entries the changes put past the base's last path.
     pub fn finish(self) -> Vec<Entry> {
-        self.changes[self.next..]
-            .iter()
-            .filter_map(|c| match c {
-                Change::Put(e) => Some(e.clone()),
-                Change::Gone(_) => None,
-            })
-            .collect()
+        self.rest().cloned().collect()
+    }
+
+    /// As [`ChangeMerge::finish`], handing each entry to `f`.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn finish_with(self, f: &mut dyn FnMut(&Entry) -> Result<()>) -> Result<()> {
+        self.rest().try_for_each(f)
+    }
+
+    fn rest(&self) -> impl Iterator<Item = &Entry> {
+        self.changes[self.next..].iter().filter_map(|c| match c {
+            Change::Put(e) => Some(e),
+            Change::Gone(_) => None,
+        })
+    }
+}
+
+/// One entry of a merged list: the base's own, or one the changes put in.
+enum Merged<'c, E> {
+    Base(E),
+    Changed(&'c Entry),
+}
+
+/// The entry-level invariants of an entry list, checked entry by entry as the list streams
+/// by, in order, so a list is checked without being held: safe paths, strictly sorted
+/// bytewise (so each path once), nothing below a file or symlink, file content consistent
+/// with its size, symlinks with targets, and hard links naming an earlier file entry that is
+/// not itself a link, with the same size and hash. It holds the file and symlink entries
+/// whose descendants could still come (a handful) and 8 bytes per plain file.
+#[derive(Default)]
+pub struct EntryCheck {
+    /// The previous entry's path.
+    last: Vec<u8>,
+    started: bool,
+    /// Paths (with a `/` appended) of file and symlink entries that sort before the current
+    /// entry and whose descendants would sort after it. Each lies within the one below it:
+    /// `a`, then `a-b` (`-` sorts before `/`).
+    not_folders: Vec<Vec<u8>>,
+    /// Every file entry without `link` so far, as a key a hard link to it must match.
+    files: FileKeys,
+}
+
+/// A set of 64-bit keys of file entries (path, size and hash, hashed with this process's
+/// random seed, so no list can be made to collide on purpose): a sorted vector and a short
+/// unsorted tail merged into it when full. 8 bytes a file, against a hash set's 16 or more.
+#[derive(Default)]
+struct FileKeys {
+    sorted: Vec<u64>,
+    tail: Vec<u64>,
+    seed: foldhash::fast::RandomState,
+}
+
+/// Keys gathered before they are merged into the sorted vector.
+const FILE_KEYS_TAIL: usize = 2048;
+
+impl FileKeys {
+    fn key(&self, path: &RelPath, size: u64, hash: &Option<BlobId>) -> u64 {
+        use std::hash::BuildHasher;
+        self.seed
+            .hash_one((path.as_bytes(), size, hash.map(|h| h.0)))
+    }
+
+    fn insert(&mut self, key: u64) {
+        self.tail.push(key);
+        if self.tail.len() < FILE_KEYS_TAIL {
+            return;
+        }
+        self.tail.sort_unstable();
+        // Merged from the back, in place.
+        let (mut i, mut j) = (self.sorted.len(), self.tail.len());
+        self.sorted.resize(i + j, 0);
+        let mut k = i + j;
+        while j > 0 {
+            if i > 0 && self.sorted[i - 1] > self.tail[j - 1] {
+                self.sorted[k - 1] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k - 1] = self.tail[j - 1];
+                j -= 1;
+            }
+            k -= 1;
+        }
+        self.tail.clear();
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.sorted.binary_search(&key).is_ok() || self.tail.contains(&key)
+    }
+}
+
+impl EntryCheck {
+    /// A check with room for the plain files of a list of about `entries` entries.
+    pub fn with_capacity(entries: usize) -> EntryCheck {
+        let mut c = EntryCheck::default();
+        c.files.sorted.reserve(entries);
+        c
+    }
+
+    /// The next entry of the list.
+    ///
+    /// # Errors
+    /// What is wrong with it, naming its path.
+    pub fn push(&mut self, e: &Entry) -> std::result::Result<(), String> {
+        e.path.check_safe().map_err(|err| err.to_string())?;
+        let p = e.path.as_bytes();
+        if self.started {
+            match self.last.as_slice().cmp(p) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(format!("duplicate entry {:?}", e.path)),
+                std::cmp::Ordering::Greater => {
+                    return Err(format!("entries are not sorted at {:?}", e.path))
+                }
+            }
+        }
+        // `a -> /elsewhere` then `a/x.json`: an entry below a symlink (or a file) could only
+        // be restored through it. Every path below `a` sorts after `a/` and before whatever
+        // passes `a/` without starting with it.
+        while let Some(top) = self.not_folders.last() {
+            if p.starts_with(top) {
+                return Err(format!(
+                    "entry {:?} lies below {:?}, which is not a folder",
+                    e.path,
+                    String::from_utf8_lossy(&top[..top.len() - 1])
+                ));
+            }
+            if p > top.as_slice() {
+                self.not_folders.pop();
+            } else {
+                break;
+            }
+        }
+        match e.kind {
+            EntryKind::File if e.hash.is_none() || (e.size > 0) == e.blobs.is_empty() => {
+                return Err(format!("file entry {:?} has inconsistent content", e.path));
+            }
+            EntryKind::Symlink if e.target.is_none() => {
+                return Err(format!("symlink {:?} has no target", e.path));
+            }
+            _ => {}
+        }
+        if let Some(link) = e.link.as_deref() {
+            if e.kind != EntryKind::File {
+                return Err(format!("{:?} has a hard link but is not a file", e.path));
+            }
+            // Restore then only ever hard-links a file it wrote and verified itself, inside
+            // the target, never a folder, a symlink or something outside.
+            if !self.files.contains(self.files.key(link, e.size, &e.hash)) {
+                return Err(format!(
+                    "hard link {:?} names {:?}, which is not an earlier file entry without a link and with the same size and hash",
+                    e.path, link
+                ));
+            }
+        } else if e.kind == EntryKind::File {
+            let key = self.files.key(&e.path, e.size, &e.hash);
+            self.files.insert(key);
+        }
+        if e.kind != EntryKind::Dir {
+            let mut below = p.to_vec();
+            below.push(b'/');
+            self.not_folders.push(below);
+        }
+        self.last.clear();
+        self.last.extend_from_slice(p);
+        self.started = true;
+        Ok(())
     }
 }
 
@@ -959,95 +1158,10 @@ impl Manifest {
             .map_err(|e| Error::corrupt(format!("manifest {}: {e}", id.short())))
     }
 
-    /// Entry-level invariants: safe unique paths, nothing below a file or symlink, file
-    /// sizes matching blob counts, symlinks with targets, hard links naming an earlier file.
+    /// Entry-level invariants, as [`EntryCheck`] checks them entry by entry.
     fn check_entries(&self) -> std::result::Result<(), String> {
-        let mut seen: foldhash::HashSet<&RelPath> =
-            foldhash::HashSet::with_capacity_and_hasher(self.entries.len(), Default::default());
-        let mut not_folders: foldhash::HashSet<&[u8]> = foldhash::HashSet::default();
-        for e in &self.entries {
-            e.path.check_safe().map_err(|err| err.to_string())?;
-            if !seen.insert(&e.path) {
-                return Err(format!("duplicate entry {:?}", e.path));
-            }
-            if e.kind != EntryKind::Dir {
-                not_folders.insert(e.path.as_bytes());
-            }
-        }
-        for e in &self.entries {
-            // `a -> /elsewhere` then `a/x.json`: an entry below a symlink (or a file) could
-            // only be restored through it. Entries are sorted, but `a-b` sorts between `a`
-            // and `a/x`, so every ancestor is looked up.
-            let p = e.path.as_bytes();
-            for (i, _) in p.iter().enumerate().filter(|(_, &b)| b == b'/') {
-                if not_folders.contains(&p[..i]) {
-                    return Err(format!(
-                        "entry {:?} lies below {:?}, which is not a folder",
-                        e.path,
-                        String::from_utf8_lossy(&p[..i])
-                    ));
-                }
-            }
-            match e.kind {
-                EntryKind::File if e.hash.is_none() || (e.size > 0) == e.blobs.is_empty() => {
-                    return Err(format!("file entry {:?} has inconsistent content", e.path));
-                }
-                EntryKind::Symlink if e.target.is_none() => {
-                    return Err(format!("symlink {:?} has no target", e.path));
-                }
-                _ => {}
-            }
-        }
-        self.check_links()
-    }
-
-    /// Every `link` names an earlier file entry that is not itself a link, with the same
-    /// size and hash: restore then only ever hard-links a file it wrote and verified itself,
-    /// inside the target, never a folder, a symlink or something outside.
-    fn check_links(&self) -> std::result::Result<(), String> {
-        if self.entries.iter().all(|e| e.link.is_none()) {
-            return Ok(());
-        }
-        let position: foldhash::HashMap<&RelPath, usize> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (&e.path, i))
-            .collect();
-        for (i, e) in self.entries.iter().enumerate() {
-            let Some(link) = e.link.as_deref() else {
-                continue;
-            };
-            if e.kind != EntryKind::File {
-                return Err(format!("{:?} has a hard link but is not a file", e.path));
-            }
-            let first = position
-                .get(link)
-                .filter(|&&j| j < i)
-                .map(|&j| &self.entries[j]);
-            match first {
-                None => {
-                    return Err(format!(
-                        "hard link {:?} names {:?}, which is not an earlier entry",
-                        e.path, link
-                    ))
-                }
-                Some(f) if f.kind != EntryKind::File || f.link.is_some() => {
-                    return Err(format!(
-                        "hard link {:?} names {:?}, which is not the first file of its group",
-                        e.path, link
-                    ))
-                }
-                Some(f) if f.size != e.size || f.hash != e.hash => {
-                    return Err(format!(
-                        "hard link {:?} differs in size or hash from {:?}",
-                        e.path, link
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
+        let mut check = EntryCheck::with_capacity(self.entries.len());
+        self.entries.iter().try_for_each(|e| check.push(e))
     }
 
     /// Every blob the snapshot references: its tree and its files' content.
@@ -1295,7 +1409,145 @@ mod tests {
         }
     }
 
+    fn kind_entry(path: &str, kind: EntryKind) -> Entry {
+        let mut e = file_entry(1, 0);
+        e.path = RelPath::from(path);
+        e.kind = kind;
+        match kind {
+            EntryKind::File => {}
+            EntryKind::Dir => {
+                (e.size, e.hash) = (0, None);
+                e.blobs.clear();
+            }
+            EntryKind::Symlink => {
+                (e.size, e.hash) = (0, None);
+                e.blobs.clear();
+                e.target = Some(RelPath::from("elsewhere"));
+            }
+        }
+        e
+    }
+
+    /// What [`EntryCheck`] must find, the slow way: every path against every other.
+    fn below_a_non_folder(entries: &[Entry]) -> bool {
+        entries.iter().any(|e| {
+            entries.iter().any(|up| {
+                up.kind != EntryKind::Dir && {
+                    let mut prefix = up.path.as_bytes().to_vec();
+                    prefix.push(b'/');
+                    e.path.as_bytes().starts_with(&prefix)
+                }
+            })
+        })
+    }
+
+    /// Hard links: an earlier plain file with the same size and hash is accepted; a later
+    /// one, a link to a link, a folder, a symlink, other content or an absent path is not.
+    #[test]
+    fn hard_links_must_name_an_earlier_plain_copy() {
+        let first = kind_entry("a.json", EntryKind::File);
+        let link = |p: &str, to: &str| {
+            let mut e = kind_entry(p, EntryKind::File);
+            e.link = Some(Box::new(RelPath::from(to)));
+            e
+        };
+        let check = |entries: &[Entry]| {
+            let mut c = EntryCheck::default();
+            entries.iter().try_for_each(|e| c.push(e))
+        };
+        check(&[first.clone(), link("b.json", "a.json")]).unwrap();
+        check(&[
+            first.clone(),
+            link("b.json", "a.json"),
+            link("c.json", "a.json"),
+        ])
+        .unwrap();
+        let mut other = link("b.json", "a.json");
+        other.size += 1;
+        let mut dir_link = kind_entry("b", EntryKind::Dir);
+        dir_link.link = Some(Box::new(RelPath::from("a.json")));
+        for (case, entries) in [
+            (
+                "a later file",
+                vec![link("0.json", "a.json"), first.clone()],
+            ),
+            (
+                "a link",
+                vec![
+                    first.clone(),
+                    link("b.json", "a.json"),
+                    link("c.json", "b.json"),
+                ],
+            ),
+            (
+                "an absent path",
+                vec![first.clone(), link("b.json", "x.json")],
+            ),
+            (
+                "a folder",
+                vec![kind_entry("a", EntryKind::Dir), link("b.json", "a")],
+            ),
+            (
+                "a symlink",
+                vec![kind_entry("a", EntryKind::Symlink), link("b.json", "a")],
+            ),
+            ("other content", vec![first.clone(), other]),
+            ("itself", vec![link("a.json", "a.json")]),
+            ("from a folder", vec![first.clone(), dir_link]),
+        ] {
+            assert!(check(&entries).is_err(), "{case}");
+        }
+    }
+
+    /// The key set finds every key put in, across many merges of its tail, and no other.
+    #[test]
+    fn file_keys_hold_exactly_what_was_put_in() {
+        let mut keys = FileKeys::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut put = Vec::new();
+        for _ in 0..(FILE_KEYS_TAIL * 5 + 77) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x & !1; // even keys go in; odd ones never do
+            keys.insert(k);
+            put.push(k);
+        }
+        assert!(keys.sorted.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(keys.sorted.len() + keys.tail.len(), put.len());
+        assert!(put.iter().all(|&k| keys.contains(k)));
+        assert!(put.iter().all(|&k| !keys.contains(k | 1)));
+    }
+
     proptest! {
+        /// On any sorted list of unique paths, the streamed check finds an entry below a file
+        /// or symlink exactly when there is one, including siblings like `a-b` that sort
+        /// between `a` and `a/x`.
+        #[test]
+        fn entries_below_a_non_folder_are_found_as_the_list_streams(
+            picks in proptest::collection::vec(
+                (proptest::collection::vec(0usize..4, 1..4), 0usize..3), 0..30)
+        ) {
+            const NAMES: [&str; 4] = ["a", "a-b", "a.b", "b"];
+            let mut entries: Vec<Entry> = Vec::new();
+            for (parts, kind) in picks {
+                let path: Vec<&str> = parts.iter().map(|&i| NAMES[i]).collect();
+                let kind = [EntryKind::Dir, EntryKind::File, EntryKind::Symlink][kind];
+                entries.push(kind_entry(&path.join("/"), kind));
+            }
+            entries.sort_by(|x, y| x.path.cmp(&y.path));
+            entries.dedup_by(|x, y| x.path == y.path);
+            let mut c = EntryCheck::default();
+            let found = entries.iter().try_for_each(|e| c.push(e));
+            prop_assert_eq!(found.is_err(), below_a_non_folder(&entries), "{:?}", found);
+            // Out of order, the same list is refused.
+            if entries.len() > 1 {
+                entries.swap(0, 1);
+                let mut c = EntryCheck::default();
+                prop_assert!(entries.iter().try_for_each(|e| c.push(e)).is_err());
+            }
+        }
+
         #[test]
         fn relpath_json_roundtrip(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             let p = RelPath(bytes);

@@ -1274,6 +1274,219 @@ pub fn load_entries(
     Ok(m)
 }
 
+/// What takes the entries of one snapshot's list, in path order, as
+/// [`stream_shared`] reads them.
+pub trait EntrySink: Send {
+    /// The next entry.
+    ///
+    /// # Errors
+    /// Whatever stops this list (the others go on).
+    fn entry(&mut self, e: &Entry) -> Result<()>;
+}
+
+/// Change entries held at once by one pass over a base in [`stream_shared`]: the changes of
+/// the lists built on it beyond this are read in a further pass.
+const SHARED_CHANGES_AT_ONCE: u64 = 100_000;
+
+/// Streams the entry list of each manifest (headers already loaded) into a sink made by
+/// `sink`, verified as [`load_entries`] verifies it, without holding any list whole. Lists
+/// stored as changes to one base are read together: the base is read and decoded once, and
+/// each list's changes are merged into it as it streams by. Returns each manifest's sink, or
+/// what made its list unreadable (the damage of a base fails every list built on it).
+pub fn stream_shared<S: EntrySink>(
+    repo: &Repository,
+    index: &BlobIndex,
+    manifests: Vec<(BlobId, Manifest)>,
+    sink: impl Fn(&BlobId, &Manifest) -> S + Sync,
+) -> Vec<(BlobId, Result<S>)> {
+    type Key = (Option<BlobId>, u64, u64, Vec<BlobId>);
+    let mut groups: std::collections::BTreeMap<Key, Vec<(BlobId, Manifest)>> =
+        std::collections::BTreeMap::new();
+    for (id, m) in manifests {
+        let t = &m.tree;
+        let key = (t.hash, t.size, t.entries, t.blobs.clone());
+        groups.entry(key).or_default().push((id, m));
+    }
+    let mut passes = Vec::new();
+    for (_, members) in groups {
+        let mut pass: Vec<(BlobId, Manifest)> = Vec::new();
+        let mut held = 0;
+        for (id, m) in members {
+            let n = m.changes.as_ref().map_or(0, |c| c.entries);
+            if !pass.is_empty() && held + n > SHARED_CHANGES_AT_ONCE {
+                passes.push(std::mem::take(&mut pass));
+                held = 0;
+            }
+            held += n;
+            pass.push((id, m));
+        }
+        passes.push(pass);
+    }
+    passes
+        .into_par_iter()
+        .flat_map_iter(|pass| stream_pass(repo, index, pass, &sink))
+        .collect()
+}
+
+/// One list being streamed by [`stream_shared`].
+struct Streamed<S> {
+    id: BlobId,
+    merge: Option<ChangeMerge>,
+    check: crate::manifest::EntryCheck,
+    sink: S,
+    failed: Option<Error>,
+}
+
+impl<S: EntrySink> Streamed<S> {
+    fn feed(&mut self, batch: &[Entry]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Streamed {
+            id,
+            merge,
+            check,
+            sink,
+            failed,
+        } = self;
+        let mut each = |e: &Entry| -> Result<()> {
+            check
+                .push(e)
+                .map_err(|m| Error::corrupt(format!("manifest {}: {m}", id.short())))?;
+            sink.entry(e)
+        };
+        let done = match merge {
+            Some(merge) => merge.apply_with(batch, &mut each),
+            None => batch.iter().try_for_each(&mut each),
+        };
+        if let Err(e) = done {
+            *failed = Some(e);
+        }
+    }
+
+    fn finish(mut self) -> (BlobId, Result<S>) {
+        if let (None, Some(merge)) = (&self.failed, self.merge.take()) {
+            let Streamed {
+                id, check, sink, ..
+            } = &mut self;
+            let done = merge.finish_with(&mut |e: &Entry| {
+                check
+                    .push(e)
+                    .map_err(|m| Error::corrupt(format!("manifest {}: {m}", id.short())))?;
+                sink.entry(e)
+            });
+            if let Err(e) = done {
+                self.failed = Some(e);
+            }
+        }
+        match self.failed {
+            Some(e) => (self.id, Err(e)),
+            None => (self.id, Ok(self.sink)),
+        }
+    }
+}
+
+/// The same error again, for each list a shared base's damage fails.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::Corrupt { what } => Error::corrupt(what.clone()),
+        Error::CorruptBlob { expected, actual } => Error::CorruptBlob {
+            expected: *expected,
+            actual: *actual,
+        },
+        Error::Io { path, source } => Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        Error::Storage {
+            object,
+            message,
+            not_found,
+        } => Error::Storage {
+            object: object.clone(),
+            message: message.clone(),
+            not_found: *not_found,
+        },
+        other => Error::corrupt(other.to_string()),
+    }
+}
+
+/// One read of a base for the lists of `members`, which all name it as their `tree`.
+fn stream_pass<S: EntrySink>(
+    repo: &Repository,
+    index: &BlobIndex,
+    members: Vec<(BlobId, Manifest)>,
+    sink: &(impl Fn(&BlobId, &Manifest) -> S + Sync),
+) -> Vec<(BlobId, Result<S>)> {
+    let mut reader = BlobReader::new(repo, index);
+    let tree = members[0].1.tree.clone();
+    let named = members[0].0;
+    let mut lists: Vec<Streamed<S>> = members
+        .iter()
+        .map(|(id, m)| {
+            let (merge, failed) = match &m.changes {
+                None => (None, None),
+                Some(changes) => match read_changes(&mut reader, id, changes) {
+                    Ok(c) => (Some(ChangeMerge::new(std::sync::Arc::new(c), id)), None),
+                    Err(e) => (None, Some(e)),
+                },
+            };
+            Streamed {
+                id: *id,
+                merge,
+                check: crate::manifest::EntryCheck::with_capacity(m.entries_hint()),
+                sink: sink(id, m),
+                failed,
+            }
+        })
+        .collect();
+    drop(members);
+    let feed = |lists: &mut Vec<Streamed<S>>, batch: &[Entry]| {
+        if lists.len() > 1 {
+            lists.par_iter_mut().for_each(|l| l.feed(batch));
+        } else {
+            lists.iter_mut().for_each(|l| l.feed(batch));
+        }
+    };
+    // The base's own damage is every list's. It is named as the first list's, as a
+    // list read alone names it; the others say it is their base.
+    let fail_all = |lists: &mut Vec<Streamed<S>>, e: Error, read: bool| {
+        for l in lists.iter_mut().filter(|l| l.failed.is_none()) {
+            let own = copy_error(&e);
+            l.failed = Some(match own {
+                _ if read => tree_error(&l.id, own),
+                _ if l.id == named => own,
+                Error::Corrupt { what } => Error::corrupt(format!(
+                    "manifest {}: the entry list its changes apply to: {what}",
+                    l.id.short()
+                )),
+                other => other,
+            });
+        }
+    };
+    let mut decoder = crate::manifest::EntryDecoder::streaming(&tree, &named);
+    for b in &tree.blobs {
+        match reader.read_with(b, |data| decoder.feed(data)) {
+            Err(e) => {
+                fail_all(&mut lists, e, true);
+                return lists.into_iter().map(Streamed::finish).collect();
+            }
+            Ok(Err(e)) => {
+                fail_all(&mut lists, e, false);
+                return lists.into_iter().map(Streamed::finish).collect();
+            }
+            Ok(Ok(())) => {}
+        }
+        let batch = decoder.take();
+        feed(&mut lists, &batch);
+    }
+    match decoder.end(&tree) {
+        Ok(rest) => feed(&mut lists, &rest),
+        Err(e) => fail_all(&mut lists, e, false),
+    }
+    lists.into_iter().map(Streamed::finish).collect()
+}
+
 /// Reads and checks the change list `tree` of manifest `id`.
 ///
 /// # Errors

@@ -159,6 +159,11 @@ fn tampered_manifests_are_refused_as_corruption() {
             "duplicate entry".into(),
         ),
         (
+            "entries out of order",
+            vec![with_path(&a, "b.json"), a.clone()],
+            "not sorted".into(),
+        ),
+        (
             "a symlink, then a file through it",
             vec![link.clone(), with_path(&a, "a.json/x.json")],
             "not a folder".into(),
@@ -205,7 +210,9 @@ fn tampered_manifests_are_refused_as_corruption() {
         ("a size smaller than the blobs", smaller, a.clone()),
     ] {
         let path = lie.path.display();
-        let id = f.store(vec![sub.clone(), other.clone(), lie]);
+        let mut entries = vec![sub.clone(), other.clone(), lie];
+        entries.sort_by(|x, y| x.path.cmp(&y.path));
+        let id = f.store(entries);
         let target = f.t.join(format!("target-{}", id.short()));
         let o = f.restore(&id, &target);
         assert_corrupt(&o, &path, case);
