@@ -872,6 +872,107 @@ fn a_parent_with_a_damaged_change_list_is_read_past() {
     );
 }
 
+/// check reads a shared base once for every list built on it, and names exactly the
+/// snapshots a damaged list affects: damaged changes name their snapshot alone; a damaged
+/// base names every snapshot built on it and no other.
+#[test]
+fn check_names_exactly_the_snapshots_a_damaged_list_affects() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    let minutes = std::cell::Cell::new(0);
+    let take = |src: &Path| {
+        let mut o = opts(src);
+        minutes.set(minutes.get() + 1);
+        o.time += chrono::Duration::minutes(minutes.get());
+        snapshot::create(&repo, &o, &NoProgress).unwrap()
+    };
+    let first = take(&src);
+    fs::write(src.join("FBA_ANALYSIS/extra.json"), b"{\"x\": 1}").unwrap();
+    let second = take(&src);
+    fs::write(src.join("FBA_ANALYSIS/extra2.json"), b"{\"x\": 2}").unwrap();
+    let third = take(&src);
+    for s in [&second, &third] {
+        assert_eq!(s.manifest.tree, first.manifest.tree);
+        assert!(s.manifest.changes.is_some());
+    }
+    let good: Vec<String> = [&first, &second, &third]
+        .iter()
+        .map(|s| s.id.unwrap().short())
+        .collect();
+    let r = check::check(&repo, ReadData::None, 1).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+    assert_eq!(r.snapshots, 3);
+    let never = cachevault::BlobId::of(b"a blob that was never stored");
+    let named = |r: &check::CheckReport, id: &cachevault::BlobId| {
+        r.errors.iter().any(|e| e.contains(&id.short()))
+    };
+    let remove = |id: &cachevault::BlobId| {
+        fs::remove_file(
+            t.join("repo/snapshots")
+                .join(format!("{}.json", id.to_hex())),
+        )
+        .unwrap()
+    };
+
+    // Damaged changes: that snapshot alone.
+    let mut bad = third.manifest.clone();
+    bad.tags = vec!["bad changes".into()];
+    bad.changes.as_mut().unwrap().blobs[0] = never;
+    let bad_id = snapshot::write_manifest(&repo, &bad).unwrap();
+    let r = check::check(&repo, ReadData::None, 1).unwrap();
+    assert!(named(&r, &bad_id), "{:?}", r.errors);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    remove(&bad_id);
+
+    // A damaged base (a blob never stored, or text that does not match its hash): the list
+    // that is the base and the one built on it by changes, and no other.
+    for (case, damage) in [("a lost blob", 0), ("a wrong hash", 1)] {
+        let mut base = first.manifest.clone();
+        base.tags = vec![format!("base {case}")];
+        if damage == 0 {
+            base.tree.blobs[0] = never;
+        } else {
+            base.tree.hash = Some(never);
+        }
+        let mut on_it = second.manifest.clone();
+        on_it.tags = vec![format!("built on {case}")];
+        on_it.tree = base.tree.clone();
+        let base_id = snapshot::write_manifest(&repo, &base).unwrap();
+        let on_id = snapshot::write_manifest(&repo, &on_it).unwrap();
+        let r = check::check(&repo, ReadData::None, 1).unwrap();
+        assert!(
+            named(&r, &base_id) && named(&r, &on_id),
+            "{case}: {:?}",
+            r.errors
+        );
+        assert_eq!(r.errors.len(), 2, "{case}: {:?}", r.errors);
+        for g in &good {
+            assert!(
+                !r.errors.iter().any(|e| e.contains(g)),
+                "{case}: {:?}",
+                r.errors
+            );
+        }
+        // Each reads as check says: refused, while the good ones load.
+        for id in [&base_id, &on_id] {
+            assert!(
+                snapshot::load(&repo, id).unwrap_err().is_corruption(),
+                "{case}"
+            );
+        }
+        remove(&base_id);
+        remove(&on_id);
+    }
+    let r = check::check(&repo, ReadData::Subset(100.0), 1).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+    for s in [&first, &second, &third] {
+        let m = snapshot::load(&repo, s.id.as_ref().unwrap()).unwrap();
+        assert_eq!(m.entries, s.manifest.entries);
+    }
+}
+
 /// Files are created with their own mode when the umask leaves it whole, and given it
 /// after when not: whatever the umask, a restore into an empty folder gives every file its
 /// recorded mode.
