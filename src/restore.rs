@@ -69,8 +69,6 @@ pub struct RestoreSummary {
     pub errors: Vec<String>,
     /// Whether any failure was corruption of repository data.
     pub corruption: bool,
-    /// Paths that would be restored (dry run) or were restored.
-    pub restored: Vec<RelPath>,
     /// Files the guard left alone (their destination changed since it was judged).
     pub skipped: Vec<RelPath>,
 }
@@ -113,8 +111,35 @@ enum Written {
 /// # Errors
 /// Errors that stop the whole restore (target unusable, index unreadable); per-entry failures
 /// are reported in the summary.
-pub fn restore<'m>(
+pub fn restore(
     repo: &Repository,
+    manifest: &Manifest,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    restore_from(repo, None, manifest, target, opts, progress)
+}
+
+/// As [`restore`], reading through `index`: the one the manifest was loaded with, instead
+/// of loading it a second time.
+///
+/// # Errors
+/// As [`restore`].
+pub fn restore_with(
+    repo: &Repository,
+    index: &BlobIndex,
+    manifest: &Manifest,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    restore_from(repo, Some(index), manifest, target, opts, progress)
+}
+
+fn restore_from<'m>(
+    repo: &Repository,
+    index: Option<&BlobIndex>,
     manifest: &'m Manifest,
     target: &Path,
     opts: &RestoreOptions,
@@ -148,10 +173,7 @@ pub fn restore<'m>(
     for e in &selected {
         e.path.check_safe()?;
     }
-    let mut summary = RestoreSummary {
-        restored: selected.iter().map(|e| e.path.clone()).collect(),
-        ..Default::default()
-    };
+    let mut summary = RestoreSummary::default();
     if opts.dry_run {
         let (linked, _) = split_links(selected.clone());
         summary.links = linked.len() as u64;
@@ -240,7 +262,14 @@ pub fn restore<'m>(
         }
     }
 
-    let index = BlobIndex::load(repo)?;
+    let loaded;
+    let index = match index {
+        Some(index) => index,
+        None => {
+            loaded = BlobIndex::load(repo)?;
+            &loaded
+        }
+    };
     let all_files: Vec<&Entry> = selected
         .iter()
         .copied()
@@ -262,7 +291,7 @@ pub fn restore<'m>(
         units(files)
             .into_par_iter()
             .map(|unit| {
-                let mut reader = BlobReader::new(repo, &index);
+                let mut reader = BlobReader::new(repo, index);
                 let mut bytes = 0;
                 let mut errs = Vec::new();
                 let mut ids = Vec::new();

@@ -78,7 +78,9 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
             ", partial"
         }
     ));
-    let m = snapshot::load(&repo, &id)?;
+    // One index serves loading the manifest and reading its files.
+    let index = cachevault::store::BlobIndex::load(&repo)?;
+    let m = snapshot::load_with(&repo, &index, &id)?;
     let target: PathBuf = match &a.target {
         Some(t) => t.clone(),
         None => PathBuf::from(&m.root),
@@ -106,7 +108,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         dry_run: a.dry_run,
         guard: None,
     };
-    let s = restore::restore(&repo, &m, &target, &opts, &bars)
+    let s = restore::restore_with(&repo, &index, &m, &target, &opts, &bars)
         .with_context(|| format!("restoring {} into {}", id.short(), target.display()))?;
     for e in &s.errors {
         ctx.note(&format!("failed: {e}"));
