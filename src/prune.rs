@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::archive::{ArchiveIndex, FrameBuilder};
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IdSet};
+use crate::id::{BlobId, IdMap, IdSet};
 use crate::progress::Progress;
 use crate::repo::layout;
 use crate::repo::Repository;
@@ -155,32 +155,110 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
             d.file.trim_start_matches("snapshots/").trim_end_matches(".json")
         )));
     }
-    let mut live = IdSet::default();
+    // Every list streams by once (lists built on one base read it together); no list is
+    // held whole, only the set of live blobs.
+    let unindexed_blob = |id: &BlobId, b: &BlobId| {
+        refuse(format!(
+            "snapshot {} references blob {} that is in no index of a present archive; run `cachevault rebuild-index`, then `cachevault repair-snapshots`",
+            id.short(),
+            b.short()
+        ))
+    };
+    let snapshots = listing.snapshots.len();
+    let order: Vec<BlobId> = listing.snapshots.iter().map(|(id, _)| *id).collect();
+    let live = std::sync::Mutex::new(IdSet::default());
+    let unindexed = std::sync::Mutex::new(IdMap::default());
     for (id, header) in &listing.snapshots {
-        let m = crate::snapshot::load_entries(repo, &index, id, header.clone()).map_err(|e| {
-            refuse(format!(
-                "snapshot {} cannot be read ({e}); run `cachevault repair-snapshots`",
-                id.short()
-            ))
-        })?;
-        for b in m.blob_ids() {
-            if !index.contains(b) {
-                return Err(refuse(format!(
-                    "snapshot {} references blob {} that is in no index of a present archive; run `cachevault rebuild-index`, then `cachevault repair-snapshots`",
-                    id.short(),
-                    b.short()
-                )));
+        if let Some(b) = header.tree_blobs().find(|b| !index.contains(b)) {
+            return Err(unindexed_blob(id, b));
+        }
+        live.lock()
+            .expect("live set lock is never poisoned")
+            .extend(header.tree_blobs().copied());
+    }
+    let streamed = repo.reading(|| {
+        crate::snapshot::stream_shared(repo, &index, listing.snapshots, |id, _| LiveBlobs {
+            id: *id,
+            index: &index,
+            live: &live,
+            unindexed: &unindexed,
+            held: Vec::new(),
+        })
+    });
+    let mut failed: IdMap<Error> = IdMap::default();
+    for (id, done) in streamed {
+        match done {
+            Ok(mut sink) => sink.flush(),
+            Err(e) => {
+                failed.insert(id, e);
             }
-            live.insert(*b);
         }
     }
+    let unindexed = unindexed
+        .into_inner()
+        .expect("unindexed lock is never poisoned");
+    if let Some((id, e)) = order
+        .iter()
+        .find_map(|id| failed.remove(id).map(|e| (id, e)))
+    {
+        return Err(match unindexed.get(id) {
+            Some(b) => unindexed_blob(id, b),
+            None => refuse(format!(
+                "snapshot {} cannot be read ({e}); run `cachevault repair-snapshots`",
+                id.short()
+            )),
+        });
+    }
+    let live = live.into_inner().expect("live set lock is never poisoned");
     Ok(Preflight {
         indexes,
         rebuilt,
         stale_indexes,
         live,
-        snapshots: listing.snapshots.len(),
+        snapshots,
     })
+}
+
+/// Gathers the blobs one snapshot's entries reference into the shared live set, a batch
+/// at a time; a blob in no index stops the list and is noted.
+struct LiveBlobs<'a> {
+    id: BlobId,
+    index: &'a BlobIndex,
+    live: &'a std::sync::Mutex<IdSet>,
+    unindexed: &'a std::sync::Mutex<IdMap<BlobId>>,
+    held: Vec<BlobId>,
+}
+
+impl LiveBlobs<'_> {
+    fn flush(&mut self) {
+        self.live
+            .lock()
+            .expect("live set lock is never poisoned")
+            .extend(self.held.drain(..));
+    }
+}
+
+impl crate::snapshot::EntrySink for LiveBlobs<'_> {
+    fn entry(&mut self, e: &crate::manifest::Entry) -> Result<()> {
+        for b in &e.blobs {
+            if !self.index.contains(b) {
+                self.unindexed
+                    .lock()
+                    .expect("unindexed lock is never poisoned")
+                    .insert(self.id, *b);
+                return Err(Error::corrupt(format!(
+                    "{}: blob {} is in no index",
+                    e.path.display(),
+                    b.short()
+                )));
+            }
+            self.held.push(*b);
+        }
+        if self.held.len() >= 4096 {
+            self.flush();
+        }
+        Ok(())
+    }
 }
 
 /// Prunes the repository. The caller holds the exclusive lock.

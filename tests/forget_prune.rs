@@ -435,3 +435,78 @@ fn prune_crash_points_then_prune_again_lose_nothing() {
         );
     }
 }
+
+/// Prune reads every entry list as it streams by (lists on one base together) and refuses,
+/// changing nothing, while one cannot be read or names data no index holds.
+#[test]
+fn prune_refuses_while_a_list_cannot_be_read_or_names_unindexed_data() {
+    use cachevault::snapshot;
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    fixture_tree(&src);
+    let repo_dir = t.join("repo");
+    json(&repo_dir, &["init"], 0);
+    json(&repo_dir, &["snapshot", s(&src)], 0);
+    fs::write(src.join("FBA_ANALYSIS/extra.json"), b"{\"x\": 1}").unwrap();
+    let second = json(&repo_dir, &["snapshot", s(&src)], 0);
+    let repo = Repository::open(&repo_dir).unwrap();
+    let id: cachevault::BlobId = second["id"].as_str().unwrap().parse().unwrap();
+    let latest = snapshot::load(&repo, &id).unwrap();
+    assert!(
+        latest.changes.is_some(),
+        "the second list is stored as changes"
+    );
+    let never = cachevault::BlobId::of(b"a blob that was never stored");
+    let files = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(repo_dir.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let refuses = |case: &str, why: &str, culprit: &cachevault::BlobId| {
+        let before = (files("archives"), files("index"));
+        let out = json(&repo_dir, &["prune", "--max-unused", "0%"], 3);
+        let err = out["error"].as_str().unwrap();
+        assert!(
+            err.contains("refuses") && err.contains(why) && err.contains(&culprit.short()),
+            "{case}: {err}"
+        );
+        assert_eq!((files("archives"), files("index")), before, "{case}");
+    };
+
+    // A change list that cannot be read.
+    let mut lost = latest.clone();
+    lost.tags = vec!["lost changes".into()];
+    lost.changes.as_mut().unwrap().blobs[0] = never;
+    let lost_id = snapshot::write_manifest(&repo, &lost).unwrap();
+    refuses("lost changes", "references blob", &lost_id);
+    fs::remove_file(repo_dir.join(format!("snapshots/{}.json", lost_id.to_hex()))).unwrap();
+
+    // Text that does not match its hash.
+    let mut garbled = latest.clone();
+    garbled.tags = vec!["garbled".into()];
+    garbled.changes.as_mut().unwrap().hash = Some(never);
+    let garbled_id = snapshot::write_manifest(&repo, &garbled).unwrap();
+    refuses("garbled changes", "cannot be read", &garbled_id);
+    fs::remove_file(repo_dir.join(format!("snapshots/{}.json", garbled_id.to_hex()))).unwrap();
+
+    // An entry whose content is in no index.
+    let mut dangling = latest.clone();
+    dangling.tags = vec!["dangling".into()];
+    dangling.changes = None;
+    let file = dangling
+        .entries
+        .iter_mut()
+        .find(|e| e.kind == cachevault::manifest::EntryKind::File && e.size > 0)
+        .unwrap();
+    file.blobs = vec![never].into();
+    let dangling_id = snapshot::store_manifest(&repo, &mut dangling).unwrap();
+    refuses("dangling entry", "references blob", &dangling_id);
+    fs::remove_file(repo_dir.join(format!("snapshots/{}.json", dangling_id.to_hex()))).unwrap();
+
+    // Sound again: prune runs, and both snapshots restore.
+    json(&repo_dir, &["prune", "--max-unused", "0%"], 0);
+    assert_eq!(json(&repo_dir, &["check", "--read-data"], 0)["ok"], true);
+}
