@@ -6,23 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::manifest::{EntryKind, RelPath};
-
-/// One walked item.
-#[derive(Debug, Clone)]
-pub struct ScannedEntry {
-    /// Relative to the snapshot root (the path on disk is the root joined with it).
-    pub path: RelPath,
-    /// Kind.
-    pub kind: EntryKind,
-    /// Metadata as walked.
-    pub stat: Stat,
-    /// Symlink target.
-    pub target: Option<RelPath>,
-    /// (device, inode) of a regular file with more than one link: paths of a snapshot that
-    /// share it are hard links of one file.
-    pub link_key: Option<(u64, u64)>,
-}
+use crate::manifest::{Entry, EntryKind, RelPath};
 
 /// The metadata fields snapshots record and compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +24,17 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// The fields as a walked entry holds them ([`ScanResult::entries`]).
+    pub fn of_entry(e: &Entry) -> Stat {
+        Stat {
+            mode: e.mode,
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+            ctime_ns: e.ctime_ns,
+            ino: e.ino,
+        }
+    }
+
     /// Extracts the fields from std metadata.
     pub fn of(m: &std::fs::Metadata) -> Stat {
         Stat {
@@ -55,8 +50,14 @@ impl Stat {
 /// Result of a walk: entries in walk order plus problems met.
 #[derive(Debug, Default)]
 pub struct ScanResult {
-    /// Entries (pre-order, sorted by name within each folder).
-    pub entries: Vec<ScannedEntry>,
+    /// Every item walked, sorted bytewise by path, as the entry a snapshot records: its
+    /// metadata as walked in `mode`, `mtime_ns`, `size`, `ino` and `ctime_ns` (for every
+    /// kind; [`Stat::of_entry`]), and nothing read (no `hash`, no `blobs`). Entries already,
+    /// so a snapshot takes them over in place.
+    pub entries: Vec<Entry>,
+    /// (device, inode) of each regular file with more than one link, by path, sorted: paths
+    /// of a snapshot that share one are hard links of one file.
+    pub link_keys: Vec<(RelPath, (u64, u64))>,
     /// Unreadable folders or entries: the snapshot is incomplete.
     pub errors: Vec<String>,
     /// Entries skipped by design (sockets, FIFOs, devices, the repository).
@@ -89,13 +90,8 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
         for i in 1..comps.len() {
             let rel = RelPath(comps[..i].join(&b'/'));
             if let Ok(m) = std::fs::symlink_metadata(root.join(rel.to_path())) {
-                out.entries.push(ScannedEntry {
-                    path: rel,
-                    kind: EntryKind::Dir,
-                    stat: Stat::of(&m),
-                    target: None,
-                    link_key: None,
-                });
+                out.entries
+                    .push(walked(rel, EntryKind::Dir, Stat::of(&m), None));
             }
         }
         let mut walk = Walk {
@@ -127,7 +123,29 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
     out.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     out.entries
         .dedup_by(|later, first| later.path == first.path);
+    out.link_keys.sort_unstable();
+    out.link_keys.dedup();
     out
+}
+
+/// A walked item's entry and, for a file of more than one link, its (device, inode).
+type Stated = (Entry, Option<(u64, u64)>);
+
+/// The entry of a walked item.
+fn walked(path: RelPath, kind: EntryKind, stat: Stat, target: Option<RelPath>) -> Entry {
+    Entry {
+        path,
+        kind,
+        mode: stat.mode,
+        mtime_ns: stat.mtime_ns,
+        size: stat.size,
+        ino: stat.ino,
+        ctime_ns: stat.ctime_ns,
+        hash: None,
+        blobs: Default::default(),
+        target,
+        link: None,
+    }
 }
 
 /// Names of a folder stated at once, in parallel: the stat calls are most of a walk's
@@ -175,7 +193,7 @@ impl Walk<'_> {
         let first = self.out.entries.len();
         for chunk in names.chunks(STAT_CHUNK) {
             let problems = std::sync::Mutex::new(Vec::new());
-            let stated: Vec<ScannedEntry> = chunk
+            let stated: Vec<Stated> = chunk
                 .par_iter()
                 .enumerate()
                 .filter_map(|(i, name)| {
@@ -200,7 +218,12 @@ impl Walk<'_> {
                     }
                 })
                 .collect();
-            self.out.entries.extend(stated);
+            for (e, key) in stated {
+                if let Some(key) = key {
+                    self.out.link_keys.push((e.path.clone(), key));
+                }
+                self.out.entries.push(e);
+            }
             let mut problems = problems
                 .into_inner()
                 .expect("problem list lock is never poisoned");
@@ -282,7 +305,7 @@ fn stat_at(
     root: &Path,
     path: RelPath,
     name: &[u8],
-) -> std::result::Result<ScannedEntry, (bool, String)> {
+) -> std::result::Result<Stated, (bool, String)> {
     use rustix::fs::{AtFlags, FileType};
     let abs = || root.join(path.to_path());
     let name = std::ffi::OsStr::from_bytes(name);
@@ -319,19 +342,14 @@ fn stat_at(
     let link_key = (kind == EntryKind::File && st.st_nlink > 1)
         .then_some((u64::from(st.st_dev), u64::from(st.st_ino)));
     let ns = |s: i64, n| s * 1_000_000_000 + i64::try_from(n).unwrap_or(0);
-    Ok(ScannedEntry {
-        path,
-        kind,
-        stat: Stat {
-            mode: st.st_mode & 0o7777,
-            size: u64::try_from(st.st_size).unwrap_or(0),
-            mtime_ns: ns(i64::from(st.st_mtime), st.st_mtime_nsec),
-            ctime_ns: ns(i64::from(st.st_ctime), st.st_ctime_nsec),
-            ino: u64::from(st.st_ino),
-        },
-        target,
-        link_key,
-    })
+    let stat = Stat {
+        mode: st.st_mode & 0o7777,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime_ns: ns(i64::from(st.st_mtime), st.st_mtime_nsec),
+        ctime_ns: ns(i64::from(st.st_ctime), st.st_ctime_nsec),
+        ino: u64::from(st.st_ino),
+    };
+    Ok((walked(path, kind, stat, target), link_key))
 }
 
 #[cfg(test)]
@@ -395,11 +413,18 @@ mod tests {
         );
         let x = get("a/b/x.json");
         let meta = fs::symlink_metadata(root.join("a/b/x.json")).unwrap();
-        assert_eq!(x.stat, Stat::of(&meta), "the stat matches std's");
+        assert_eq!(Stat::of_entry(x), Stat::of(&meta), "the stat matches std's");
         assert_eq!(x.kind, EntryKind::File);
-        assert!(x.link_key.is_some(), "two links: a link key");
-        assert_eq!(x.link_key, get("a/x-link.json").link_key);
-        assert_eq!(get("a-b/y.json").link_key, None);
+        let key = |p: &str| {
+            r.link_keys
+                .iter()
+                .find(|(path, _)| path.display() == p)
+                .map(|(_, k)| *k)
+        };
+        assert!(key("a/b/x.json").is_some(), "two links: a link key");
+        assert_eq!(key("a/b/x.json"), key("a/x-link.json"));
+        assert_eq!(key("a-b/y.json"), None);
+        assert_eq!(r.link_keys.len(), 2);
         assert_eq!(get("a").kind, EntryKind::Dir);
     }
 

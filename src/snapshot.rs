@@ -23,7 +23,7 @@ use crate::manifest::{
 };
 use crate::progress::Progress;
 use crate::repo::{layout, Repository};
-use crate::scan::{self, ScannedEntry, Stat};
+use crate::scan::{self, Stat};
 use crate::store::{BlobIndex, BlobReader, PackWriter};
 
 /// What to snapshot and how.
@@ -179,7 +179,6 @@ pub fn create(
     let known: &BlobIndex = &known;
 
     let mut stats = SnapshotStats::default();
-    let mut entries: Vec<Option<Entry>> = Vec::with_capacity(scanned.entries.len());
     let mut to_read: Vec<ReadJob> = Vec::new();
     // Hard links: the first path of each (device, inode) in path order, and the later ones,
     // which take its content instead of reading the file again.
@@ -193,32 +192,22 @@ pub fn create(
     let mut kept: Vec<bool> = Vec::with_capacity(scanned.entries.len());
     let scan::ScanResult {
         entries: walked,
+        link_keys,
         errors: scan_errors,
         ignored,
     } = scanned;
-    // Each walked entry moves into the snapshot's entry: no path is held twice.
-    for se in walked {
-        let ScannedEntry {
-            path,
-            kind,
-            stat,
-            target,
-            link_key,
-        } = se;
-        let idx = entries.len();
-        let mut entry = Entry {
-            path,
-            kind,
-            mode: stat.mode,
-            mtime_ns: stat.mtime_ns,
-            size: 0,
-            ino: 0,
-            ctime_ns: 0,
-            hash: None,
-            blobs: Default::default(),
-            target,
-            link: None,
-        };
+    // The walked entries become the snapshot's in place (an `Option<Entry>` is the size of
+    // an `Entry`): no second list, no path held twice.
+    let mut entries: Vec<Option<Entry>> = walked.into_iter().map(Some).collect();
+    let mut link_keys = link_keys.into_iter().peekable();
+    for (idx, slot) in entries.iter_mut().enumerate() {
+        let entry = slot.as_mut().expect("every walked entry is there");
+        let stat = Stat::of_entry(entry);
+        // What a file's content gives, set once it is known (from the parent or read).
+        (entry.size, entry.ino, entry.ctime_ns) = (0, 0, 0);
+        let kind = entry.kind;
+        while link_keys.next_if(|(p, _)| *p < entry.path).is_some() {}
+        let link_key = link_keys.next_if(|(p, _)| *p == entry.path).map(|(_, k)| k);
         // Set for regular files with more than one link only.
         let first = link_key.and_then(|key| match first_of.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
@@ -232,11 +221,11 @@ pub fn create(
         match (kind, first) {
             (EntryKind::Dir, _) => {
                 stats.dirs += 1;
-                equal = prev.as_ref() == Some(&entry);
+                equal = prev.as_ref() == Some(&*entry);
             }
             (EntryKind::Symlink, _) => {
                 stats.symlinks += 1;
-                equal = prev.as_ref() == Some(&entry);
+                equal = prev.as_ref() == Some(&*entry);
             }
             (EntryKind::File, Some(first)) => {
                 followers.push(Follower {
@@ -265,7 +254,7 @@ pub fn create(
                         entry.hash = p.hash;
                         // Nearly always one blob, inline: the copy costs nothing.
                         entry.blobs = p.blobs.clone();
-                        equal = entry == p;
+                        equal = *entry == p;
                         stats.files_unchanged += 1;
                         stats.bytes_total += entry.size;
                     }
@@ -282,7 +271,6 @@ pub fn create(
         }
         same &= equal;
         kept.push(equal);
-        entries.push(Some(entry));
     }
     // The parent is read to its end, so that its whole list is checked.
     let (parent_end, parent_warning) = match parent.finish() {
@@ -1606,6 +1594,16 @@ pub fn root_of(m: &Manifest) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The walk's entries become the snapshot's in place only while an entry fits in the
+    /// same room with or without its `Option`.
+    #[test]
+    fn an_optional_entry_takes_no_more_room_than_an_entry() {
+        assert_eq!(
+            std::mem::size_of::<Option<Entry>>(),
+            std::mem::size_of::<Entry>()
+        );
+    }
     use proptest::prelude::*;
 
     fn entry(i: usize, variant: u8) -> Entry {
