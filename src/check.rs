@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::ArchiveIndex;
+use crate::archive::{ArchiveIndex, BlobEntry, FrameEntry};
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IdMap, IdSet};
@@ -459,6 +459,43 @@ fn read_archive(repo: &Repository, archive: &BlobId) -> (u64, Vec<String>, Vec<B
     let mut damaged = false;
     let mut blobs = idx.blobs.iter().peekable();
     let (codec, ids, salt) = (repo.frame_codec(), repo.ids(), idx.salt());
+    // Frames are read (and the file hashed) in order, a window at a time; the frames of a
+    // window are then decompressed and their blobs hashed in parallel, so that one large
+    // archive keeps every core busy, not one.
+    type Read<'i> = (Option<Vec<u8>>, &'i FrameEntry, Vec<&'i BlobEntry>);
+    let verify = |window: &mut Vec<Read<'_>>, errors: &mut Vec<String>, bad: &mut Vec<BlobId>| {
+        let checked: Vec<(Option<String>, Vec<BlobId>, bool)> = window
+            .par_drain(..)
+            .map(|(stored, f, in_frame)| {
+                let (raw, error) = match stored.map(|s| codec.decode(salt, f, &s, &path)) {
+                    Some(Ok(raw)) => (Some(raw), None),
+                    Some(Err(e)) => (None, Some(format!("{e} (damaged)"))),
+                    None => (None, None),
+                };
+                let bad: Vec<BlobId> = in_frame
+                    .iter()
+                    .filter(|b| {
+                        !raw.as_ref().is_some_and(|raw| {
+                            raw.get(b.offset as usize..(b.offset + b.length) as usize)
+                                .is_some_and(|data| ids.of(data) == b.id)
+                        })
+                    })
+                    .map(|b| b.id)
+                    .collect();
+                let damaged = raw.is_none() || !bad.is_empty();
+                (error, bad, damaged)
+            })
+            .collect();
+        let mut damaged = false;
+        for (error, b, d) in checked {
+            errors.extend(error);
+            bad.extend(b);
+            damaged |= d;
+        }
+        damaged
+    };
+    let mut window: Vec<Read<'_>> = Vec::new();
+    let mut held = 0u64;
     for (n, f) in idx.frames.iter().enumerate() {
         let end = f.offset.saturating_add(f.length);
         let stored = if end > len {
@@ -481,26 +518,18 @@ fn read_archive(repo: &Repository, archive: &BlobId) -> (u64, Vec<String>, Vec<B
                 .map_err(|e| errors.push(e.to_string()))
                 .ok()
         };
-        let raw = match stored.map(|s| codec.decode(salt, f, &s, &path)) {
-            Some(Ok(raw)) => Some(raw),
-            Some(Err(e)) => {
-                errors.push(format!("{e} (damaged)"));
-                None
-            }
-            None => None,
-        };
-        damaged |= raw.is_none();
+        held += stored.as_ref().map_or(0, |s| s.len() as u64);
+        let mut in_frame = Vec::new();
         while let Some(b) = blobs.next_if(|b| b.frame as usize == n) {
-            let ok = raw.as_ref().is_some_and(|raw| {
-                raw.get(b.offset as usize..(b.offset + b.length) as usize)
-                    .is_some_and(|data| ids.of(data) == b.id)
-            });
-            if !ok {
-                damaged = true;
-                bad.push(b.id);
-            }
+            in_frame.push(b);
+        }
+        window.push((stored, f, in_frame));
+        if held >= CHECK_WINDOW {
+            damaged |= verify(&mut window, &mut errors, &mut bad);
+            held = 0;
         }
     }
+    damaged |= verify(&mut window, &mut errors, &mut bad);
     // The rest of the file, for its hash.
     if let Err(e) = hash_through(&mut read, &mut hasher, &mut pos, len) {
         errors.push(e.to_string());
