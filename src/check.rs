@@ -415,6 +415,10 @@ impl crate::snapshot::EntrySink for EntryChecker<'_> {
 /// requests of this size, and a reader holds no more than this of it (not the whole archive).
 const CHECK_WINDOW: u64 = 8 << 20;
 
+/// Compressed bytes of frames an archive's reader gathers before they are decompressed and
+/// verified in parallel: enough frames for every core, little memory beside the window.
+const VERIFY_AT_ONCE: u64 = 2 << 20;
+
 /// Reads one archive front to back: its file hash, every frame, every blob. Memory holds one
 /// window of the archive and one frame, whatever the archive's size.
 /// Returns (bytes read, errors, damaged blobs, archive damaged).
@@ -524,7 +528,7 @@ fn read_archive(repo: &Repository, archive: &BlobId) -> (u64, Vec<String>, Vec<B
             in_frame.push(b);
         }
         window.push((stored, f, in_frame));
-        if held >= CHECK_WINDOW {
+        if held >= VERIFY_AT_ONCE {
             damaged |= verify(&mut window, &mut errors, &mut bad);
             held = 0;
         }
