@@ -1,7 +1,8 @@
 //! Taking a snapshot: scan -> reuse unchanged files from the parent -> read, chunk, hash and
 //! compress the rest in parallel (bounded memory) -> hard links take the content of their
 //! group's first path -> archives -> indexes -> manifest.
-//! Also lists and resolves existing snapshots.
+//! Also lists and resolves existing snapshots, and reads their entry lists: whole, or
+//! streamed without being held (lists built on one base read together).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
