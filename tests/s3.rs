@@ -439,7 +439,9 @@ fn stale_lock_objects_are_ignored_with_a_warning_and_unlock_removes_only_them() 
         vec!["r/locks/stale2.json".to_string()]
     );
 
-    // A process of this host killed while holding its lock: the lock is stale at once.
+    // A process of this host killed while holding its lock: the lock is stale at once. A
+    // new file gives the snapshot something to read, where it pauses holding the lock.
+    std::fs::write(src.join("FBA_ANALYSIS/paused.json"), b"{\"paused\": true}").unwrap();
     let mut child = Command::new(BIN)
         .args(["--repo", &url, "snapshot", src.to_str().unwrap()])
         .env("CACHEVAULT_PAUSE", "snapshot.reading")
