@@ -1338,12 +1338,7 @@ impl<S: EntrySink> Streamed<S> {
             sink,
             failed,
         } = self;
-        let mut each = |e: &Entry| -> Result<()> {
-            check
-                .push(e)
-                .map_err(|m| Error::corrupt(format!("manifest {}: {m}", id.short())))?;
-            sink.entry(e)
-        };
+        let mut each = |e: &Entry| next_entry(id, check, sink, e);
         let done = match merge {
             Some(merge) => merge.apply_with(batch, &mut each),
             None => batch.iter().try_for_each(&mut each),
@@ -1358,12 +1353,7 @@ impl<S: EntrySink> Streamed<S> {
             let Streamed {
                 id, check, sink, ..
             } = &mut self;
-            let done = merge.finish_with(&mut |e: &Entry| {
-                check
-                    .push(e)
-                    .map_err(|m| Error::corrupt(format!("manifest {}: {m}", id.short())))?;
-                sink.entry(e)
-            });
+            let done = merge.finish_with(&mut |e: &Entry| next_entry(id, check, sink, e));
             if let Err(e) = done {
                 self.failed = Some(e);
             }
@@ -1373,6 +1363,19 @@ impl<S: EntrySink> Streamed<S> {
             None => (self.id, Ok(self.sink)),
         }
     }
+}
+
+/// One entry of list `id`: checked in its place in the list, then given to the sink.
+fn next_entry<S: EntrySink>(
+    id: &BlobId,
+    check: &mut crate::manifest::EntryCheck,
+    sink: &mut S,
+    e: &Entry,
+) -> Result<()> {
+    check
+        .push(e)
+        .map_err(|m| Error::corrupt(format!("manifest {}: {m}", id.short())))?;
+    sink.entry(e)
 }
 
 /// The same error again, for each list a shared base's damage fails.
