@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use cachevault::health::{self, Level, Thresholds};
+use cachevault::health::Level;
 use common::*;
 
 fn s(p: &Path) -> &str {
@@ -565,16 +565,6 @@ fn prometheus_file_parses_and_is_replaced_atomically() {
         .collect();
     assert_eq!(names, ["cachevault.prom"]);
     parse_prometheus(&fs::read_to_string(&prom).unwrap());
-}
-
-/// The exit code health must give: `want`, or worse when this machine's disk is itself low.
-fn expected_health(t: &TestDir, want: Level) -> i32 {
-    let space = cachevault::fsutil::disk_space(t.path()).unwrap();
-    let disk = health::disk_level(&space, &Thresholds::default());
-    if disk > Level::Ok {
-        eprintln!("note: the test file system is low on space ({space:?}): health reports it too");
-    }
-    want.max(disk).exit_code() as i32
 }
 
 /// [`expected_health`] for a config whose repository and cache root lie in one test folder,

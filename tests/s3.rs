@@ -609,7 +609,11 @@ fn run_due_copies_every_backup_and_keeps_the_retention_policy_there() {
     json(&offsite_dir, &["check", "--read-data"], 0);
     check_read_data(&offsite_s3);
     // The copies are journaled per destination; health reads them.
-    let h = json_cfg(&cfg, &["health", "--now", "2026-11-24T03:00:00+00:00"], 0);
+    let h = json_cfg(
+        &cfg,
+        &["health", "--now", "2026-11-24T03:00:00+00:00"],
+        expected_health(&t, cachevault::health::Level::Ok),
+    );
     assert!(
         h["checks"]
             .as_array()

@@ -371,3 +371,13 @@ pub fn wait_paused(child: &mut std::process::Child) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The exit code health must give: `want`, or worse when this machine's disk is itself low.
+pub fn expected_health(t: &TestDir, want: cachevault::health::Level) -> i32 {
+    let space = cachevault::fsutil::disk_space(t.path()).unwrap();
+    let disk = cachevault::health::disk_level(&space, &cachevault::health::Thresholds::default());
+    if disk > cachevault::health::Level::Ok {
+        eprintln!("note: the test file system is low on space ({space:?}): health reports it too");
+    }
+    want.max(disk).exit_code() as i32
+}
