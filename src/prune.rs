@@ -166,7 +166,12 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
     };
     let snapshots = listing.snapshots.len();
     let order: Vec<BlobId> = listing.snapshots.iter().map(|(id, _)| *id).collect();
-    let live = std::sync::Mutex::new(IdSet::default());
+    // Sized once for every indexed blob, the most it can hold: growing by doubling would
+    // hold the old table beside the new one at the peak.
+    let live = std::sync::Mutex::new(IdSet::with_capacity_and_hasher(
+        index.len(),
+        Default::default(),
+    ));
     let unindexed = std::sync::Mutex::new(IdMap::default());
     for (id, header) in &listing.snapshots {
         if let Some(b) = header.tree_blobs().find(|b| !index.contains(b)) {
@@ -274,7 +279,7 @@ pub fn prune(
         indexes,
         rebuilt,
         stale_indexes,
-        live,
+        mut live,
         snapshots,
     } = preflight(repo)?;
     let mut summary = PruneSummary {
@@ -284,10 +289,9 @@ pub fn prune(
         indexes_rebuilt: rebuilt,
         ..Default::default()
     };
-    let index = BlobIndex::of(&indexes);
 
-    // Which archive keeps each live blob: the first one holding it. Other copies are unused.
-    let mut owner: IdSet = IdSet::default();
+    // Which archive keeps each live blob: the first one holding it, which takes it out of
+    // the live set. Other copies are unused.
     let mut to_delete: Vec<&ArchiveIndex> = Vec::new();
     let mut to_repack: Vec<(&ArchiveIndex, Vec<usize>)> = Vec::new();
     let mut kept: Vec<&ArchiveIndex> = Vec::new();
@@ -297,7 +301,7 @@ pub fn prune(
         let mut total_bytes = 0u64;
         for (i, b) in idx.blobs.iter().enumerate() {
             total_bytes += b.length;
-            if live.contains(&b.id) && owner.insert(b.id) {
+            if live.remove(&b.id) {
                 keep.push(i);
                 used_bytes += b.length;
             }
@@ -318,6 +322,7 @@ pub fn prune(
             kept.push(idx);
         }
     }
+    drop(live);
     summary.archives_deleted = to_delete.len();
     summary.archives_repacked = to_repack.len();
     let freed_old: u64 = to_delete.iter().map(|i| i.size).sum::<u64>()
@@ -366,6 +371,8 @@ pub fn prune(
         let level = repo.config().zstd_level;
         let mut pack = PackWriter::new(repo);
         let mut builder = FrameBuilder::default();
+        // Built only now, for the repack alone, once the live set is freed.
+        let index = BlobIndex::of(&indexes);
         let mut reader = BlobReader::new(repo, &index);
         let result = (|| -> Result<()> {
             for (idx, keep) in &to_repack {

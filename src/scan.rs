@@ -125,6 +125,9 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
         .dedup_by(|later, first| later.path == first.path);
     out.link_keys.sort_unstable();
     out.link_keys.dedup();
+    // The list grew by doubling: up to half of it is room never used, held for the whole
+    // snapshot. Returning it is a remap of the same pages, not a copy.
+    out.entries.shrink_to_fit();
     out
 }
 
@@ -162,19 +165,26 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Walks the contents of the open folder at `rel`.
+    /// Walks the contents of the open folder at `rel`. Its names are stated a chunk at a
+    /// time as they are read: a folder of 100,000 files never holds all its names at once
+    /// beside their entries.
     fn folder(&mut self, fd: &rustix::fd::OwnedFd, rel: &RelPath) {
         let dir = match rustix::fs::Dir::read_from(fd) {
             Ok(d) => d,
             Err(e) => return self.problem(rel, e),
         };
-        let mut names = Vec::new();
+        let first = self.out.entries.len();
+        let mut names = Vec::with_capacity(STAT_CHUNK);
         for item in dir {
             match item {
                 Ok(de) => {
                     let name = de.file_name().to_bytes();
                     if name != b"." && name != b".." {
                         names.push(name.to_vec());
+                        if names.len() == STAT_CHUNK {
+                            self.stat_chunk(fd, rel, &names);
+                            names.clear();
+                        }
                     }
                 }
                 Err(e) => {
@@ -183,59 +193,72 @@ impl Walk<'_> {
                 }
             }
         }
-        self.names(fd, rel, &names);
+        self.stat_chunk(fd, rel, &names);
+        drop(names);
+        self.descend(fd, first);
     }
 
     /// States `names` of the open folder at `rel`, records them, and walks the folders
     /// among them.
     fn names(&mut self, fd: &rustix::fd::OwnedFd, rel: &RelPath, names: &[Vec<u8>]) {
-        use rayon::prelude::*;
         let first = self.out.entries.len();
         for chunk in names.chunks(STAT_CHUNK) {
-            let problems = std::sync::Mutex::new(Vec::new());
-            let stated: Vec<Stated> = chunk
-                .par_iter()
-                .enumerate()
-                .filter_map(|(i, name)| {
-                    let path = child(rel, name);
-                    if self.exclude == Some(&path) {
-                        let msg = format!("{}: the repository itself", self.abs(&path).display());
+            self.stat_chunk(fd, rel, chunk);
+        }
+        self.descend(fd, first);
+    }
+
+    /// States `chunk`, names of the open folder at `rel`, in parallel, and records them.
+    fn stat_chunk(&mut self, fd: &rustix::fd::OwnedFd, rel: &RelPath, chunk: &[Vec<u8>]) {
+        use rayon::prelude::*;
+        let problems = std::sync::Mutex::new(Vec::new());
+        let stated: Vec<Stated> = chunk
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let path = child(rel, name);
+                if self.exclude == Some(&path) {
+                    let msg = format!("{}: the repository itself", self.abs(&path).display());
+                    problems
+                        .lock()
+                        .expect("problem list lock is never poisoned")
+                        .push((i, (true, msg)));
+                    return None;
+                }
+                match stat_at(fd, self.root, path, name) {
+                    Ok(e) => Some(e),
+                    Err(p) => {
                         problems
                             .lock()
                             .expect("problem list lock is never poisoned")
-                            .push((i, (true, msg)));
-                        return None;
+                            .push((i, p));
+                        None
                     }
-                    match stat_at(fd, self.root, path, name) {
-                        Ok(e) => Some(e),
-                        Err(p) => {
-                            problems
-                                .lock()
-                                .expect("problem list lock is never poisoned")
-                                .push((i, p));
-                            None
-                        }
-                    }
-                })
-                .collect();
-            for (e, key) in stated {
-                if let Some(key) = key {
-                    self.out.link_keys.push((e.path.clone(), key));
                 }
-                self.out.entries.push(e);
+            })
+            .collect();
+        for (e, key) in stated {
+            if let Some(key) = key {
+                self.out.link_keys.push((e.path.clone(), key));
             }
-            let mut problems = problems
-                .into_inner()
-                .expect("problem list lock is never poisoned");
-            problems.sort_unstable_by_key(|(i, _)| *i);
-            for (_, (ignored, msg)) in problems {
-                if ignored {
-                    self.out.ignored.push(msg);
-                } else {
-                    self.out.errors.push(msg);
-                }
+            self.out.entries.push(e);
+        }
+        let mut problems = problems
+            .into_inner()
+            .expect("problem list lock is never poisoned");
+        problems.sort_unstable_by_key(|(i, _)| *i);
+        for (_, (ignored, msg)) in problems {
+            if ignored {
+                self.out.ignored.push(msg);
+            } else {
+                self.out.errors.push(msg);
             }
         }
+    }
+
+    /// Walks the folders among the entries recorded from `first` on: those of the open
+    /// folder `fd`.
+    fn descend(&mut self, fd: &rustix::fd::OwnedFd, first: usize) {
         let folders: Vec<RelPath> = self.out.entries[first..]
             .iter()
             .filter(|e| e.kind == EntryKind::Dir)

@@ -5,6 +5,7 @@
 //! streamed without being held (lists built on one base read together).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
@@ -204,9 +205,13 @@ pub fn create(
     for (idx, slot) in entries.iter_mut().enumerate() {
         let entry = slot.as_mut().expect("every walked entry is there");
         let stat = Stat::of_entry(entry);
-        // What a file's content gives, set once it is known (from the parent or read).
-        (entry.size, entry.ino, entry.ctime_ns) = (0, 0, 0);
         let kind = entry.kind;
+        // A file keeps its walked metadata until its content is known (from the parent or
+        // read): the files to read take it from there. Folders and symlinks record none of
+        // these.
+        if kind != EntryKind::File {
+            (entry.size, entry.ino, entry.ctime_ns) = (0, 0, 0);
+        }
         while link_keys.next_if(|(p, _)| *p < entry.path).is_some() {}
         let link_key = link_keys.next_if(|(p, _)| *p == entry.path).map(|(_, k)| k);
         // Set for regular files with more than one link only.
@@ -232,7 +237,6 @@ pub fn create(
                 followers.push(Follower {
                     idx,
                     first,
-                    stat,
                     prev: prev.filter(usable_file).map(|p| Prev::of(&p)),
                 });
             }
@@ -263,7 +267,6 @@ pub fn create(
                         healed += u64::from(unchanged);
                         to_read.push(ReadJob {
                             idx,
-                            stat,
                             had_prev: prev.is_some(),
                         });
                     }
@@ -301,7 +304,12 @@ pub fn create(
         repo,
         root: &root,
         known,
-        pending: Mutex::new(IdSet::default()),
+        // Sized once for the blobs the files to read will likely make: growing by doubling
+        // would hold the old table beside the new one, three times the room, at the peak.
+        pending: Mutex::new(IdSet::with_capacity_and_hasher(
+            likely_blobs(&to_read, &entries, &repo.config().chunker),
+            Default::default(),
+        )),
         dry_run: opts.dry_run,
         progress,
     };
@@ -318,8 +326,9 @@ pub fn create(
     // A hard link whose first path vanished or could not be read is read on its own.
     let orphans = link_followers(&followers, opts.rehash, &mut outcomes);
     read_round(&shared, &mut sink, &orphans, &mut outcomes)?;
-    // The reading plan is done with: freed before the entry list is written.
-    drop((orphans, followers, to_read));
+    // The reading plan and the blobs pending are done with: freed before the entry list is
+    // written and the archive's index sealed.
+    drop((orphans, followers, to_read, shared));
     // In place (an `Option<Entry>` is the size of an `Entry`): no second list.
     let mut slots = entries.iter();
     kept.retain(|_| slots.next().is_some_and(Option::is_some));
@@ -402,12 +411,11 @@ pub fn create(
     })
 }
 
-/// A file to read: the position of its entry, its metadata as walked, and whether the
-/// parent has its path.
+/// A file to read: the position of its entry (which holds its metadata as walked until it
+/// is read), and whether the parent has its path. 16 bytes a file to read.
 #[derive(Debug, Clone, Copy)]
 struct ReadJob {
     idx: usize,
-    stat: Stat,
     had_prev: bool,
 }
 
@@ -445,7 +453,6 @@ impl Prev {
 struct Follower {
     idx: usize,
     first: usize,
-    stat: Stat,
     /// What the parent says of it.
     prev: Option<Prev>,
 }
@@ -775,31 +782,33 @@ fn read_round(
         None => sink.insert(Sink::start(shared.repo, shared.dry_run)),
     };
     let progress = shared.progress;
-    let total: u64 = to_read.iter().map(|j| j.stat.size).sum();
+    let size = |j: &ReadJob| out.entries[j.idx].as_ref().map_or(0, |e| e.size);
+    let total: u64 = to_read.iter().map(size).sum();
     progress.start("snapshot", total);
-    let batches = batches(to_read);
+    let batches = batches(to_read, size);
     // Each batch's outcomes go into the entries as soon as it is read, so what is pending
     // stays bounded by the batches in flight. Messages keep their place in the plan, so
     // they read in path order whichever batch ends first.
     let applied = Mutex::new((&mut *out, Vec::<(usize, bool, String)>::new()));
     let lock = || applied.lock().expect("outcome lock is never poisoned");
     let result = batches.par_iter().try_for_each(|batch| -> Result<()> {
-        let paths: Vec<std::path::PathBuf> = {
+        // Each file's path, and its metadata as walked.
+        let files: Vec<(std::path::PathBuf, Stat)> = {
             let guard = lock();
             batch
-                .iter()
-                .map(|&r| {
+                .clone()
+                .map(|r| {
                     let e = guard.0.entries[to_read[r].idx]
                         .as_ref()
                         .expect("entry exists");
-                    shared.root.join(e.path.to_path())
+                    (shared.root.join(e.path.to_path()), Stat::of_entry(e))
                 })
                 .collect()
         };
-        let outcomes = read_batch(shared, &paths, to_read, batch, sink.tx.clone())?;
+        let outcomes = read_batch(shared, &files, batch.clone(), sink.tx.clone())?;
         let mut guard = lock();
         let (out, notes) = &mut *guard;
-        for ((read_no, outcome), abs) in outcomes.into_iter().zip(&paths) {
+        for ((read_no, outcome), (abs, _)) in outcomes.into_iter().zip(&files) {
             let job = to_read[read_no];
             match outcome {
                 FileOutcome::Stored { stat, hash, blobs } => {
@@ -869,7 +878,6 @@ fn link_followers(followers: &[Follower], rehash: bool, out: &mut Outcomes<'_>) 
         let Some(first) = out.entries[f.first].clone() else {
             orphans.push(ReadJob {
                 idx: f.idx,
-                stat: f.stat,
                 had_prev: f.prev.is_some(),
             });
             continue;
@@ -1076,38 +1084,55 @@ impl Sink {
     }
 }
 
-/// Splits the files to read into batches of neighbouring files (positions in `to_read`),
-/// so that files that sit together on disk share frames (good compression, cheap restores).
-fn batches(to_read: &[ReadJob]) -> Vec<Vec<usize>> {
+/// How many blobs reading `to_read` likely makes: one a file below the chunking threshold,
+/// one per average chunk (and one more) above it.
+fn likely_blobs(
+    to_read: &[ReadJob],
+    entries: &[Option<Entry>],
+    params: &crate::repo::ChunkerParams,
+) -> usize {
+    let avg = u64::from(params.avg_size).max(1);
+    to_read
+        .iter()
+        .filter_map(|j| entries[j.idx].as_ref())
+        .map(|e| match e.size < u64::from(params.threshold) {
+            true => 1,
+            false => 1 + (e.size / avg) as usize,
+        })
+        .sum()
+}
+
+/// Splits the files to read into batches of neighbouring files (ranges of positions in
+/// `to_read`; `size` gives a file's walked size), so that files that sit together on disk
+/// share frames (good compression, cheap restores).
+fn batches(to_read: &[ReadJob], size: impl Fn(&ReadJob) -> u64) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let mut cur = Vec::new();
+    let mut start = 0;
     let mut bytes = 0u64;
     for (i, job) in to_read.iter().enumerate() {
-        cur.push(i);
-        bytes += job.stat.size;
+        bytes += size(job);
         if bytes >= BATCH_BYTES {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
+            out.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
         }
     }
-    if !cur.is_empty() {
-        out.push(cur);
+    if start < to_read.len() {
+        out.push(start..to_read.len());
     }
     out
 }
 
-/// Reads the files of one batch (`paths` are theirs, in order); returns each outcome with
-/// its position in `to_read`.
+/// Reads the files of one batch (`files` are their paths and walked metadata, in order);
+/// returns each outcome with its position in `to_read`.
 fn read_batch(
     shared: &Shared<'_>,
-    paths: &[std::path::PathBuf],
-    to_read: &[ReadJob],
-    batch: &[usize],
+    files: &[(std::path::PathBuf, Stat)],
+    batch: Range<usize>,
     tx: SyncSender<CompressedFrame>,
 ) -> Result<Vec<(usize, FileOutcome)>> {
     let level = shared.repo.config().zstd_level;
     let mut builder = FrameBuilder::default();
-    let mut out = Vec::with_capacity(batch.len());
+    let mut out = Vec::with_capacity(files.len());
     let send = |builder: &mut FrameBuilder| -> Result<()> {
         let frame = if shared.dry_run {
             let f = builder.compress(1)?;
@@ -1122,9 +1147,9 @@ fn read_batch(
             Error::Invalid("archive writer stopped (see the error it reported)".into())
         })
     };
-    for (&read_no, abs) in batch.iter().zip(paths) {
+    for (read_no, (abs, walked)) in batch.zip(files) {
         crate::cancel::check()?;
-        let outcome = read_file(shared, abs, to_read[read_no].stat, &mut builder, &send)?;
+        let outcome = read_file(shared, abs, *walked, &mut builder, &send)?;
         out.push((read_no, outcome));
         crate::fault::pause("snapshot.reading");
     }

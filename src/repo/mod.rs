@@ -328,10 +328,16 @@ impl Repository {
 
     /// Seals a whole object (index, manifest, record, state) for where it goes; a plain
     /// repository stores the bytes as they are.
-    pub fn seal(&self, kind: ObjectKind, name: &str, plain: &[u8]) -> Vec<u8> {
+    pub fn seal<'a>(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        plain: &'a [u8],
+    ) -> std::borrow::Cow<'a, [u8]> {
         match &self.crypto {
-            None => plain.to_vec(),
-            Some(c) => c.seal(&Self::aad(kind, name), plain),
+            // Stored as it is: no copy of a large index or list.
+            None => std::borrow::Cow::Borrowed(plain),
+            Some(c) => std::borrow::Cow::Owned(c.seal(&Self::aad(kind, name), plain)),
         }
     }
 
