@@ -919,23 +919,29 @@ pub fn type_totals(
     entries: &[Entry],
     types: &[(String, RelPath)],
 ) -> std::collections::BTreeMap<String, crate::manifest::TypeTotals> {
-    let mut out: std::collections::BTreeMap<String, crate::manifest::TypeTotals> = types
-        .iter()
-        .map(|(n, _)| (n.clone(), Default::default()))
-        .collect();
+    // Counted by the type's position (no name copied, no map searched per file); the most
+    // specific folder holding a file is the deepest, the last named among equals.
+    let depths: Vec<usize> = types.iter().map(|(_, dir)| dir.depth()).collect();
+    let mut totals = vec![crate::manifest::TypeTotals::default(); types.len()];
     for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
         if crate::config::is_state_file(e.path.file_name()) {
             continue;
         }
         let owner = types
             .iter()
-            .filter(|(_, dir)| e.path.starts_with(dir))
-            .max_by_key(|(_, dir)| dir.depth());
-        if let Some((name, _)) = owner {
-            let t = out.entry(name.clone()).or_default();
-            t.files += 1;
-            t.bytes += e.size;
+            .enumerate()
+            .filter(|(_, (_, dir))| e.path.starts_with(dir))
+            .max_by_key(|(i, _)| depths[*i]);
+        if let Some((i, _)) = owner {
+            totals[i].files += 1;
+            totals[i].bytes += e.size;
         }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for ((name, _), t) in types.iter().zip(totals) {
+        let sum: &mut crate::manifest::TypeTotals = out.entry(name.clone()).or_default();
+        sum.files += t.files;
+        sum.bytes += t.bytes;
     }
     out
 }
