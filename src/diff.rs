@@ -158,8 +158,8 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
                 size_after: eb.size,
                 hash_before: ea.hash,
                 hash_after: eb.hash,
-                target_before: ea.target.clone(),
-                target_after: eb.target.clone(),
+                target_before: ea.target.as_deref().cloned(),
+                target_after: eb.target.as_deref().cloned(),
             });
             continue;
         }

@@ -174,7 +174,7 @@ pub fn versions_of(snapshots: &[(BlobId, Manifest)], query: &Query) -> Vec<Versi
                 kind: e.kind,
                 size: e.size,
                 hash: e.hash,
-                target: e.target.clone(),
+                target: e.target.as_deref().cloned(),
                 mode: e.mode,
                 mtime_ns: e.mtime_ns,
                 changed: false,

@@ -308,9 +308,10 @@ pub struct Entry {
     /// Content blobs in order (files); empty for an empty file.
     #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
     pub blobs: Blobs,
-    /// Link target (symlinks), exact bytes.
+    /// Link target (symlinks), exact bytes. Boxed: one pointer in every entry, since most
+    /// entries are files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<RelPath>,
+    pub target: Option<Box<RelPath>>,
     /// Hard link (files; added in manifest version 2, optional): the path of the first entry
     /// of this file's group of hard links. The entry still carries its own size, hash and
     /// blobs, the same as that entry's, so a reader that ignores `link` restores a copy.
@@ -469,7 +470,7 @@ struct StoredEntry<'a> {
     #[serde(skip_serializing_if = "<[BlobId]>::is_empty")]
     blobs: &'a [BlobId],
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: &'a Option<RelPath>,
+    target: &'a Option<Box<RelPath>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     link: &'a Option<Box<RelPath>>,
 }
@@ -1422,7 +1423,7 @@ mod tests {
             EntryKind::Symlink => {
                 (e.size, e.hash) = (0, None);
                 e.blobs.clear();
-                e.target = Some(RelPath::from("elsewhere"));
+                e.target = Some(Box::new(RelPath::from("elsewhere")));
             }
         }
         e

@@ -169,7 +169,7 @@ fn walked(path: RelPath, kind: EntryKind, stat: Stat, target: Option<RelPath>) -
         ctime_ns: stat.ctime_ns,
         hash: None,
         blobs: Default::default(),
-        target,
+        target: target.map(Box::new),
         link: None,
     }
 }

@@ -132,7 +132,7 @@ fn tampered_manifests_are_refused_as_corruption() {
     link.size = 0;
     link.hash = None;
     link.blobs.clear();
-    link.target = Some(RelPath::from(elsewhere.to_str().unwrap()));
+    link.target = Some(Box::new(RelPath::from(elsewhere.to_str().unwrap())));
     let mut bigger = a.clone();
     bigger.size += 1000;
     let mut smaller = b.clone();
@@ -483,7 +483,7 @@ fn restore_never_writes_through_symlinks_already_in_the_target() {
     link.size = 0;
     link.hash = None;
     link.blobs.clear();
-    link.target = Some(RelPath::from("a.json"));
+    link.target = Some(Box::new(RelPath::from("a.json")));
     let mut deep = f.entry("sub");
     deep.path = RelPath::from("deep");
     let mut inner = f.entry("sub");
