@@ -708,37 +708,60 @@ fn compose_changes(
         .map(|(e, _)| e);
     let mut gones = base.removed;
     gones.extend(gone);
-    if puts.clone().count() + gones.len() > limit {
+    let ours = puts.clone().count() + gones.len();
+    if ours > limit {
         return None;
     }
     gones.sort_unstable();
-    let ours = merge_by_path(
-        puts.map(|e| Change::Put(e.clone())),
-        gones.into_iter().map(Change::Gone),
-    );
-    // Ours first: where both name a path, this snapshot's change replaces the parent's.
-    let all = merge_by_path(ours.into_iter(), base.changes.iter().cloned());
+    // The parent's changes are moved, not copied, once its reader has let them go.
+    let theirs =
+        std::sync::Arc::try_unwrap(base.changes).unwrap_or_else(|shared| (*shared).clone());
+    // One list, sized once for the most it can hold, merged as the three sorted lists
+    // stream by: no intermediate list, no doubling. Ours first: where both name a path,
+    // this snapshot's change replaces the parent's.
+    let mut all = Vec::with_capacity(ours + theirs.len());
+    all.extend(MergeByPath::new(
+        MergeByPath::new(
+            puts.map(|e| Change::Put(e.clone())),
+            gones.into_iter().map(Change::Gone),
+        ),
+        theirs.into_iter(),
+    ));
     (all.len() <= limit).then_some((base.tree, all))
 }
 
-/// Two change lists sorted by path, as one; where both name a path, `a`'s change is kept.
-fn merge_by_path(a: impl Iterator<Item = Change>, b: impl Iterator<Item = Change>) -> Vec<Change> {
-    let mut out = Vec::new();
-    let mut a = a.peekable();
-    let mut b = b.peekable();
-    loop {
-        let order = match (a.peek(), b.peek()) {
+/// Two lists of changes sorted by path, merged into one sorted list; where both name a
+/// path, the first list's change is kept.
+struct MergeByPath<A: Iterator<Item = Change>, B: Iterator<Item = Change>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = Change>, B: Iterator<Item = Change>> MergeByPath<A, B> {
+    fn new(a: A, b: B) -> Self {
+        MergeByPath {
+            a: a.peekable(),
+            b: b.peekable(),
+        }
+    }
+}
+
+impl<A: Iterator<Item = Change>, B: Iterator<Item = Change>> Iterator for MergeByPath<A, B> {
+    type Item = Change;
+
+    fn next(&mut self) -> Option<Change> {
+        let order = match (self.a.peek(), self.b.peek()) {
             (Some(x), Some(y)) => x.path().cmp(y.path()),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => return out,
+            (None, None) => return None,
         };
         match order {
-            std::cmp::Ordering::Less => out.extend(a.next()),
-            std::cmp::Ordering::Greater => out.extend(b.next()),
+            std::cmp::Ordering::Less => self.a.next(),
+            std::cmp::Ordering::Greater => self.b.next(),
             std::cmp::Ordering::Equal => {
-                out.extend(a.next());
-                b.next();
+                self.b.next();
+                self.a.next()
             }
         }
     }
