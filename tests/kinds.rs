@@ -482,13 +482,12 @@ fn health_and_metrics_use_the_last_backup() {
         0,
     );
     // Daily backups, the last one three days old: a warning, whatever the clear just took.
-    let health = json_cfg(&cfg, &["health"], 1);
-    let backup_reason = health["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == "backup")
-        .unwrap_or_else(|| panic!("{health}"));
+    let health = json_cfg(
+        &cfg,
+        &["health"],
+        expected_health(&t, cachevault::health::Level::Warning),
+    );
+    let backup_reason = health_reason(&health, "backup");
     assert!(
         backup_reason["message"].as_str().unwrap().contains("3d"),
         "{backup_reason}"

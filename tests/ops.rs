@@ -622,15 +622,8 @@ fn health_exit_codes_follow_backup_age() {
     json_cfg(&cfg, &["snapshot", "--time", &ago(3)], 0);
     let h = json_cfg(&cfg, &["health"], expected_health_cfg(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "backup")], "{h}");
-    // The backup finding, wherever it sits: a machine low on space puts disk findings first.
-    let backup = h["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == "backup")
-        .unwrap_or_else(|| panic!("no backup finding: {h}"));
     assert!(
-        backup["message"]
+        health_reason(&h, "backup")["message"]
             .as_str()
             .unwrap()
             .contains("last successful backup was 3d"),
@@ -675,12 +668,7 @@ fn health_warns_about_a_failed_operation_until_it_succeeds() {
     json(&repo, &["snapshot", s(&t.join("missing"))], 2);
     let h = json(&repo, &["health"], expected_health(&t, Level::Warning));
     assert_eq!(checks_with_reasons(&h), [pair("warning", "journal")], "{h}");
-    let msg = h["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == "journal")
-        .unwrap()["message"]
+    let msg = health_reason(&h, "journal")["message"]
         .as_str()
         .unwrap()
         .to_string();

@@ -381,3 +381,14 @@ pub fn expected_health(t: &TestDir, want: cachevault::health::Level) -> i32 {
     }
     want.max(disk).exit_code() as i32
 }
+
+/// The finding of `check` in a health document, wherever it sits (a machine low on space
+/// puts disk findings first).
+pub fn health_reason<'a>(doc: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    doc["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding: {doc}"))
+}
