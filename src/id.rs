@@ -73,39 +73,42 @@ pub struct ParseIdError(pub String);
 impl FromStr for BlobId {
     type Err = ParseIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = s.as_bytes();
-        if bytes.len() != 64 {
-            return Err(ParseIdError(s.to_string()));
-        }
-        let mut out = [0u8; 32];
-        let mut bad = 0u8;
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let (hi, lo) = (UNHEX[pair[0] as usize], UNHEX[pair[1] as usize]);
-            bad |= (hi | lo) & 0x80;
-            out[i] = (hi << 4) | (lo & 15);
-        }
-        if bad != 0 {
-            return Err(ParseIdError(s.to_string()));
-        }
-        Ok(BlobId(out))
+        BlobId::from_hex(s.as_bytes()).ok_or_else(|| ParseIdError(s.to_string()))
     }
 }
 
-/// Lower-case hex digit values; 0x80 marks anything else.
-const UNHEX: [u8; 256] = {
-    let mut t = [0x80u8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
+impl BlobId {
+    /// Decodes 64 lower-case hex digits; None for anything else. Eight digits at a time,
+    /// as one 64-bit word (each byte checked to be a digit, then turned into its value and
+    /// paired with its neighbour), not one table lookup a digit: every index file and
+    /// entry list holds an id or more a line.
+    pub fn from_hex(hex: &[u8]) -> Option<BlobId> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = ONES * 0x80;
+        let hex: &[u8; 64] = hex.try_into().ok()?;
+        let mut out = [0u8; 32];
+        let mut bad = 0u64;
+        for (digits, bytes) in hex.chunks_exact(8).zip(out.chunks_exact_mut(4)) {
+            let x = u64::from_le_bytes(digits.try_into().expect("eight digits"));
+            // For bytes below 0x80 (others are bad whatever follows), neither sum nor
+            // difference carries into the next byte: the high bit of each byte says
+            // whether it is at least `lo`, or at most `hi`.
+            let at_least = |lo: u64| x.wrapping_add(ONES * (0x80 - lo)) & HIGH;
+            let at_most = |hi: u64| (ONES * (0x80 + hi)).wrapping_sub(x) & HIGH;
+            let digit = at_least(u64::from(b'0')) & at_most(u64::from(b'9'));
+            let letter = at_least(u64::from(b'a')) & at_most(u64::from(b'f'));
+            bad |= (x & HIGH) | ((digit | letter) ^ HIGH);
+            // A digit's value is its low four bits, plus 9 for a letter (bit 6 set).
+            let v = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+            // Each even byte takes the next as its low half; then the even bytes close up.
+            let w = ((v << 4) | (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+            let w = (w | (w >> 8)) & 0x0000_ffff_0000_ffff;
+            let w = (w | (w >> 16)) as u32;
+            bytes.copy_from_slice(&w.to_le_bytes());
+        }
+        (bad == 0).then_some(BlobId(out))
     }
-    let mut j = 0;
-    while j < 6 {
-        t[b'a' as usize + j] = 10 + j as u8;
-        j += 1;
-    }
-    t
-};
+}
 
 /// Hasher for maps keyed by [`BlobId`]: the id is already a uniform hash, so its first
 /// eight bytes are used as is (much cheaper than SipHash over 32 bytes).
@@ -140,10 +143,30 @@ impl Serialize for BlobId {
     }
 }
 
+/// Reads an id from a string's bytes as they stand in the text: no UTF-8 check and no
+/// copy, since an id is 64 ASCII hex digits (a string with escapes in it is not one).
+struct IdVisitor;
+
+impl serde::de::Visitor<'_> for IdVisitor {
+    type Value = BlobId;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a 64-character hex id")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<BlobId, E> {
+        BlobId::from_hex(v)
+            .ok_or_else(|| E::custom(ParseIdError(String::from_utf8_lossy(v).into_owned())))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BlobId, E> {
+        self.visit_bytes(v.as_bytes())
+    }
+}
+
 impl<'de> Deserialize<'de> for BlobId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_bytes(IdVisitor)
     }
 }
 
@@ -160,5 +183,60 @@ mod tests {
         assert!(id.to_hex().to_uppercase().parse::<BlobId>().is_err());
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
+        // From a parsed value too (its strings are owned), and the culprit named.
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::from_value::<BlobId>(value).unwrap(), id);
+        let bad = format!("\"{}g\"", &id.to_hex()[..63]);
+        let err = serde_json::from_str::<BlobId>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("g\" is not a 64-character hex id"), "{err}");
+        assert!(serde_json::from_str::<BlobId>("[1, 2]").is_err());
+    }
+
+    /// Reference decoding: a pair of lower-case hex digits at a time.
+    fn unhex_pairs(s: &[u8]) -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        if s.len() != 64 {
+            return None;
+        }
+        for (o, pair) in out.iter_mut().zip(s.chunks(2)) {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            *o = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        /// Every id's hex decodes back to it.
+        #[test]
+        fn hex_of_any_id_decodes_to_it(bytes in proptest::array::uniform32(0u8..)) {
+            let id = BlobId(bytes);
+            proptest::prop_assert_eq!(BlobId::from_hex(id.to_hex().as_bytes()), Some(id));
+        }
+
+        /// Digits changed to any byte (the neighbours of the digit ranges, upper case,
+        /// bytes above 0x7f) decode as a pair at a time would, or not at all.
+        #[test]
+        fn any_64_bytes_decode_as_pairs_would(
+            bytes in proptest::array::uniform32(0u8..),
+            changes in proptest::collection::vec(
+                (0usize..64, proptest::prop_oneof![
+                    proptest::sample::select(b"/09:@AF`afg\x7f\x80\xb0\xe6\xff\x00".to_vec()),
+                    0u8..,
+                ]),
+                0..4,
+            ),
+        ) {
+            let mut hex = BlobId(bytes).to_hex().into_bytes();
+            for (at, b) in changes {
+                hex[at] = b;
+            }
+            proptest::prop_assert_eq!(BlobId::from_hex(&hex).map(|id| id.0), unhex_pairs(&hex));
+        }
     }
 }
