@@ -70,6 +70,27 @@ pub struct ScanResult {
 /// folders of each include so a restore can recreate them. `exclude` (the repository) is
 /// skipped with its contents.
 pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanResult {
+    let (mut out, tree) = walk_all(root, includes, exclude);
+    // Bytewise path order: deterministic, and every folder precedes its contents. Includes
+    // that overlap (a folder and one inside it) walk a path twice: sorted whole, and kept
+    // once.
+    sort_by_path(&mut out.entries, tree.as_deref());
+    drop(tree);
+    out.entries
+        .dedup_by(|later, first| later.path == first.path);
+    out.entries.shrink_to_fit();
+    out.link_keys.sort_unstable();
+    out.link_keys.dedup();
+    out
+}
+
+/// The walk of [`scan`], its entries in the order walked, and the folders they make when
+/// they make one tree: the folders walked, and those the includes' entries sit in.
+fn walk_all(
+    root: &Path,
+    includes: &[RelPath],
+    exclude: Option<&Path>,
+) -> (ScanResult, Option<Vec<Folder>>) {
     let mut out = ScanResult::default();
     // The repository, as a path below the root, when it lies inside.
     let exclude_rel = exclude
@@ -84,6 +105,10 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
     } else {
         includes
     };
+    // Entries put in by the list of includes, not read from a folder: ancestors (each
+    // once) and the includes themselves.
+    let mut listed: Vec<u32> = Vec::new();
+    let mut ancestors: std::collections::HashSet<Vec<u8>> = Default::default();
     for inc in includes {
         // Ancestor folders of the include (not the root itself).
         let comps: Vec<&[u8]> = if inc.0.is_empty() {
@@ -93,7 +118,11 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
         };
         for i in 1..comps.len() {
             let rel = RelPath(comps[..i].join(&b'/'));
+            if !ancestors.insert(rel.0.clone()) {
+                continue;
+            }
             if let Ok(m) = std::fs::symlink_metadata(root.join(rel.to_path())) {
+                listed.push(position(out.entries.len()));
                 out.entries
                     .push(walked(rel, EntryKind::Dir, Stat::of(&m), None));
             }
@@ -116,35 +145,92 @@ pub fn scan(root: &Path, includes: &[RelPath], exclude: Option<&Path>) -> ScanRe
                 None => (RelPath::default(), &inc.0[..]),
             };
             let opened = open_dir(rustix::fs::CWD, root.join(parent.to_path()));
+            let at = walk.out.entries.len();
             match opened {
                 Ok(fd) => walk.names(&fd, &parent, &[name.to_vec()]),
                 Err(e) => walk.problem(inc, e),
             }
+            if out.entries.get(at).is_some_and(|e| e.path == *inc) {
+                listed.push(position(at));
+            }
         }
     }
-    // Bytewise path order: deterministic, and every folder precedes its contents. A walk of
-    // the whole root is one tree of folders, ordered folder by folder; includes that
-    // overlap (a folder and one inside it, or shared ancestors) walk a path twice: sorted
-    // whole, and kept once.
+    drop(ancestors);
     // The list grew by doubling: up to half of it is room never used, held for the whole
     // snapshot. Returning it is a remap of the same pages, not a copy.
     out.entries.shrink_to_fit();
-    let whole_root = includes.len() == 1 && includes[0].0.is_empty();
-    sort_by_path(&mut out.entries, whole_root.then_some(&folders[..]));
-    drop(folders);
-    out.entries
-        .dedup_by(|later, first| later.path == first.path);
-    out.entries.shrink_to_fit();
-    out.link_keys.sort_unstable();
-    out.link_keys.dedup();
-    out
+    let tree = if listed.is_empty() {
+        Some(folders)
+    } else {
+        listed_folders(&out.entries, listed).map(|mut tree| {
+            tree.extend(folders);
+            tree
+        })
+    };
+    (out, tree)
 }
 
-/// One folder walked: the entry of the folder itself (none for the folder a walk starts
-/// at), and the range of entries that are its names, in the order walked.
+/// One folder walked: the entry of the folder itself (none for the root), and the entries
+/// that are its names.
 struct Folder {
     dir: Option<u32>,
-    names: Range<usize>,
+    names: Names,
+}
+
+/// A folder's entries: a range of them (a folder read whole), or the positions of those the
+/// list of includes put there (ancestors and includes).
+enum Names {
+    Read(Range<usize>),
+    Listed(Vec<u32>),
+}
+
+impl Names {
+    fn positions(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+        let (read, listed) = match self {
+            Names::Read(r) => (r.clone(), &[][..]),
+            Names::Listed(l) => (0..0, &l[..]),
+        };
+        read.chain(listed.iter().map(|&i| i as usize))
+    }
+}
+
+/// An entry's position, as the sort keeps it.
+fn position(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 entries")
+}
+
+/// The folders that the entries put in by a list of includes (`listed`: ancestors and the
+/// includes themselves) sit in, the root first. None when one is not below a listed folder
+/// or two share a path: not one tree.
+fn listed_folders(entries: &[Entry], listed: Vec<u32>) -> Option<Vec<Folder>> {
+    let mut dirs: HashMap<&[u8], u32> = HashMap::new();
+    for &i in &listed {
+        let e = &entries[i as usize];
+        if e.kind == EntryKind::Dir && dirs.insert(&e.path.0, i).is_some() {
+            return None;
+        }
+    }
+    let mut groups: HashMap<Option<u32>, Vec<u32>> = HashMap::new();
+    for &i in &listed {
+        let path = &entries[i as usize].path.0;
+        let parent = &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0)];
+        let dir = if parent.is_empty() {
+            None
+        } else {
+            Some(*dirs.get(parent)?)
+        };
+        groups.entry(dir).or_default().push(i);
+    }
+    let root = groups.remove(&None)?;
+    let mut folders = vec![Folder {
+        dir: None,
+        names: Names::Listed(root),
+    }];
+    folders.extend(groups.into_iter().map(|(dir, names)| Folder {
+        dir,
+        names: Names::Listed(names),
+    }));
+    Some(folders)
 }
 
 /// Sorts entries bytewise by path.
@@ -231,21 +317,19 @@ impl Item {
 /// The items of the folder whose names are `names`, sorted. They are ordered first by the
 /// eight bytes of their paths after the part all share, read as a number: a small array
 /// that stays in cache, with a whole path compared only where those bytes are equal.
-fn folder_items(entries: &[Entry], names: &Range<usize>, below: &HashMap<u32, u32>) -> Vec<Item> {
-    let Some(first) = entries.get(names.start) else {
+fn folder_items(entries: &[Entry], names: &Names, below: &HashMap<u32, u32>) -> Vec<Item> {
+    let Some(first) = names.positions().next().and_then(|i| entries.get(i)) else {
         return Vec::new();
     };
-    let shared = entries[names.clone()]
-        .iter()
-        .fold(first.path.0.len(), |n, e| {
-            first.path.0[..n]
-                .iter()
-                .zip(&e.path.0)
-                .take_while(|(a, b)| a == b)
-                .count()
-        });
-    let mut items = Vec::with_capacity(names.len());
-    for at in names.clone() {
+    let shared = names.positions().fold(first.path.0.len(), |n, i| {
+        first.path.0[..n]
+            .iter()
+            .zip(&entries[i].path.0)
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    let mut items = Vec::with_capacity(names.positions().size_hint().0);
+    for at in names.positions() {
         let path = &entries[at].path.0;
         let at = at as u32;
         items.push(Item {
@@ -367,7 +451,7 @@ impl Walk<'_> {
         drop(names);
         self.folders.push(Folder {
             dir,
-            names: first..self.out.entries.len(),
+            names: Names::Read(first..self.out.entries.len()),
         });
         self.descend(fd, first);
     }
@@ -628,7 +712,7 @@ mod tests {
             }
             folders.push(Folder {
                 dir,
-                names: first..entries.len(),
+                names: Names::Read(first..entries.len()),
             });
             for at in first..entries.len() {
                 if entries[at].kind == EntryKind::Dir {
@@ -687,7 +771,9 @@ mod tests {
         assert_eq!(got, want);
         // A folder whose names were not all walked: an entry is left out, sorted whole.
         let (entries, mut folders) = as_walked(&["b/x".to_string(), "b/z".to_string()]);
-        folders[1].names.end -= 1;
+        if let Names::Read(names) = &mut folders[1].names {
+            names.end -= 1;
+        }
         assert!(tree_order(&entries, &folders).is_none());
     }
 
@@ -756,6 +842,77 @@ mod tests {
         assert_eq!(key("a-b/y.json"), None);
         assert_eq!(r.link_keys.len(), 2);
         assert_eq!(get("a").kind, EntryKind::Dir);
+    }
+
+    /// The paths of `entries` in the order `tree` gives, and sorted.
+    fn tree_and_sorted(entries: &[Entry], tree: &[Folder]) -> (Vec<String>, Vec<String>) {
+        let order = tree_order(entries, tree).expect("one tree covers every entry");
+        let got = order
+            .iter()
+            .map(|&i| entries[i as usize].path.display())
+            .collect();
+        let mut want: Vec<String> = entries.iter().map(|e| e.path.display()).collect();
+        want.sort();
+        (got, want)
+    }
+
+    #[test]
+    fn includes_that_do_not_overlap_are_ordered_folder_by_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        for d in ["F/amazon", "F/ai", "F/ai-x", "F/a", "cached/s1", "cached-b"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in [
+            "F/amazon/p1.json",
+            "F/amazon/p-2.json",
+            "F/ai/a.json",
+            "F/ai-x/b.json",
+            "F/a/c.json",
+            "cached/s1/page.json",
+            "cached-b/q.json",
+            "x_state.json",
+            "F/map.json",
+        ] {
+            fs::write(root.join(f), b"{}").unwrap();
+        }
+        let inc = |p: &str| RelPath(p.as_bytes().to_vec());
+        let includes = [
+            inc("F/amazon"),
+            inc("F/ai"),
+            inc("F/ai-x"),
+            inc("F/map.json"),
+            inc("cached"),
+            inc("cached-b"),
+            inc("x_state.json"),
+        ];
+        let (walked, tree) = walk_all(root, &includes, None);
+        let tree = tree.expect("includes that do not overlap make one tree");
+        let (got, want) = tree_and_sorted(&walked.entries, &tree);
+        assert_eq!(got, want);
+        assert_eq!(
+            walked
+                .entries
+                .iter()
+                .filter(|e| e.path.display() == "F")
+                .count(),
+            1,
+            "an ancestor of several includes is walked once"
+        );
+        assert!(
+            !got.iter().any(|p| p.starts_with("F/a/")),
+            "F/a is not included"
+        );
+        let r = scan(root, &includes, None);
+        assert_eq!(paths(&r), want);
+        // Overlapping includes walk a path twice: no tree, sorted whole and kept once.
+        let overlapping = [inc("F"), inc("F/ai/a.json")];
+        let (walked, tree) = walk_all(root, &overlapping, None);
+        assert!(tree.is_none_or(|t| tree_order(&walked.entries, &t).is_none()));
+        let r = scan(root, &overlapping, None);
+        let ps = paths(&r);
+        assert!(ps.windows(2).all(|w| w[0] < w[1]), "{ps:?}");
+        assert!(ps.contains(&"F/ai/a.json".to_string()));
     }
 
     #[test]
