@@ -143,8 +143,9 @@ impl Serialize for BlobId {
     }
 }
 
-/// Reads an id from a string's bytes as they stand in the text: no UTF-8 check and no
-/// copy, since an id is 64 ASCII hex digits (a string with escapes in it is not one).
+/// Reads an id from a string's bytes (`deserialize_bytes`): no UTF-8 check, and no copy
+/// unless the string holds escapes (serde_json still resolves them), since an id is 64
+/// ASCII hex digits.
 struct IdVisitor;
 
 impl serde::de::Visitor<'_> for IdVisitor {
