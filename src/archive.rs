@@ -19,11 +19,14 @@ pub const INDEX_VERSION: u32 = 1;
 /// Tar block size; frozen by POSIX.
 const BLOCK: usize = 512;
 /// Raw bytes gathered before a frame is closed: big enough for zstd to find the repetition
-/// between neighbouring JSON files, small enough that reading one blob stays cheap.
-pub const FRAME_TARGET: usize = 256 * 1024;
+/// between neighbouring JSON files, small enough that reading one blob stays cheap and a
+/// damaged frame loses few files. At 512 KiB the FBA tree stores in 0.84x the time at level
+/// 1 that 256 KiB took at level 3, within 0.3% of its size; 1 MiB was 1% smaller still,
+/// for twice the files lost to a damaged frame.
+pub const FRAME_TARGET: usize = 512 * 1024;
 /// Largest decompression window accepted (128 MiB): a hostile frame cannot demand more.
 const WINDOW_LOG_MAX: u32 = 27;
-/// Largest decompressed frame accepted (128 MiB). The writer closes a frame at 256 KiB plus
+/// Largest decompressed frame accepted (128 MiB). The writer closes a frame at 512 KiB plus
 /// one blob (at most the chunker's 1 MiB), so this is far above anything it produces, and it
 /// bounds the buffer a hostile index can make a reader allocate; frozen for format v1.
 pub const MAX_FRAME_RAW: u64 = 128 << 20;
