@@ -230,6 +230,7 @@ pub fn restore_in_place(
             exact: true,
             dry_run: false,
             guard: Some(guard),
+            window: 0,
         },
         progress,
     )?;

@@ -621,6 +621,7 @@ pub fn undo(
                     .collect(),
                 dry_run: false,
                 guard: Some(guard),
+                window: 0,
             },
             progress,
         )?;

@@ -1,9 +1,10 @@
-//! Verified restore: plan the entries, create folders beneath the target without following
-//! symlinks, write each file to a temp name while hashing it, compare with the manifest,
-//! and only then rename into place; hard links of a file restored in the same run are
-//! linked to it; folder metadata last. Aligned blocks of zeros are never written, so sparse
-//! files stay sparse. Into an empty target, files are created at their names (O_EXCL) under
-//! a marker that only a crash leaves behind.
+//! Verified restore: work through the entries in windows (the list whole, or read as it
+//! goes), create folders beneath the target without following symlinks, write each file to
+//! a temp name while hashing it, compare with the manifest, and only then rename into place;
+//! hard links of a file restored in the same run are linked to it; folder metadata last.
+//! Aligned blocks of zeros are never written, so sparse files stay sparse. Into an empty
+//! target, files are created at their names (O_EXCL) under a marker that only a crash
+//! leaves behind.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +39,9 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Checked right before each file replaces its destination.
     pub guard: Option<Guard>,
+    /// Entries a streamed restore ([`restore_streamed`]) works through at once: more holds
+    /// more in memory, fewer gives the readers less to share; 0 is [`WINDOW_ENTRIES`].
+    pub window: usize,
 }
 
 impl std::fmt::Debug for RestoreOptions {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for RestoreOptions {
             .field("exact", &self.exact)
             .field("dry_run", &self.dry_run)
             .field("guard", &self.guard.is_some())
+            .field("window", &self.window)
             .finish()
     }
 }
@@ -137,157 +142,505 @@ pub fn restore_with(
     restore_from(repo, Some(index), manifest, target, opts, progress)
 }
 
-fn restore_from<'m>(
+/// Entries a streamed restore works through at once ([`restore_streamed`]): their folders
+/// are made, their files written in storage order in parallel, their hard links linked,
+/// before the next are decoded. About 1.5 MiB of entries, and room for a dozen work units.
+pub const WINDOW_ENTRIES: usize = 8_192;
+
+/// Restores snapshot `id`, whose header is `header`, into `target`, decoding its entry list
+/// as it goes, a window of [`RestoreOptions::window`] entries at a time: memory does not grow with the list. Each entry
+/// is checked as a whole list is before its window is written. Damage found in the list
+/// stops the restore at the window it lies in: every file written before is complete and
+/// verified (folder metadata and the marker are settled as at a normal end), and the
+/// damage is the error.
+///
+/// # Errors
+/// As [`restore`], and damage to the entry list ([`Error::Corrupt`]).
+pub fn restore_streamed(
     repo: &Repository,
-    index: Option<&BlobIndex>,
-    manifest: &'m Manifest,
+    index: std::sync::Arc<BlobIndex>,
+    id: BlobId,
+    header: &Manifest,
     target: &Path,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    // An entry is selected when it, or one of its folders, is named: a set lookup per
-    // component, so naming tens of thousands of files costs no more than naming one.
-    let named: HashSet<&[u8]> = opts.paths.iter().map(|p| p.as_bytes()).collect();
-    let selected: Vec<&'m Entry> = manifest
-        .entries
-        .iter()
-        .filter(|e| {
-            named.is_empty()
-                || named.contains(e.path.as_bytes())
-                || (!opts.exact && named.contains(&b""[..]))
-                || !opts.exact
-                    && e.path
-                        .as_bytes()
-                        .iter()
-                        .enumerate()
-                        .any(|(i, &b)| b == b'/' && named.contains(&e.path.as_bytes()[..i]))
-        })
-        .collect();
-    if !opts.paths.is_empty() && selected.is_empty() {
-        let wanted: Vec<String> = opts.paths.iter().map(|p| p.display()).collect();
-        return Err(Error::Invalid(format!(
-            "no entry of the snapshot matches {}",
-            wanted.join(", ")
-        )));
-    }
-    for e in &selected {
-        e.path.check_safe()?;
-    }
-    let mut summary = RestoreSummary::default();
-    if opts.dry_run {
-        let (linked, _) = split_links(selected.clone());
-        summary.links = linked.len() as u64;
-        let linked: HashSet<&RelPath> = linked.iter().map(|e| &e.path).collect();
-        for e in &selected {
-            match e.kind {
-                EntryKind::File => {
-                    summary.files += 1;
-                    if !linked.contains(&e.path) {
-                        summary.bytes += e.size;
+    let mut stream = crate::snapshot::EntryStream::start(repo, index.clone(), id, header)?;
+    // The bar's total, when the whole snapshot is restored; a filtered one counts up.
+    let total = if opts.paths.is_empty() {
+        header.summary.bytes_total
+    } else {
+        0
+    };
+    let mut run = Run::new(repo, &index, target, opts, progress, total);
+    let size = if opts.window == 0 {
+        WINDOW_ENTRIES
+    } else {
+        opts.window
+    };
+    let mut window: Vec<Entry> = Vec::new();
+    let failed = loop {
+        match stream.next_batch() {
+            Some(Ok(batch)) => {
+                if window.is_empty() {
+                    window = batch;
+                } else {
+                    window.extend(batch);
+                }
+                let mut done = 0;
+                let mut stop = None;
+                while window.len() - done >= size {
+                    if let Err(e) = run.window(&window[done..done + size], false) {
+                        stop = Some(Some(e));
+                        break;
+                    }
+                    done += size;
+                    // A signal: stop between windows; `finish` reports the interruption.
+                    if crate::cancel::requested().is_some() {
+                        stop = Some(None);
+                        break;
                     }
                 }
-                EntryKind::Dir => summary.dirs += 1,
-                EntryKind::Symlink => summary.symlinks += 1,
-            }
-        }
-        return Ok(summary);
-    }
-    let mut fresh = opts.guard.is_none()
-        && !selected
-            .iter()
-            .any(|e| e.path.as_bytes() == RESTORE_MARKER.as_bytes());
-    if let Ok(m) = fs::symlink_metadata(target) {
-        if !m.is_dir() && !m.file_type().is_symlink() {
-            return Err(Error::Invalid(format!(
-                "restore target {} exists and is not a folder",
-                target.display()
-            )));
-        }
-        fresh &= m.is_dir()
-            && fs::read_dir(target)
-                .map_err(Error::io(target))?
-                .next()
-                .is_none();
-    } else {
-        crate::fsutil::create_private_dir(target)?;
-    }
-    let target = target.canonicalize().map_err(Error::io(target))?;
-    let umask = if fresh { creation_umask(&target) } else { None };
-    let marker = target.join(RESTORE_MARKER);
-    if fresh {
-        // Into an empty folder files are created at their own names (see `restore_file`);
-        // until the run ends, this file says that one of them may be cut short by a crash.
-        fs::write(
-            &marker,
-            "a cachevault restore into this folder has not finished: a file here may be incomplete. \
-             Restore again into this folder: every file is then written anew and verified.\n",
-        )
-        .map_err(Error::io(&marker))?;
-    }
-
-    // Folders first (manifest order is pre-order), then the parents of everything else;
-    // each folder is created or checked once, refusing symlinks, and remembered.
-    let mut dirs: Vec<&Entry> = Vec::new();
-    let mut verified: HashSet<Vec<u8>> = HashSet::new();
-    let mut unsafe_parent: HashSet<&RelPath> = HashSet::new();
-    for e in &selected {
-        let parent = e
-            .path
-            .0
-            .iter()
-            .rposition(|&b| b == b'/')
-            .map(|i| &e.path.0[..i]);
-        let parent_ok = match parent {
-            Some(p) if !verified.contains(p) => {
-                let r = ensure_dirs(&target, &RelPath(p.to_vec()));
-                if r.is_ok() {
-                    verified.insert(p.to_vec());
+                if let Some(stop) = stop {
+                    break stop;
                 }
-                r
+                window.drain(..done);
             }
-            _ => Ok(()),
-        };
-        let result = parent_ok.and_then(|()| {
-            if e.kind == EntryKind::Dir {
-                ensure_dirs(&target, &e.path)?;
-                verified.insert(e.path.0.clone());
-                dirs.push(e);
-                summary.dirs += 1;
-            }
-            Ok(())
-        });
-        if let Err(err) = result {
-            summary.errors.push(format!("{}: {err}", e.path.display()));
-            unsafe_parent.insert(&e.path);
+            Some(Err(e)) => break Some(e),
+            None => match run.window(&window, true) {
+                Ok(()) => break None,
+                Err(e) => break Some(e),
+            },
+        }
+    };
+    drop(window);
+    match failed {
+        None => run.finish(true),
+        Some(e) => {
+            // What was written is settled; the damage is what is reported.
+            let _ = run.finish(false);
+            Err(e)
         }
     }
+}
 
+fn restore_from(
+    repo: &Repository,
+    index: Option<&BlobIndex>,
+    manifest: &Manifest,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
     let loaded;
     let index = match index {
         Some(index) => index,
+        None if opts.dry_run => {
+            loaded = BlobIndex::default();
+            &loaded
+        }
         None => {
             loaded = BlobIndex::load(repo)?;
             &loaded
         }
     };
-    let all_files: Vec<&Entry> = selected
+    let named = named_set(opts);
+    let total = manifest
+        .entries
         .iter()
-        .copied()
-        .filter(|e| e.kind == EntryKind::File && !unsafe_parent.contains(&e.path))
-        .collect();
-    let total = all_files.iter().map(|e| e.size).sum();
-    let (linked, mut files) = split_links(all_files);
-    // Read in storage order so each work unit walks its frames front to back.
-    files.sort_by_cached_key(|e| {
-        e.blobs
-            .first()
-            .and_then(|b| index.get(b))
-            .map(|l| (l.archive, l.frame.offset, l.offset))
-            .unwrap_or((0, 0, 0))
-    });
-    // The files whose hard links follow: their identity is kept to check each link.
-    let link_targets: HashSet<&RelPath> = linked.iter().filter_map(|e| e.link.as_deref()).collect();
-    let write_units = |files: &[&'m Entry]| -> Vec<UnitResult<'m>> {
+        .filter(|e| e.kind == EntryKind::File && selects(&named, opts.exact, &e.path))
+        .map(|e| e.size)
+        .sum();
+    // The whole list is one window: nothing is written before every entry is checked.
+    let mut run = Run::new(repo, index, target, opts, progress, total);
+    run.window(&manifest.entries, true)?;
+    run.finish(true)
+}
+
+/// The paths a restore is limited to, as bytes.
+fn named_set(opts: &RestoreOptions) -> HashSet<Vec<u8>> {
+    opts.paths.iter().map(|p| p.as_bytes().to_vec()).collect()
+}
+
+/// Whether a restore limited to `named` (all when empty) takes `path`: named itself, or,
+/// unless `exact`, lying below a named folder. A set lookup per component, so naming tens of
+/// thousands of files costs no more than naming one.
+fn selects(named: &HashSet<Vec<u8>>, exact: bool, path: &RelPath) -> bool {
+    let p = path.as_bytes();
+    named.is_empty()
+        || named.contains(p)
+        || !exact
+            && (named.contains(&b""[..])
+                || p.iter()
+                    .enumerate()
+                    .any(|(i, &b)| b == b'/' && named.contains(&p[..i])))
+}
+
+/// Whether the folder holding `path` is one this run created or checked (no symlink on the
+/// way); the target itself always is.
+fn parent_checked(verified: &HashSet<Vec<u8>>, path: &RelPath) -> bool {
+    let p = path.as_bytes();
+    p.iter()
+        .rposition(|&b| b == b'/')
+        .is_none_or(|i| verified.contains(&p[..i]))
+}
+
+/// Whether `path` is the restore marker or lies below it.
+fn names_marker(path: &[u8]) -> bool {
+    let m = RESTORE_MARKER.as_bytes();
+    path.starts_with(m) && (path.len() == m.len() || path[m.len()] == b'/')
+}
+
+/// The target of a restore, once its first entry is to be written.
+struct Place {
+    target: PathBuf,
+    fresh: bool,
+    umask: Option<u32>,
+    marker: PathBuf,
+}
+
+/// A restore under way: what it has done, and what it must still settle at its end (folder
+/// metadata, symlinks, the marker). Entries come in windows in path order.
+struct Run<'a> {
+    repo: &'a Repository,
+    index: &'a BlobIndex,
+    target: &'a Path,
+    opts: &'a RestoreOptions,
+    progress: &'a dyn Progress,
+    total: u64,
+    named: HashSet<Vec<u8>>,
+    summary: RestoreSummary,
+    /// Whether any entry was selected.
+    any: bool,
+    /// Whether an entry selected is the marker's path or lies below it: what is there at the
+    /// end is the snapshot's, not a mark to clear.
+    holds_marker: bool,
+    place: Option<Place>,
+    /// Folders created or checked (no symlink on the way), each once.
+    verified: HashSet<Vec<u8>>,
+    /// Folder entries, in path order: their modes and times are set last, deepest first.
+    dirs: Vec<Entry>,
+    /// Symlinks, made once every file is written.
+    symlinks: Vec<Entry>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        repo: &'a Repository,
+        index: &'a BlobIndex,
+        target: &'a Path,
+        opts: &'a RestoreOptions,
+        progress: &'a dyn Progress,
+        total: u64,
+    ) -> Run<'a> {
+        Run {
+            repo,
+            index,
+            target,
+            opts,
+            progress,
+            total,
+            named: named_set(opts),
+            summary: RestoreSummary::default(),
+            any: false,
+            holds_marker: false,
+            place: None,
+            verified: HashSet::new(),
+            dirs: Vec::new(),
+            symlinks: Vec::new(),
+        }
+    }
+
+    /// Readies the target for the first entry to write, `selected` being the window it
+    /// lies in (the last when `last`).
+    fn prepare(&self, entries: &[Entry], selected: &[&Entry], last: bool) -> Result<Place> {
+        let target = self.target;
+        // Files go straight to their names only into an empty folder, and only when no
+        // entry to restore is the marker or lies below it: known once a window reaches past
+        // every path that could.
+        let mut past_marker = RESTORE_MARKER.as_bytes().to_vec();
+        past_marker.push(b'/');
+        let past = last
+            || entries.last().is_some_and(|e| {
+                e.path.as_bytes() > past_marker.as_slice() && !names_marker(e.path.as_bytes())
+            });
+        let mut fresh = self.opts.guard.is_none()
+            && past
+            && !selected.iter().any(|e| names_marker(e.path.as_bytes()));
+        if let Ok(m) = fs::symlink_metadata(target) {
+            if !m.is_dir() && !m.file_type().is_symlink() {
+                return Err(Error::Invalid(format!(
+                    "restore target {} exists and is not a folder",
+                    target.display()
+                )));
+            }
+            fresh &= m.is_dir()
+                && fs::read_dir(target)
+                    .map_err(Error::io(target))?
+                    .next()
+                    .is_none();
+        } else {
+            crate::fsutil::create_private_dir(target)?;
+        }
+        let target = target.canonicalize().map_err(Error::io(target))?;
+        let umask = if fresh { creation_umask(&target) } else { None };
+        let marker = target.join(RESTORE_MARKER);
+        if fresh {
+            // Into an empty folder files are created at their own names (see
+            // `restore_file`); until the run ends, this file says that one of them may be
+            // cut short by a crash.
+            fs::write(
+                &marker,
+                "a cachevault restore into this folder has not finished: a file here may be incomplete. \
+                 Restore again into this folder: every file is then written anew and verified.\n",
+            )
+            .map_err(Error::io(&marker))?;
+        }
+        self.progress.start("restore", self.total);
+        Ok(Place {
+            target,
+            fresh,
+            umask,
+            marker,
+        })
+    }
+
+    /// Restores the selected entries of `entries`, the next window of the list (the last
+    /// when `last`).
+    fn window<'e>(&mut self, entries: &'e [Entry], last: bool) -> Result<()> {
+        let (named, exact) = (&self.named, self.opts.exact);
+        let selected: Vec<&'e Entry> = entries
+            .iter()
+            .filter(|e| selects(named, exact, &e.path))
+            .collect();
+        if selected.is_empty() {
+            return Ok(());
+        }
+        for e in &selected {
+            e.path.check_safe()?;
+        }
+        self.any = true;
+        self.holds_marker |= selected.iter().any(|e| names_marker(e.path.as_bytes()));
+        if self.opts.dry_run {
+            self.plan(&selected);
+            return Ok(());
+        }
+        if self.place.is_none() {
+            self.place = Some(self.prepare(entries, &selected, last)?);
+        }
+        let Run {
+            repo,
+            index,
+            opts,
+            progress,
+            named,
+            summary,
+            place,
+            verified,
+            dirs,
+            symlinks,
+            ..
+        } = self;
+        let place = place.as_ref().expect("prepared above");
+        let target = place.target.as_path();
+
+        // Folders first (path order is pre-order), then the parents of everything else;
+        // each folder is created or checked once, refusing symlinks, and remembered.
+        let mut unsafe_parent: HashSet<&RelPath> = HashSet::new();
+        for e in &selected {
+            let parent = e
+                .path
+                .0
+                .iter()
+                .rposition(|&b| b == b'/')
+                .map(|i| &e.path.0[..i]);
+            let parent_ok = match parent {
+                Some(p) if !verified.contains(p) => {
+                    let r = ensure_dirs(target, &RelPath(p.to_vec()));
+                    if r.is_ok() {
+                        verified.insert(p.to_vec());
+                    }
+                    r
+                }
+                _ => Ok(()),
+            };
+            let result = parent_ok.and_then(|()| {
+                if e.kind == EntryKind::Dir {
+                    ensure_dirs(target, &e.path)?;
+                    verified.insert(e.path.0.clone());
+                    dirs.push((*e).clone());
+                    summary.dirs += 1;
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                summary.errors.push(format!("{}: {err}", e.path.display()));
+                unsafe_parent.insert(&e.path);
+            }
+        }
+        let usable = selected.iter().filter(|e| !unsafe_parent.contains(&e.path));
+        symlinks.extend(
+            usable
+                .clone()
+                .filter(|e| e.kind == EntryKind::Symlink)
+                .map(|e| (*e).clone()),
+        );
+        // Hard links whose first file is restored too become links to it, once it is
+        // written; the rest are written as any file.
+        let (linked, mut files): (Vec<&Entry>, Vec<&Entry>) =
+            usable.filter(|e| e.kind == EntryKind::File).partition(|e| {
+                e.link
+                    .as_deref()
+                    .is_some_and(|l| selects(named, opts.exact, l))
+            });
+        // Read in storage order so each work unit walks its frames front to back.
+        files.sort_by_cached_key(|e| {
+            e.blobs
+                .first()
+                .and_then(|b| index.get(b))
+                .map(|l| (l.archive, l.frame.offset, l.offset))
+                .unwrap_or((0, 0, 0))
+        });
+        // The files of this window whose hard links follow: their identity is kept to
+        // check each link.
+        let link_targets: HashSet<&RelPath> =
+            linked.iter().filter_map(|e| e.link.as_deref()).collect();
+        let to = Destination {
+            target,
+            guard: opts.guard.as_ref(),
+            fresh: place.fresh,
+            umask: place.umask,
+        };
+        let write = |files: &[&'e Entry]| -> Vec<UnitResult<'e>> {
+            write_files(repo, index, &to, &link_targets, *progress, files)
+        };
+        let mut restored_ids: HashMap<&'e RelPath, FileId> = HashMap::new();
+        tally(summary, &mut restored_ids, write(&files), files.len());
+        // A hard link of a file written and verified above becomes a link to it, checked to
+        // be that very file; of a file of an earlier window, a link to it checked to hold
+        // its content. Any other (its first file failed, or linking failed) is written as a
+        // copy, as any file.
+        let first_path = &entries[0].path;
+        let mut copies = Vec::new();
+        for e in linked {
+            let first = e
+                .link
+                .as_deref()
+                .expect("partitioned on entries with a link");
+            let check = match restored_ids.get(first) {
+                Some(id) => Some(LinkCheck::Same(*id)),
+                // Only where this run checked every folder on the way: never through a
+                // symlink in the target.
+                None if first < first_path && parent_checked(verified, first) => {
+                    Some(LinkCheck::Content)
+                }
+                None => None,
+            };
+            let linked = check.map(|c| link_file(target, e, first, c, opts.guard.as_ref()));
+            match linked {
+                Some(Ok(true)) => {
+                    summary.files += 1;
+                    summary.links += 1;
+                    progress.inc(e.size);
+                }
+                Some(Ok(false)) => summary.skipped.push(e.path.clone()),
+                _ => copies.push(e),
+            }
+        }
+        if !copies.is_empty() {
+            tally(summary, &mut restored_ids, write(&copies), copies.len());
+        }
+        Ok(())
+    }
+
+    /// What a dry run counts of a window.
+    fn plan(&mut self, selected: &[&Entry]) {
+        let s = &mut self.summary;
+        for e in selected {
+            match e.kind {
+                EntryKind::File => {
+                    s.files += 1;
+                    if e.link
+                        .as_deref()
+                        .is_some_and(|l| selects(&self.named, self.opts.exact, l))
+                    {
+                        s.links += 1;
+                    } else {
+                        s.bytes += e.size;
+                    }
+                }
+                EntryKind::Dir => s.dirs += 1,
+                EntryKind::Symlink => s.symlinks += 1,
+            }
+        }
+    }
+
+    /// Settles the restore once its windows are done (every one of them when `complete`):
+    /// the marker, symlinks, folder metadata.
+    fn finish(mut self, complete: bool) -> Result<RestoreSummary> {
+        if complete && !self.any && !self.opts.paths.is_empty() {
+            let wanted: Vec<String> = self.opts.paths.iter().map(|p| p.display()).collect();
+            return Err(Error::Invalid(format!(
+                "no entry of the snapshot matches {}",
+                wanted.join(", ")
+            )));
+        }
+        if self.opts.dry_run || (!complete && self.place.is_none()) {
+            return Ok(self.summary);
+        }
+        let place = match self.place.take() {
+            Some(p) => p,
+            // An empty snapshot: its target is still made.
+            None => self.prepare(&[], &[], true)?,
+        };
+        let summary = &mut self.summary;
+        self.progress.finish();
+        if place.fresh {
+            // Every file is complete and verified, or absent.
+            remove_marker(&place.marker, summary);
+        }
+        // Every file written so far is complete and verified; no temp file is left.
+        crate::cancel::check()?;
+        for e in &self.symlinks {
+            match restore_symlink(&place.target, e) {
+                Ok(()) => summary.symlinks += 1,
+                Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
+            }
+        }
+        // A whole restore that wrote everything clears the mark an earlier, crashed one
+        // left.
+        if complete
+            && !place.fresh
+            && !self.holds_marker
+            && self.opts.paths.is_empty()
+            && summary.errors.is_empty()
+            && summary.skipped.is_empty()
+        {
+            remove_marker(&place.marker, summary);
+        }
+        // Folder modes and times last, deepest first, so writing inside them does not
+        // change them.
+        for e in self.dirs.iter().rev() {
+            let p = place.target.join(e.path.to_path());
+            if let Err(err) = set_meta(&p, e) {
+                summary.errors.push(format!("{}: {err}", e.path.display()));
+            }
+        }
+        Ok(self.summary)
+    }
+}
+
+/// Writes `files` (in storage order) in parallel work units; keeps the identity of those in
+/// `link_targets`.
+fn write_files<'m>(
+    repo: &Repository,
+    index: &BlobIndex,
+    to: &Destination<'_>,
+    link_targets: &HashSet<&RelPath>,
+    progress: &dyn Progress,
+    files: &[&'m Entry],
+) -> Vec<UnitResult<'m>> {
+    let units = || -> Vec<UnitResult<'m>> {
         units(files)
             .into_par_iter()
             .map(|unit| {
@@ -303,13 +656,7 @@ fn restore_from<'m>(
                         break;
                     }
                     let keep_id = !link_targets.is_empty() && link_targets.contains(&e.path);
-                    let to = Destination {
-                        target: &target,
-                        guard: opts.guard.as_ref(),
-                        fresh,
-                        umask,
-                    };
-                    match restore_file(&mut reader, &to, e, keep_id) {
+                    match restore_file(&mut reader, to, e, keep_id) {
                         Ok(Written::Done(id)) => {
                             bytes += e.size;
                             ids.extend(id.map(|id| (&e.path, id)));
@@ -326,70 +673,7 @@ fn restore_from<'m>(
             })
             .collect()
     };
-    let write_all =
-        |files: &[&'m Entry]| -> Vec<UnitResult<'m>> { repo.reading(|| write_units(files)) };
-    progress.start("restore", total);
-    let mut restored_ids: HashMap<&RelPath, FileId> = HashMap::new();
-    let written = write_all(&files);
-    tally(&mut summary, &mut restored_ids, written, files.len());
-    // Hard links of a file written and verified above become links to it; any other (its
-    // first file failed, or linking failed) is written as a copy, as any file.
-    let mut copies = Vec::new();
-    for e in linked {
-        let first = e
-            .link
-            .as_deref()
-            .expect("split_links keeps entries with a link");
-        let linked = restored_ids
-            .get(first)
-            .map(|id| link_file(&target, e, first, *id, opts.guard.as_ref()));
-        match linked {
-            Some(Ok(true)) => {
-                summary.files += 1;
-                summary.links += 1;
-                progress.inc(e.size);
-            }
-            Some(Ok(false)) => summary.skipped.push(e.path.clone()),
-            _ => copies.push(e),
-        }
-    }
-    if !copies.is_empty() {
-        tally(
-            &mut summary,
-            &mut restored_ids,
-            write_all(&copies),
-            copies.len(),
-        );
-    }
-    progress.finish();
-    if fresh {
-        // Every file is complete and verified, or absent.
-        remove_marker(&marker, &mut summary);
-    }
-    // Every file written so far is complete and verified; no temp file is left.
-    crate::cancel::check()?;
-
-    for e in selected
-        .iter()
-        .filter(|e| e.kind == EntryKind::Symlink && !unsafe_parent.contains(&e.path))
-    {
-        match restore_symlink(&target, e) {
-            Ok(()) => summary.symlinks += 1,
-            Err(err) => summary.errors.push(format!("{}: {err}", e.path.display())),
-        }
-    }
-    // A whole restore that wrote everything clears the mark an earlier, crashed one left.
-    if !fresh && opts.paths.is_empty() && summary.errors.is_empty() && summary.skipped.is_empty() {
-        remove_marker(&marker, &mut summary);
-    }
-    // Folder modes and times last, deepest first, so writing inside them does not change them.
-    for e in dirs.iter().rev() {
-        let p = target.join(e.path.to_path());
-        if let Err(err) = set_meta(&p, e) {
-            summary.errors.push(format!("{}: {err}", e.path.display()));
-        }
-    }
-    Ok(summary)
+    repo.reading(units)
 }
 
 fn remove_marker(marker: &Path, summary: &mut RestoreSummary) {
@@ -473,24 +757,6 @@ fn tally<'m>(
         restored_ids.extend(ids);
     }
     summary.files += count as u64 - failed_files;
-}
-
-/// Splits `files` into the hard links whose first file is among them (restored as links to
-/// it) and the files to write.
-fn split_links(files: Vec<&Entry>) -> (Vec<&Entry>, Vec<&Entry>) {
-    if files.iter().all(|e| e.link.is_none()) {
-        return (Vec::new(), files);
-    }
-    // Decoding checked that a link names an earlier file entry without a link of its own.
-    let present: HashSet<&RelPath> = files
-        .iter()
-        .filter(|e| e.kind == EntryKind::File && e.link.is_none())
-        .map(|e| &e.path)
-        .collect();
-    let (linked, rest) = files
-        .iter()
-        .partition(|e| e.link.as_deref().is_some_and(|l| present.contains(l)));
-    (linked, rest)
 }
 
 /// Creates the folders of `rel` beneath `target`, refusing any existing component that is a
@@ -731,14 +997,24 @@ fn publish(f: &File, dir: &Path, name: &[u8], dest: &Path) -> Result<()> {
     }
 }
 
-/// Restores hard link `e` as a link to `first`, restored and verified in this run as the
-/// file `id`: linked under a temp name (never following a symlink), checked to be that very
-/// file, then renamed into place. Mode and mtime belong to the file and were set on it.
+/// How a hard link checks the file it is about to be linked to.
+#[derive(Debug, Clone, Copy)]
+enum LinkCheck {
+    /// That very file (device, inode), restored and verified in the same window.
+    Same(FileId),
+    /// Restored in an earlier window, whose identities are not kept: a regular file of this
+    /// process's user, holding exactly the link's content (hashed again).
+    Content,
+}
+
+/// Restores hard link `e` as a link to `first`, restored and verified in this run: linked
+/// under a temp name (never following a symlink), checked as `check` says, then renamed into
+/// place. Mode and mtime belong to the file and were set on it.
 fn link_file(
     target: &Path,
     e: &Entry,
     first: &RelPath,
-    id: FileId,
+    check: LinkCheck,
     guard: Option<&Guard>,
 ) -> Result<bool> {
     use rustix::fs::{linkat, AtFlags, CWD};
@@ -748,8 +1024,14 @@ fn link_file(
     let tmp = temp_in(&dir, &name);
     linkat(CWD, &src, CWD, &tmp, AtFlags::empty()).map_err(|err| Error::io(&tmp)(err.into()))?;
     let result = (|| {
-        let m = fs::symlink_metadata(&tmp).map_err(Error::io(&tmp))?;
-        if !m.is_file() || (m.dev(), m.ino()) != id {
+        let same = match check {
+            LinkCheck::Same(id) => {
+                let m = fs::symlink_metadata(&tmp).map_err(Error::io(&tmp))?;
+                m.is_file() && (m.dev(), m.ino()) == id
+            }
+            LinkCheck::Content => holds_content(&tmp, e)?,
+        };
+        if !same {
             return Err(Error::Invalid(format!(
                 "{} changed since it was restored; not linking to it",
                 src.display()
@@ -769,6 +1051,27 @@ fn link_file(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether `path` (not followed if a symlink) is a regular file of this process's user
+/// holding exactly the content of file entry `e`.
+fn holds_content(path: &Path, e: &Entry) -> Result<bool> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => return Ok(false),
+        Err(err) => return Err(Error::io(path)(err)),
+    };
+    let m = f.metadata().map_err(Error::io(path))?;
+    if !m.is_file() || m.uid() != rustix::process::geteuid().as_raw() || m.len() != e.size {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(&f).map_err(Error::io(path))?;
+    Ok(Some(BlobId::from(hasher.finalize())) == e.hash)
 }
 
 /// Writes a new, empty file's content front to back, leaving a hole wherever an aligned

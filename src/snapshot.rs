@@ -481,6 +481,142 @@ struct ParentStream {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A snapshot's entry list read and decoded on a thread of its own, a few batches ahead at
+/// most, and handed out batch by batch in path order, each entry checked as a whole list
+/// is ([`crate::manifest::EntryCheck`]): the way to work through a list too long to hold.
+/// The list's text is checked whole (hash, size, count) when its last batch is reached.
+pub struct EntryStream {
+    id: BlobId,
+    rx: Option<std::sync::mpsc::Receiver<Result<Vec<Entry>>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    check: crate::manifest::EntryCheck,
+    /// Damage found in the middle of a batch: reported once the entries before it are.
+    failed: Option<Error>,
+}
+
+impl EntryStream {
+    /// Starts reading the entry list of manifest `id`, whose header is `header`; its change
+    /// list, if any, is read first, here.
+    ///
+    /// # Errors
+    /// The change list cannot be read (damage is [`Error::Corrupt`]).
+    pub fn start(
+        repo: &Repository,
+        index: std::sync::Arc<BlobIndex>,
+        id: BlobId,
+        header: &Manifest,
+    ) -> Result<EntryStream> {
+        let changes = read_all_changes(repo, &index, &id, header)?;
+        let (rx, handle) = spawn_stream(repo, index, id, header, changes);
+        Ok(EntryStream {
+            id,
+            rx: Some(rx),
+            handle: Some(handle),
+            check: crate::manifest::EntryCheck::with_capacity(header.entries_hint()),
+            failed: None,
+        })
+    }
+
+    /// The next batch of entries, in path order; None at the list's end. After an error
+    /// the stream ends.
+    ///
+    /// # Errors
+    /// Damage to the list, or an entry that breaks its rules ([`Error::Corrupt`]): the
+    /// entries before it came in earlier batches.
+    pub fn next_batch(&mut self) -> Option<Result<Vec<Entry>>> {
+        if let Some(e) = self.failed.take() {
+            self.stop();
+            return Some(Err(e));
+        }
+        let got = match self.rx.as_ref()?.recv() {
+            Ok(Ok(mut batch)) => {
+                let mut why = String::new();
+                let check = &mut self.check;
+                let bad = batch.iter().position(|e| match check.push(e) {
+                    Ok(()) => false,
+                    Err(w) => {
+                        why = w;
+                        true
+                    }
+                });
+                match bad {
+                    None => Ok(batch),
+                    Some(i) => {
+                        let e = Error::corrupt(format!("manifest {}: {why}", self.id.short()));
+                        if i == 0 {
+                            Err(e)
+                        } else {
+                            // The sound entries before it first; the damage next.
+                            batch.truncate(i);
+                            self.failed = Some(e);
+                            return Some(Ok(batch));
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.stop();
+                return None;
+            }
+        };
+        if got.is_err() {
+            self.stop();
+        }
+        Some(got)
+    }
+
+    fn stop(&mut self) {
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for EntryStream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The change list of manifest `id`, when it has one.
+fn read_all_changes(
+    repo: &Repository,
+    index: &BlobIndex,
+    id: &BlobId,
+    header: &Manifest,
+) -> Result<Option<std::sync::Arc<Vec<Change>>>> {
+    header
+        .changes
+        .as_ref()
+        .map(|c| read_changes(&mut BlobReader::new(repo, index), id, c).map(std::sync::Arc::new))
+        .transpose()
+}
+
+/// Starts the thread that decodes the entry list of `header` (manifest `id`) and sends it
+/// on batch by batch, with `changes` merged in; damage goes down the channel as an error.
+fn spawn_stream(
+    repo: &Repository,
+    index: std::sync::Arc<BlobIndex>,
+    id: BlobId,
+    header: &Manifest,
+    changes: Option<std::sync::Arc<Vec<Change>>>,
+) -> (
+    std::sync::mpsc::Receiver<Result<Vec<Entry>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = sync_channel(PARENT_AHEAD);
+    let repo = repo.clone();
+    let header = header.clone();
+    let handle = std::thread::spawn(move || {
+        if let Err(e) = stream_entries(&repo, &index, &id, &header, changes, &tx) {
+            let _ = tx.send(Err(e));
+        }
+    });
+    (rx, handle)
+}
+
 /// How a parent read to its end can be built on ([`ParentStream::finish`]).
 #[derive(Default)]
 struct ParentEnd {
@@ -527,25 +663,11 @@ impl ParentStream {
         id: BlobId,
         header: Manifest,
     ) -> Result<ParentStream> {
-        let changes = match &header.changes {
-            Some(c) => Some(std::sync::Arc::new(read_changes(
-                &mut BlobReader::new(repo, &index),
-                &id,
-                c,
-            )?)),
-            None => None,
-        };
-        let (tx, rx) = sync_channel(PARENT_AHEAD);
+        let changes = read_all_changes(repo, &index, &id, &header)?;
         let current = header.version == MANIFEST_VERSION;
         let stored = current.then(|| (header.tree.clone(), header.changes.clone()));
         let removed_cap = usize::try_from(header.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
-        let repo = repo.clone();
-        let merge = changes.clone();
-        let handle = std::thread::spawn(move || {
-            if let Err(e) = stream_entries(&repo, &index, &id, &header, merge, &tx) {
-                let _ = tx.send(Err(e));
-            }
-        });
+        let (rx, handle) = spawn_stream(repo, index, id, &header, changes.clone());
         Ok(ParentStream {
             id: Some(id),
             stored,

@@ -18,18 +18,7 @@ use cachevault::{NoProgress, RelPath, Repository};
 use common::*;
 
 fn opts(root: &Path) -> SnapshotOptions {
-    SnapshotOptions {
-        root: root.to_path_buf(),
-        includes: Vec::new(),
-        kind: cachevault::manifest::SnapshotKind::Backup,
-        types: Vec::new(),
-        tags: Vec::new(),
-        time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
-        hostname: "test".into(),
-        rehash: false,
-        dry_run: false,
-        parent: None,
-    }
+    backup_options(root)
 }
 
 fn take(repo: &Repository, root: &Path) -> snapshot::SnapshotSummary {

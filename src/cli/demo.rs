@@ -131,6 +131,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> Result<Outcome> {
             )],
             dry_run: false,
             guard: None,
+            window: 0,
         },
         &NoProgress,
     )?;

@@ -23,13 +23,23 @@ impl cachevault::Progress for Bars {
         if !self.enabled {
             return;
         }
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
+        // A total of 0 is an unknown one (a filtered restore reading its list as it goes):
+        // the bytes count up without a bar.
+        let (bar, template) = if total == 0 {
+            (
+                ProgressBar::new_spinner(),
+                "{prefix:>9} {spinner} {bytes} {bytes_per_sec}",
+            )
+        } else {
+            (
+                ProgressBar::new(total),
                 "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             )
-            .expect("template is valid")
-            .progress_chars("=> "),
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("template is valid")
+                .progress_chars("=> "),
         );
         bar.set_prefix(phase.to_string());
         *self.bar.lock().expect("progress lock") = Some(bar);

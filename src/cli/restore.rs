@@ -78,9 +78,9 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
             ", partial"
         }
     ));
-    // One index serves loading the manifest and reading its files.
-    let index = cachevault::store::BlobIndex::load(&repo)?;
-    let m = snapshot::load_with(&repo, &index, &id)?;
+    // One index serves reading the entry list and the files.
+    let index = std::sync::Arc::new(cachevault::store::BlobIndex::load(&repo)?);
+    let m = &sel.manifest;
     let target: PathBuf = match &a.target {
         Some(t) => t.clone(),
         None => PathBuf::from(&m.root),
@@ -100,6 +100,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         .collect::<Result<Vec<_>>>()?;
     let bars = ctx.progress();
     if a.in_place {
+        let m = snapshot::load_entries(&repo, &index, &id, sel.manifest.clone())?;
         return in_place(ctx, a, &repo, &m, id, paths);
     }
     let opts = RestoreOptions {
@@ -107,8 +108,10 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<Outcome> {
         exact: false,
         dry_run: a.dry_run,
         guard: None,
+        window: 0,
     };
-    let s = restore::restore_with(&repo, &index, &m, &target, &opts, &bars)
+    // The entry list is read as the restore goes, a window at a time: never whole.
+    let s = restore::restore_streamed(&repo, index, id, m, &target, &opts, &bars)
         .with_context(|| format!("restoring {} into {}", id.short(), target.display()))?;
     for e in &s.errors {
         ctx.note(&format!("failed: {e}"));

@@ -392,3 +392,19 @@ pub fn health_reason<'a>(doc: &'a serde_json::Value, check: &str) -> &'a serde_j
         .find(|r| r["check"] == check)
         .unwrap_or_else(|| panic!("no {check} finding: {doc}"))
 }
+
+/// Options for a plain backup of `root` at a fixed time, as the library tests take one.
+pub fn backup_options(root: &Path) -> cachevault::snapshot::SnapshotOptions {
+    cachevault::snapshot::SnapshotOptions {
+        root: root.to_path_buf(),
+        includes: Vec::new(),
+        kind: cachevault::manifest::SnapshotKind::Backup,
+        types: Vec::new(),
+        tags: Vec::new(),
+        time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
+        hostname: "test".into(),
+        rehash: false,
+        dry_run: false,
+        parent: None,
+    }
+}
