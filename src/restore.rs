@@ -191,17 +191,17 @@ pub fn restore_streamed(
                 let mut stop = None;
                 while window.len() - done >= size {
                     if let Err(e) = run.window(&window[done..done + size], false) {
-                        stop = Some(Some(e));
+                        stop = Some(e);
                         break;
                     }
                     done += size;
-                    // A signal: stop between windows; `finish` reports the interruption.
-                    if crate::cancel::requested().is_some() {
-                        stop = Some(None);
+                    // A signal: stop between windows, settling what was written.
+                    if let Err(e) = crate::cancel::check() {
+                        stop = Some(e);
                         break;
                     }
                 }
-                if let Some(stop) = stop {
+                if stop.is_some() {
                     break stop;
                 }
                 window.drain(..done);
@@ -217,7 +217,7 @@ pub fn restore_streamed(
     match failed {
         None => run.finish(true),
         Some(e) => {
-            // What was written is settled; the damage is what is reported.
+            // What was written is settled; the damage (or the signal) is what is reported.
             let _ = run.finish(false);
             Err(e)
         }

@@ -340,3 +340,64 @@ fn a_file_named_as_the_marker_is_restored_whatever_the_window() {
         assert_eq!(describe(&target), want, "window {n}");
     }
 }
+
+/// `cachevault restore` of a list longer than one window, stopped by SIGTERM while it writes
+/// the first: it writes no further window, exits 143 saying so, and leaves neither the
+/// marker (every file written is complete) nor a temp file.
+#[test]
+fn a_signal_stops_the_restore_between_windows_with_what_was_written_complete() {
+    let t = TestDir::new();
+    let src = t.join("src");
+    let per = restore::WINDOW_ENTRIES + 500;
+    for i in 0..per {
+        t.write(
+            format!("src/d{}/f{i:05}.json", i % 3),
+            format!("{{\"n\": {i}}}\n"),
+        );
+    }
+    let repo_dir = t.join("repo");
+    let repo = Repository::init(&repo_dir).unwrap();
+    snapshot::create(&repo, &backup_options(&src), &NoProgress).unwrap();
+    let target = t.join("restored");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cachevault"))
+        .args(["--repo", repo_dir.to_str().unwrap(), "restore", "latest"])
+        .args(["--target", target.to_str().unwrap()])
+        .env("CACHEVAULT_PAUSE", "restore.writing")
+        .env_remove("CACHEVAULT_REPO")
+        .env_remove("CACHEVAULT_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_paused(&mut child);
+    for sig in ["-TERM", "-CONT"] {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!target.join(RESTORE_MARKER).exists());
+    let written = files_under(&target);
+    assert!(
+        written.iter().all(|p| !p.ends_with(".tmp")),
+        "a temp file was left: {written:?}"
+    );
+    let files = written.iter().filter(|p| p.ends_with(".json")).count();
+    assert!(
+        files < per - 400,
+        "{files} of {per} files: the windows after the signal were written"
+    );
+    for p in written.iter().filter(|p| p.ends_with(".json")) {
+        assert_eq!(
+            fs::read(target.join(p)).unwrap(),
+            fs::read(src.join(p)).unwrap(),
+            "{p}"
+        );
+    }
+}
