@@ -1331,8 +1331,15 @@ fn read_file(
         let mut hasher = blake3::Hasher::new();
         let mut blobs = crate::manifest::Blobs::new();
         let ids = shared.repo.ids();
+        // Below the chunking threshold a file is one blob (or none); in a plain repository
+        // that blob's id is the blake3 of the content, which is the file's hash: hashed once,
+        // not twice. (A file that grows past the threshold meanwhile is still one blob of
+        // what was read, and the re-stat below reads it again.)
+        let one_blob = !ids.is_keyed() && before.size < u64::from(params.threshold);
         let read = crate::chunk::for_each_chunk(&file, before.size, &params, |data| {
-            hasher.update(data);
+            if !one_blob {
+                hasher.update(data);
+            }
             let id = ids.of(data);
             blobs.push(id);
             shared.progress.inc(data.len() as u64);
@@ -1360,7 +1367,10 @@ fn read_file(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
             Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
-        let hash = BlobId::from(hasher.finalize());
+        let hash = match blobs.first() {
+            Some(id) if one_blob => *id,
+            _ => BlobId::from(hasher.finalize()),
+        };
         if after == before {
             return Ok(FileOutcome::Stored {
                 stat: after,

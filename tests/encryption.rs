@@ -606,3 +606,55 @@ fn lock_holders_are_sealed() {
         "the waiting command was not told who holds the lock: {said}"
     );
 }
+
+/// A file's recorded hash is the blake3 of its content whether or not blob ids are keyed, on
+/// either side of the chunking threshold (one blob below it, whose plain id is that hash;
+/// content-defined blobs above), empty files included; and each restores exactly.
+#[test]
+fn a_files_hash_is_the_blake3_of_its_content_in_plain_and_encrypted_repositories() {
+    let t = TestDir::new();
+    let threshold = 1usize << 20;
+    let sizes = [0, 1, 4000, threshold - 1, threshold, 3 * threshold + 17];
+    for (i, n) in sizes.iter().enumerate() {
+        t.write(format!("src/f{i}.bin"), noise(*n, i as u64 + 1));
+    }
+    let src = t.join("src");
+    for encrypted in [false, true] {
+        let repo = t.join(format!("repo-{encrypted}"));
+        if encrypted {
+            init_encrypted(&repo, DEFAULT_CIPHER);
+        } else {
+            ok(&repo, &["init"], 0);
+        }
+        ok(&repo, &["snapshot", src.to_str().unwrap()], 0);
+        let ls = ok(&repo, &["ls", "latest"], 0);
+        let entries = ls["entries"].as_array().unwrap();
+        for (i, n) in sizes.iter().enumerate() {
+            let name = format!("f{i}.bin");
+            let e = entries
+                .iter()
+                .find(|e| e["path"] == name.as_str())
+                .unwrap_or_else(|| panic!("{name}: {ls}"));
+            let content = fs::read(src.join(&name)).unwrap();
+            assert_eq!(content.len(), *n);
+            assert_eq!(
+                e["hash"].as_str().unwrap(),
+                blake3::hash(&content).to_hex().as_str(),
+                "{name} ({n} bytes), encrypted: {encrypted}"
+            );
+        }
+        let target = t.join(format!("restored-{encrypted}"));
+        ok(
+            &repo,
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+            0,
+        );
+        for i in 0..sizes.len() {
+            let name = format!("f{i}.bin");
+            assert_eq!(
+                fs::read(target.join(&name)).unwrap(),
+                fs::read(src.join(&name)).unwrap()
+            );
+        }
+    }
+}
