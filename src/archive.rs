@@ -235,6 +235,12 @@ pub struct CompressedFrame {
 impl FrameBuilder {
     /// Appends one tar entry named by `id` holding `data`.
     pub fn push(&mut self, id: BlobId, data: &[u8]) {
+        // Room for a whole frame at once, and kept from one frame to the next: growing by
+        // doubling copied as many bytes again as the frame holds.
+        if self.raw.capacity() == 0 {
+            self.raw.reserve(FRAME_TARGET + 2 * BLOCK);
+        }
+        self.raw.reserve(2 * BLOCK + data.len());
         self.raw
             .extend_from_slice(&tar_header(&id.to_hex(), data.len() as u64));
         let offset = self.raw.len() as u64;
@@ -257,11 +263,16 @@ impl FrameBuilder {
     /// Compresses the gathered entries into one zstd frame (with content checksum) and
     /// leaves the builder empty.
     pub fn compress(&mut self, level: i32) -> Result<CompressedFrame> {
-        let raw = std::mem::take(&mut self.raw);
-        let data = compress_frame(&raw, level)?;
+        let data = compress_frame(&self.raw, level)?;
+        let raw_length = self.raw.len() as u64;
+        self.raw.clear();
+        // A large blob grew the room past two frames: not kept.
+        if self.raw.capacity() > 2 * FRAME_TARGET {
+            self.raw = Vec::new();
+        }
         Ok(CompressedFrame {
             data,
-            raw_length: raw.len() as u64,
+            raw_length,
             blobs: std::mem::take(&mut self.blobs),
         })
     }
