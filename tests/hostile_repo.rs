@@ -12,7 +12,7 @@ use std::process::Output;
 
 use cachevault::archive::{self, ArchiveIndex};
 use cachevault::manifest::{Entry, EntryKind, Manifest};
-use cachevault::snapshot::{self, SnapshotOptions};
+use cachevault::snapshot;
 use cachevault::{BlobId, NoProgress, RelPath, Repository};
 use common::*;
 
@@ -32,18 +32,7 @@ fn fixture() -> Fixture {
     t.write("src/sub/c.json", b"{\"c\": [1, 2, 3]}\n");
     let repo_dir = t.join("repo");
     let repo = Repository::init(&repo_dir).unwrap();
-    let opts = SnapshotOptions {
-        root: t.join("src"),
-        includes: Vec::new(),
-        kind: cachevault::manifest::SnapshotKind::Backup,
-        types: Vec::new(),
-        tags: Vec::new(),
-        time: chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00+01:00").unwrap(),
-        hostname: "test".into(),
-        rehash: false,
-        dry_run: false,
-        parent: None,
-    };
+    let opts = backup_options(&t.join("src"));
     let s = snapshot::create(&repo, &opts, &NoProgress).unwrap();
     Fixture {
         id: s.id.unwrap(),
