@@ -148,11 +148,11 @@ pub fn restore_with(
 pub const WINDOW_ENTRIES: usize = 8_192;
 
 /// Restores snapshot `id`, whose header is `header`, into `target`, decoding its entry list
-/// as it goes, a window of [`RestoreOptions::window`] entries at a time: memory does not grow with the list. Each entry
-/// is checked as a whole list is before its window is written. Damage found in the list
-/// stops the restore at the window it lies in: every file written before is complete and
-/// verified (folder metadata and the marker are settled as at a normal end), and the
-/// damage is the error.
+/// as it goes, a window of [`RestoreOptions::window`] entries at a time: memory does not grow
+/// with the list. Each entry is checked as a whole list is before its window is written.
+/// Damage found in the list stops the restore at the window it lies in: every file written
+/// before is complete and verified (folder metadata and the marker are settled as at a
+/// normal end), and the damage is the error. A signal between windows stops it the same way.
 ///
 /// # Errors
 /// As [`restore`], and damage to the entry list ([`Error::Corrupt`]).
