@@ -48,6 +48,7 @@ pub mod stats;
 pub mod store;
 pub mod units;
 pub mod vfs;
+pub(crate) mod walk;
 
 pub use error::{Error, Result};
 pub use id::BlobId;

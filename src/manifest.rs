@@ -566,35 +566,82 @@ pub fn chunk_lines<T: Line>(
     lines: &[T],
     chunk: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<(BlobId, u64)> {
-    let (min, avg, max) = TREE_CHUNKS;
-    let flush_at = 4 * max as usize;
-    let mut buf = Vec::with_capacity(flush_at + (64 << 10));
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    let mut cut = |buf: &mut Vec<u8>, last: bool| -> Result<()> {
-        let mut done = 0;
-        for c in fastcdc::v2020::FastCDC::new(buf, min, avg, max) {
-            if !last && c.offset + max as usize > buf.len() {
-                break;
-            }
-            chunk(&buf[c.offset..c.offset + c.length])?;
-            done = c.offset + c.length;
-        }
-        buf.drain(..done);
-        Ok(())
-    };
+    let mut chunker = LineChunker::default();
     for l in lines {
-        let start = buf.len();
-        l.write(&mut buf);
-        buf.push(b'\n');
-        hasher.update(&buf[start..]);
-        size += (buf.len() - start) as u64;
-        if buf.len() >= flush_at {
-            cut(&mut buf, false)?;
+        chunker.push(l, chunk)?;
+    }
+    chunker.finish(chunk)
+}
+
+/// [`chunk_lines`] a line at a time, for a list that is never whole in memory: the same
+/// text, the same cuts.
+pub struct LineChunker {
+    buf: Vec<u8>,
+    hasher: blake3::Hasher,
+    size: u64,
+    lines: u64,
+}
+
+impl Default for LineChunker {
+    fn default() -> Self {
+        LineChunker {
+            buf: Vec::with_capacity(4 * TREE_CHUNKS.2 as usize + (64 << 10)),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            lines: 0,
         }
     }
-    cut(&mut buf, true)?;
-    Ok((BlobId::from(hasher.finalize()), size))
+}
+
+impl LineChunker {
+    /// Appends one line; hands `chunk` the chunks it completes.
+    ///
+    /// # Errors
+    /// Whatever `chunk` returns.
+    pub fn push<T: Line>(
+        &mut self,
+        line: &T,
+        chunk: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let start = self.buf.len();
+        line.write(&mut self.buf);
+        self.buf.push(b'\n');
+        self.hasher.update(&self.buf[start..]);
+        self.size += (self.buf.len() - start) as u64;
+        self.lines += 1;
+        if self.buf.len() >= 4 * TREE_CHUNKS.2 as usize {
+            self.cut(false, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Lines pushed so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Hands `chunk` the last chunks; returns the blake3 hash and the length of the text.
+    ///
+    /// # Errors
+    /// Whatever `chunk` returns.
+    pub fn finish(mut self, chunk: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<(BlobId, u64)> {
+        self.cut(true, chunk)?;
+        Ok((BlobId::from(self.hasher.finalize()), self.size))
+    }
+
+    fn cut(&mut self, last: bool, chunk: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let (min, avg, max) = TREE_CHUNKS;
+        let mut done = 0;
+        for c in fastcdc::v2020::FastCDC::new(&self.buf, min, avg, max) {
+            if !last && c.offset + max as usize > self.buf.len() {
+                break;
+            }
+            chunk(&self.buf[c.offset..c.offset + c.length])?;
+            done = c.offset + c.length;
+        }
+        self.buf.drain(..done);
+        Ok(())
+    }
 }
 
 /// How many lines of `tree` to make room for before decoding it: the header's count, but no

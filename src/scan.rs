@@ -384,7 +384,7 @@ fn permute(entries: &mut [Entry], order: &mut [u32]) {
 }
 
 /// A walked item's entry and, for a file of more than one link, its (device, inode).
-type Stated = (Entry, Option<(u64, u64)>);
+pub type Stated = (Entry, Option<(u64, u64)>);
 
 /// The entry of a walked item.
 fn walked(path: RelPath, kind: EntryKind, stat: Stat, target: Option<RelPath>) -> Entry {
@@ -552,7 +552,7 @@ impl Walk<'_> {
 }
 
 /// `rel/name`.
-fn child(rel: &RelPath, name: &[u8]) -> RelPath {
+pub(crate) fn child(rel: &RelPath, name: &[u8]) -> RelPath {
     if rel.0.is_empty() {
         return RelPath(name.to_vec());
     }
@@ -564,7 +564,7 @@ fn child(rel: &RelPath, name: &[u8]) -> RelPath {
 }
 
 /// Opens a folder for reading its names, never through a symlink at its last component.
-fn open_dir<Fd: rustix::fd::AsFd, P: rustix::path::Arg>(
+pub(crate) fn open_dir<Fd: rustix::fd::AsFd, P: rustix::path::Arg>(
     at: Fd,
     path: P,
 ) -> rustix::io::Result<rustix::fd::OwnedFd> {
@@ -582,7 +582,7 @@ fn open_dir<Fd: rustix::fd::AsFd, P: rustix::path::Arg>(
 /// otherwise an error that makes the snapshot incomplete.
 // The stat fields' types differ by architecture: the conversions are not useless on all.
 #[allow(clippy::useless_conversion)]
-fn stat_at(
+pub(crate) fn stat_at(
     fd: &rustix::fd::OwnedFd,
     root: &Path,
     path: RelPath,

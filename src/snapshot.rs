@@ -1,6 +1,8 @@
-//! Taking a snapshot: scan -> reuse unchanged files from the parent -> read, chunk, hash and
-//! compress the rest in parallel (bounded memory) -> hard links take the content of their
-//! group's first path -> archives -> indexes -> manifest.
+//! Taking a snapshot, a window of entries at a time in path order: walk -> reuse unchanged
+//! files from the parent (its list streamed beside the walk) -> read, chunk, hash and
+//! compress the rest in parallel -> hard links take the content of their group's first path
+//! -> the new list written as it is made (or kept as its few changes to the parent's) ->
+//! archives -> indexes -> manifest. Memory does not grow with the tree's entries.
 //! Also lists and resolves existing snapshots, and reads their entry lists: whole, or
 //! streamed without being held (lists built on one base read together).
 
@@ -27,6 +29,7 @@ use crate::progress::Progress;
 use crate::repo::{layout, Repository};
 use crate::scan::{self, Stat};
 use crate::store::{BlobIndex, BlobReader, PackWriter};
+use crate::walk::Walker;
 
 /// What to snapshot and how.
 #[derive(Debug, Clone)]
@@ -59,7 +62,7 @@ pub struct SnapshotOptions {
 pub struct SnapshotSummary {
     /// Id of the written manifest (None on a dry run).
     pub id: Option<BlobId>,
-    /// The manifest (entries included).
+    /// The manifest's header; its entries too from [`create_listed`].
     pub manifest: Manifest,
     /// Files that could not be read: the snapshot is incomplete, exit code 1.
     pub skipped: Vec<String>,
@@ -77,6 +80,8 @@ type Loaded = (std::sync::Arc<BlobIndex>, ParentStream, Vec<String>);
 const READ_ATTEMPTS: usize = 3;
 /// A batch of files handed to one worker: bounded so memory stays bounded.
 const BATCH_BYTES: u64 = 8 << 20;
+/// The smallest batch, when a round has little to read: one frame.
+const MIN_BATCH_BYTES: u64 = crate::archive::FRAME_TARGET as u64;
 
 struct Shared<'a> {
     repo: &'a Repository,
@@ -96,11 +101,12 @@ enum FileOutcome {
         /// Inline for a one-blob file: no allocation kept per entry.
         blobs: crate::manifest::Blobs,
     },
-    Vanished,
+    Vanished(std::path::PathBuf),
     Failed(String),
 }
 
-/// Takes a snapshot.
+/// Takes a snapshot. The summary's manifest is the header: the entry list is written as it
+/// is made and never held whole ([`load`] reads it back).
 ///
 /// # Errors
 /// Repository I/O errors (a full disk included) abort the snapshot and write no manifest;
@@ -109,6 +115,28 @@ pub fn create(
     repo: &Repository,
     opts: &SnapshotOptions,
     progress: &dyn Progress,
+) -> Result<SnapshotSummary> {
+    create_with(repo, opts, progress, false)
+}
+
+/// [`create`], with the entry list as it was made also in the summary's manifest (held
+/// whole in memory: for small trees, tools and tests).
+///
+/// # Errors
+/// As [`create`].
+pub fn create_listed(
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotSummary> {
+    create_with(repo, opts, progress, true)
+}
+
+fn create_with(
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    progress: &dyn Progress,
+    listed: bool,
 ) -> Result<SnapshotSummary> {
     let started = Instant::now();
     let root = opts.root.canonicalize().map_err(Error::io(&opts.root))?;
@@ -173,109 +201,153 @@ pub fn create(
         };
         Ok((index, parent, warnings))
     };
-    let (scanned, loaded) = rayon::join(
-        || scan::scan(&root, &opts.includes, repo_abs.as_deref()),
-        load_parent,
-    );
-    let (known, mut parent, index_warnings) = loaded?;
+    // The walk runs on a thread of its own, a window ahead of the reading (and beside
+    // the loading of the index and the parent's header): neither the walk nor the new list
+    // is ever whole in memory.
+    let (windows_tx, windows) = sync_channel::<Vec<scan::Stated>>(1);
+    let walking = {
+        let (root, includes, exclude) = (root.clone(), opts.includes.clone(), repo_abs.clone());
+        std::thread::spawn(move || {
+            let mut walker = Walker::start(&root, &includes, exclude.as_deref());
+            while let Some(win) = walker.next_window() {
+                if windows_tx.send(win).is_err() {
+                    break;
+                }
+            }
+            walker.problems()
+        })
+    };
+    let stop_walk = |windows: std::sync::mpsc::Receiver<_>| {
+        drop(windows);
+        walking
+            .join()
+            .map_err(|_| Error::Invalid("the walk's thread panicked".into()))
+    };
+    let (known, mut parent, index_warnings) = match load_parent() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let _ = stop_walk(windows);
+            return Err(e);
+        }
+    };
     let known: &BlobIndex = &known;
 
-    let mut stats = SnapshotStats::default();
-    let mut to_read: Vec<ReadJob> = Vec::new();
-    // Hard links: the first path of each (device, inode) in path order, and the later ones,
-    // which take its content instead of reading the file again.
-    let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut followers: Vec<Follower> = Vec::new();
-    let mut healed = 0u64;
-    // Whether every entry is the parent's, unchanged: then so is the entry list, and its
-    // stored tree is named as it is instead of being encoded and hashed again.
-    let mut same = true;
-    // Per entry, whether it is the parent's entry unchanged: what a change list leaves out.
-    let mut kept: Vec<bool> = Vec::with_capacity(scanned.entries.len());
-    let scan::ScanResult {
-        entries: walked,
-        link_keys,
-        errors: scan_errors,
-        ignored,
-    } = scanned;
-    // The walked entries become the snapshot's in place (an `Option<Entry>` is the size of
-    // an `Entry`): no second list, no path held twice.
-    let mut entries: Vec<Option<Entry>> = walked.into_iter().map(Some).collect();
-    let mut link_keys = link_keys.into_iter().peekable();
-    for (idx, slot) in entries.iter_mut().enumerate() {
-        let entry = slot.as_mut().expect("every walked entry is there");
-        let stat = Stat::of_entry(entry);
-        let kind = entry.kind;
-        // A file keeps its walked metadata until its content is known (from the parent or
-        // read): the files to read take it from there. Folders and symlinks record none of
-        // these.
-        if kind != EntryKind::File {
-            (entry.size, entry.ino, entry.ctime_ns) = (0, 0, 0);
-        }
-        while link_keys.next_if(|(p, _)| *p < entry.path).is_some() {}
-        let link_key = link_keys.next_if(|(p, _)| *p == entry.path).map(|(_, k)| k);
-        // Set for regular files with more than one link only.
-        let first = link_key.and_then(|key| match first_of.entry(key) {
-            std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(idx);
-                None
-            }
-        });
-        let prev = parent.at(&entry.path);
-        let mut equal = false;
-        match (kind, first) {
-            (EntryKind::Dir, _) => {
-                stats.dirs += 1;
-                equal = prev.as_ref() == Some(&*entry);
-            }
-            (EntryKind::Symlink, _) => {
-                stats.symlinks += 1;
-                equal = prev.as_ref() == Some(&*entry);
-            }
-            (EntryKind::File, Some(first)) => {
-                followers.push(Follower {
-                    idx,
-                    first,
-                    prev: prev.filter(usable_file).map(|p| Prev::of(&p)),
-                });
-            }
-            (EntryKind::File, None) => {
-                let prev = prev.filter(usable_file);
-                let unchanged = prev
-                    .as_ref()
-                    .is_some_and(|p| !opts.rehash && Prev::of(p).matches(&stat));
-                // Never reference a blob not proven present: unchanged files whose data is
-                // gone are read again, whatever the parent says.
-                let present = unchanged
-                    && prev
-                        .as_ref()
-                        .is_some_and(|p| p.blobs.iter().all(|b| known.contains(b)));
-                match prev {
-                    Some(p) if present => {
-                        entry.size = p.size;
-                        entry.ino = p.ino;
-                        entry.ctime_ns = p.ctime_ns;
-                        entry.hash = p.hash;
-                        // Nearly always one blob, inline: the copy costs nothing.
-                        entry.blobs = p.blobs.clone();
-                        equal = *entry == p;
-                        stats.files_unchanged += 1;
-                        stats.bytes_total += entry.size;
-                    }
-                    prev => {
-                        healed += u64::from(unchanged);
-                        to_read.push(ReadJob {
-                            idx,
-                            had_prev: prev.is_some(),
-                        });
+    let mut build = Build {
+        stats: SnapshotStats::default(),
+        types: TypeCounter::new(&opts.types),
+        links: HashMap::new(),
+        healed: 0,
+        same: true,
+        skipped: Vec::new(),
+        notes: Vec::new(),
+        gone: Vec::new(),
+        listed: listed.then(Vec::new),
+        kept_done: 0,
+    };
+    let mut sink: Option<Sink> = None;
+    // One set of blobs pending for the whole snapshot, so no blob is stored twice.
+    let shared = Shared {
+        repo,
+        root: &root,
+        known,
+        pending: Mutex::new(IdSet::default()),
+        dry_run: opts.dry_run,
+        progress,
+    };
+    // The new list: kept as its changes to the parent's tree while they are few enough to
+    // be stored so, else written out whole as it is made.
+    let mut list = if parent.takes_changes() {
+        List::Changes(Vec::new())
+    } else {
+        List::Whole(Box::new(TreeStore::new(repo, opts.dry_run)))
+    };
+    progress.start("snapshot", 0);
+    // Windows are planned (matched with the parent) in path order and their files handed to
+    // the readers in batches; a window goes into the new list once all its files are read.
+    // Two windows in flight: the readers start on the next while the last batch of one ends.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<BatchJob>();
+    let jobs_rx = Mutex::new(jobs_rx);
+    let walked = std::thread::scope(|scope| -> Result<()> {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<BatchDone>();
+        let readers: Vec<_> = (0..rayon::current_num_threads().max(1))
+            .map(|_| {
+                let (shared, jobs, done, stop) = (&shared, &jobs_rx, done_tx.clone(), &stop);
+                scope.spawn(move || reader(shared, jobs, &done, stop))
+            })
+            .collect();
+        drop(done_tx);
+        let run = (|| -> Result<()> {
+            let mut flight: std::collections::VecDeque<Window> = Default::default();
+            let mut walk = windows.iter();
+            let (mut walking, mut no) = (true, 0u64);
+            loop {
+                while walking && flight.len() < IN_FLIGHT {
+                    let Some(win) = walk.next() else {
+                        walking = false;
+                        break;
+                    };
+                    let mut w = plan_window(no, win, &mut parent, &mut build, opts, known);
+                    no += 1;
+                    submit(&mut w, &jobs_tx, &mut sink, &shared)?;
+                    flight.push_back(w);
+                }
+                let Some(front) = flight.front() else {
+                    break;
+                };
+                if front.unread > 0 {
+                    let (at, got) = done_rx
+                        .recv()
+                        .map_err(|_| Error::Invalid("the snapshot's readers stopped".into()))?;
+                    let w = flight
+                        .iter_mut()
+                        .find(|w| w.no == at)
+                        .expect("a batch's window is in flight");
+                    w.apply(got?, &mut build);
+                    continue;
+                }
+                let w = flight.pop_front().expect("a window is in flight");
+                complete(w, &shared, &mut sink, &mut build, &mut list, opts)?;
+                if let List::Changes(puts) = &mut list {
+                    if parent.too_many_changes(puts.len() + build.gone.len()) {
+                        let puts = std::mem::take(puts);
+                        let mut store = TreeStore::new(repo, opts.dry_run);
+                        parent.rebuild(puts, build.kept_done, &mut store, known, &mut sink)?;
+                        list = List::Whole(Box::new(store));
                     }
                 }
             }
+            Ok(())
+        })();
+        if run.is_err() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        same &= equal;
-        kept.push(equal);
+        drop(jobs_tx);
+        // Each reader stores the last frame of its files as it ends.
+        let mut result = run;
+        for r in readers {
+            let ended = r
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("a snapshot reader panicked".into())));
+            if let (Ok(()), Err(e)) = (&result, ended) {
+                result = Err(e);
+            }
+        }
+        result
+    });
+    // Batches never taken (after an error) hold the archive writer's channel open: gone
+    // before the writer is told to finish.
+    drop(jobs_rx);
+    progress.finish();
+    let problems = stop_walk(windows);
+    if let Err(e) = walked {
+        // The writer's own error (a full disk, say) is the one worth reporting.
+        return Err(match sink.as_mut() {
+            Some(sink) => sink.fail(e),
+            None => e,
+        });
     }
+    drop(shared);
     // The parent is read to its end, so that its whole list is checked.
     let (parent_end, parent_warning) = match parent.finish() {
         Ok(end) => (end, None),
@@ -289,7 +361,19 @@ pub fn create(
         Err((_, e)) => return Err(e),
     };
 
-    let mut skipped: Vec<String> = scan_errors;
+    let Build {
+        mut stats,
+        types,
+        healed,
+        same,
+        skipped: unread,
+        notes,
+        mut gone,
+        listed,
+        ..
+    } = build;
+    let (mut skipped, ignored) = problems?;
+    skipped.extend(unread);
     let mut warnings: Vec<String> = index_warnings;
     warnings.extend(parent_warning);
     if healed > 0 {
@@ -298,46 +382,8 @@ pub fn create(
         ));
     }
     warnings.extend(ignored);
-    let mut sink: Option<Sink> = None;
-    // One set of blobs pending for both rounds of reading, so neither stores one twice.
-    let shared = Shared {
-        repo,
-        root: &root,
-        known,
-        // Sized once for the blobs the files to read will likely make: growing by doubling
-        // would hold the old table beside the new one, three times the room, at the peak.
-        pending: Mutex::new(IdSet::with_capacity_and_hasher(
-            likely_blobs(&to_read, &entries, &repo.config().chunker),
-            Default::default(),
-        )),
-        dry_run: opts.dry_run,
-        progress,
-    };
-    // Paths walked whose file vanished or could not be read: not in the new list.
-    let mut gone: Vec<RelPath> = Vec::new();
-    let mut outcomes = Outcomes {
-        entries: &mut entries,
-        stats: &mut stats,
-        warnings: &mut warnings,
-        skipped: &mut skipped,
-        gone: &mut gone,
-    };
-    read_round(&shared, &mut sink, &to_read, &mut outcomes)?;
-    // A hard link whose first path vanished or could not be read is read on its own.
-    let orphans = link_followers(&followers, opts.rehash, &mut outcomes);
-    read_round(&shared, &mut sink, &orphans, &mut outcomes)?;
-    // The reading plan and the blobs pending are done with: freed before the entry list is
-    // written and the archive's index sealed.
-    drop((orphans, followers, to_read, shared));
-    // In place (an `Option<Entry>` is the size of an `Entry`): no second list.
-    let mut slots = entries.iter();
-    kept.retain(|_| slots.next().is_some_and(Option::is_some));
-    entries.retain(Option::is_some);
-    let entries: Vec<Entry> = entries
-        .into_iter()
-        .map(|e| e.expect("kept above"))
-        .collect();
-    stats.types = type_totals(&entries, &opts.types);
+    warnings.extend(notes);
+    stats.types = types.finish();
 
     // The entry list, stored as content-defined blobs: when nothing changed they are the
     // parent's, byte for byte, already stored, and cost nothing; when little changed, as
@@ -347,19 +393,30 @@ pub fn create(
         stored: parent_stored,
         base,
     } = parent_end;
-    gone.sort_unstable();
-    let changes = base.and_then(|b| compose_changes(b, &entries, &kept, gone));
-    drop(kept);
-    let stored = match (parent_stored.filter(|_| same), changes) {
-        (Some(both), _) => Ok(both),
-        (None, Some((tree, changes))) if changes.is_empty() => Ok((tree, None)),
-        (None, Some((tree, changes))) => {
-            store_tree(repo, known, &mut sink, &changes, opts.dry_run).map(|c| (tree, Some(c)))
-        }
-        (None, None) => {
-            store_tree(repo, known, &mut sink, &entries, opts.dry_run).map(|t| (t, None))
-        }
+    let stored = match list {
+        List::Whole(store) => store.finish(known, &mut sink).map(|t| (t, None)),
+        List::Changes(puts) => match parent_stored.filter(|_| same) {
+            Some(both) => Ok(both),
+            None => {
+                gone.sort_unstable();
+                match base.and_then(|b| compose_changes(b, &puts, gone)) {
+                    Some((tree, changes)) if changes.is_empty() => Ok((tree, None)),
+                    Some((tree, changes)) => {
+                        store_tree(repo, known, &mut sink, &changes, opts.dry_run)
+                            .map(|c| (tree, Some(c)))
+                    }
+                    None => {
+                        let mut store = TreeStore::new(repo, opts.dry_run);
+                        parent
+                            .rebuild(puts, build.kept_done, &mut store, known, &mut sink)
+                            .and_then(|()| store.finish(known, &mut sink))
+                            .map(|t| (t, None))
+                    }
+                }
+            }
+        },
     };
+    drop(parent);
     let (tree, changes) = match stored {
         Ok(tree) => tree,
         // The writer may have failed after taking the last file frame: its error (a full
@@ -392,7 +449,7 @@ pub fn create(
         summary: stats,
         tree,
         changes,
-        entries,
+        entries: listed.unwrap_or_default(),
     };
     let id = if opts.dry_run {
         None
@@ -409,6 +466,369 @@ pub fn create(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What a snapshot gathers as its windows go by.
+struct Build {
+    stats: SnapshotStats,
+    types: TypeCounter,
+    /// Hard links: by (device, inode), the group's first path in path order, whose content
+    /// the later paths take instead of reading the file again.
+    links: HashMap<(u64, u64), LinkFirst>,
+    /// Unchanged files read again because their data was not present.
+    healed: u64,
+    /// Whether every entry so far is the parent's, unchanged: then so is the entry list,
+    /// and its stored tree is named as it is instead of being encoded and hashed again.
+    same: bool,
+    /// Files that could not be read.
+    skipped: Vec<String>,
+    /// Files that vanished while read.
+    notes: Vec<String>,
+    /// Paths walked whose file vanished or could not be read: not in the new list.
+    gone: Vec<RelPath>,
+    /// The new list, when asked for ([`create_listed`]).
+    listed: Option<Vec<Entry>>,
+    /// Entries of the parent put in the new list unchanged so far.
+    kept_done: u64,
+}
+
+/// The first path of a group of hard links: in a window being read (the window's number
+/// and the position in it), or done, with the entry it made (None when it vanished or
+/// could not be read).
+enum LinkFirst {
+    Here(u64, usize),
+    Done(Option<Box<Entry>>),
+}
+
+/// The new entry list as it is made.
+enum List {
+    /// Written out whole, entry by entry.
+    Whole(Box<TreeStore>),
+    /// Kept as the entries that are not the parent's unchanged (the paths taken out are in
+    /// [`Build::gone`] and the parent's stream).
+    Changes(Vec<Entry>),
+}
+
+impl List {
+    /// Takes the next entry of the new list; `kept` when it is the parent's unchanged.
+    fn push(
+        &mut self,
+        e: Entry,
+        kept: bool,
+        index: &BlobIndex,
+        sink: &mut Option<Sink>,
+    ) -> Result<()> {
+        match self {
+            List::Whole(store) => store.push(&e, index, sink),
+            List::Changes(puts) => {
+                if !kept {
+                    puts.push(e);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Windows planned and not yet in the new list, at most.
+const IN_FLIGHT: usize = 2;
+
+/// A window of entries between its walk and its place in the new list.
+struct Window {
+    no: u64,
+    entries: Vec<Option<Entry>>,
+    /// Per entry, whether it is the parent's entry unchanged: what a change list leaves out.
+    kept: Vec<bool>,
+    to_read: Vec<ReadJob>,
+    followers: Vec<Follower>,
+    /// Link groups whose first path is in this window.
+    firsts: Vec<(u64, u64)>,
+    /// Batches of its files not read yet.
+    unread: usize,
+    /// Files that vanished or could not be read: (position in `to_read`, whether it makes
+    /// the snapshot incomplete, message).
+    notes: Vec<(usize, bool, String)>,
+}
+
+/// A batch of files for a reader: its window, positions in the window's `to_read`, each
+/// file's path and metadata as walked, and where the frames go.
+struct BatchJob {
+    window: u64,
+    reads: Range<usize>,
+    files: Vec<(std::path::PathBuf, Stat)>,
+    frames: SyncSender<CompressedFrame>,
+}
+
+/// A batch read: its window and each file's outcome by position in `to_read`.
+type BatchDone = (u64, Result<Vec<(usize, FileOutcome)>>);
+
+/// Matches a walked window with the parent: what is unchanged takes the parent's content,
+/// the rest is to read (hard links after their group's first path take its content later).
+fn plan_window(
+    no: u64,
+    win: Vec<scan::Stated>,
+    parent: &mut ParentStream,
+    build: &mut Build,
+    opts: &SnapshotOptions,
+    known: &BlobIndex,
+) -> Window {
+    let mut w = Window {
+        no,
+        entries: Vec::with_capacity(win.len()),
+        kept: Vec::with_capacity(win.len()),
+        to_read: Vec::new(),
+        followers: Vec::new(),
+        firsts: Vec::new(),
+        unread: 0,
+        notes: Vec::new(),
+    };
+    for (idx, (mut entry, link_key)) in win.into_iter().enumerate() {
+        let stat = Stat::of_entry(&entry);
+        let kind = entry.kind;
+        // A file keeps its walked metadata until its content is known (from the parent or
+        // read): the files to read take it from there. Folders and symlinks record none of
+        // these.
+        if kind != EntryKind::File {
+            (entry.size, entry.ino, entry.ctime_ns) = (0, 0, 0);
+        }
+        // Set for the later paths of a group of hard links only.
+        let later = link_key.filter(|&key| match build.links.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => true,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(LinkFirst::Here(no, idx));
+                w.firsts.push(key);
+                false
+            }
+        });
+        let prev = parent.at(&entry.path);
+        let mut equal = false;
+        match (kind, later) {
+            (EntryKind::Dir, _) => {
+                build.stats.dirs += 1;
+                equal = prev.as_ref() == Some(&entry);
+            }
+            (EntryKind::Symlink, _) => {
+                build.stats.symlinks += 1;
+                equal = prev.as_ref() == Some(&entry);
+            }
+            (EntryKind::File, Some(key)) => {
+                w.followers.push(Follower {
+                    idx,
+                    key,
+                    prev: prev.filter(usable_file).map(|p| Prev::of(&p)),
+                });
+            }
+            (EntryKind::File, None) => {
+                let prev = prev.filter(usable_file);
+                let unchanged = prev
+                    .as_ref()
+                    .is_some_and(|p| !opts.rehash && Prev::of(p).matches(&stat));
+                // Never reference a blob not proven present: unchanged files whose data is
+                // gone are read again, whatever the parent says.
+                let present = unchanged
+                    && prev
+                        .as_ref()
+                        .is_some_and(|p| p.blobs.iter().all(|b| known.contains(b)));
+                match prev {
+                    Some(p) if present => {
+                        entry.size = p.size;
+                        entry.ino = p.ino;
+                        entry.ctime_ns = p.ctime_ns;
+                        entry.hash = p.hash;
+                        // Nearly always one blob, inline: the copy costs nothing.
+                        entry.blobs = p.blobs.clone();
+                        equal = entry == p;
+                        build.stats.files_unchanged += 1;
+                        build.stats.bytes_total += entry.size;
+                    }
+                    prev => {
+                        build.healed += u64::from(unchanged);
+                        w.to_read.push(ReadJob {
+                            idx,
+                            had_prev: prev.is_some(),
+                        });
+                    }
+                }
+            }
+        }
+        if equal {
+            parent.keep();
+        }
+        build.same &= equal;
+        w.kept.push(equal);
+        w.entries.push(Some(entry));
+    }
+    w
+}
+
+/// Hands a window's files to the readers in batches of neighbouring files, so that files
+/// that sit together share frames (good compression, cheap restores): small enough that
+/// every reader has one even when a window has little to read.
+fn submit(
+    w: &mut Window,
+    jobs: &std::sync::mpsc::Sender<BatchJob>,
+    sink: &mut Option<Sink>,
+    shared: &Shared<'_>,
+) -> Result<()> {
+    if w.to_read.is_empty() {
+        return Ok(());
+    }
+    let frames = sink
+        .get_or_insert_with(|| Sink::start(shared.repo, shared.dry_run))
+        .tx
+        .clone();
+    let size = |j: &ReadJob| w.entries[j.idx].as_ref().map_or(0, |e| e.size);
+    let total: u64 = w.to_read.iter().map(size).sum();
+    let threads = rayon::current_num_threads() as u64;
+    let batch_bytes = (total / (2 * threads)).clamp(MIN_BATCH_BYTES, BATCH_BYTES);
+    for reads in batches(&w.to_read, size, batch_bytes) {
+        let files = reads
+            .clone()
+            .map(|r| {
+                let e = w.entries[w.to_read[r].idx]
+                    .as_ref()
+                    .expect("a file to read has its entry");
+                (shared.root.join(e.path.to_path()), Stat::of_entry(e))
+            })
+            .collect();
+        let job = BatchJob {
+            window: w.no,
+            reads,
+            files,
+            frames: frames.clone(),
+        };
+        jobs.send(job)
+            .map_err(|_| Error::Invalid("the snapshot's readers stopped".into()))?;
+        w.unread += 1;
+    }
+    Ok(())
+}
+
+/// A reader: reads the batches it is handed, its frames filled across batches, and stores
+/// its last frame when there are no more.
+fn reader(
+    shared: &Shared<'_>,
+    jobs: &Mutex<std::sync::mpsc::Receiver<BatchJob>>,
+    done: &std::sync::mpsc::Sender<BatchDone>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    let mut builder = FrameBuilder::default();
+    let mut frames: Option<SyncSender<CompressedFrame>> = None;
+    loop {
+        let job = jobs
+            .lock()
+            .expect("job queue lock is never poisoned")
+            .recv();
+        let Ok(job) = job else { break };
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let got = read_batch(shared, &job.files, job.reads, &job.frames, &mut builder);
+        frames = Some(job.frames);
+        let failed = got.is_err();
+        if done.send((job.window, got)).is_err() || failed {
+            return Ok(());
+        }
+    }
+    match frames {
+        Some(tx) if !builder.is_empty() => send_frame(shared, &mut builder, &tx),
+        _ => Ok(()),
+    }
+}
+
+impl Window {
+    /// Records the outcomes of a batch of this window's files.
+    fn apply(&mut self, outcomes: Vec<(usize, FileOutcome)>, build: &mut Build) {
+        self.unread -= 1;
+        for (read_no, outcome) in outcomes {
+            let job = self.to_read[read_no];
+            let slot = &mut self.entries[job.idx];
+            match outcome {
+                FileOutcome::Stored { stat, hash, blobs } => {
+                    let e = slot.as_mut().expect("a file read has its entry");
+                    set_content(e, &stat, Some(hash), blobs);
+                    build.stats.bytes_total += stat.size;
+                    build.stats.bytes_read += stat.size;
+                    if job.had_prev {
+                        build.stats.files_changed += 1;
+                    } else {
+                        build.stats.files_new += 1;
+                    }
+                }
+                FileOutcome::Vanished(abs) => {
+                    build.gone.extend(slot.take().map(|e| e.path));
+                    let msg = format!("{}: vanished during the snapshot", abs.display());
+                    self.notes.push((read_no, false, msg));
+                }
+                FileOutcome::Failed(msg) => {
+                    build.gone.extend(slot.take().map(|e| e.path));
+                    self.notes.push((read_no, true, msg));
+                }
+            }
+        }
+    }
+}
+
+/// Puts a window whose files are read into the new list: its messages in path order, its
+/// hard links given their first path's content (or read on their own when that path could
+/// not be read), then each entry.
+fn complete(
+    mut w: Window,
+    shared: &Shared<'_>,
+    sink: &mut Option<Sink>,
+    build: &mut Build,
+    list: &mut List,
+    opts: &SnapshotOptions,
+) -> Result<()> {
+    let orphans = link_followers(&mut w, opts.rehash, build);
+    if !orphans.is_empty() {
+        let frames = sink
+            .get_or_insert_with(|| Sink::start(shared.repo, shared.dry_run))
+            .tx
+            .clone();
+        let files: Vec<(std::path::PathBuf, Stat)> = orphans
+            .iter()
+            .map(|j| {
+                let e = w.entries[j.idx].as_ref().expect("a link has its entry");
+                (shared.root.join(e.path.to_path()), Stat::of_entry(e))
+            })
+            .collect();
+        let mut builder = FrameBuilder::default();
+        let base = w.to_read.len();
+        w.to_read.extend(orphans);
+        let got = read_batch(shared, &files, base..w.to_read.len(), &frames, &mut builder)?;
+        if !builder.is_empty() {
+            send_frame(shared, &mut builder, &frames)?;
+        }
+        w.unread += 1;
+        w.apply(got, build);
+    }
+    w.notes.sort_unstable_by_key(|(read_no, _, _)| *read_no);
+    for (_, skipped, msg) in w.notes {
+        if skipped {
+            build.skipped.push(msg);
+        } else {
+            build.notes.push(msg);
+        }
+    }
+    for key in w.firsts {
+        if let Some(first) = build.links.get_mut(&key) {
+            if let LinkFirst::Here(_, i) = *first {
+                *first = LinkFirst::Done(w.entries[i].clone().map(Box::new));
+            }
+        }
+    }
+    for (e, kept) in w.entries.into_iter().zip(w.kept) {
+        if let Some(e) = e {
+            build.types.add(&e);
+            build.kept_done += u64::from(kept);
+            if let Some(l) = &mut build.listed {
+                l.push(e.clone());
+            }
+            list.push(e, kept, shared.known, sink)?;
+        }
+    }
+    Ok(())
 }
 
 /// A file to read: the position of its entry (which holds its metadata as walked until it
@@ -449,10 +869,10 @@ impl Prev {
     }
 }
 
-/// A later path of a group of hard links, and the index of the group's first path.
+/// A later path of a group of hard links, and the group's (device, inode).
 struct Follower {
     idx: usize,
-    first: usize,
+    key: (u64, u64),
     /// What the parent says of it.
     prev: Option<Prev>,
 }
@@ -476,9 +896,18 @@ struct ParentStream {
     unmatched: bool,
     rx: Option<std::sync::mpsc::Receiver<Result<Vec<Entry>>>>,
     batch: std::vec::IntoIter<Entry>,
-    next: Option<Entry>,
+    /// The entry after the last one met, and its position in the list.
+    next: Option<(u64, Entry)>,
     failed: Option<Error>,
     handle: Option<std::thread::JoinHandle<()>>,
+    /// What a second read of the list needs ([`ParentStream::rebuild`]).
+    again: Option<(Repository, std::sync::Arc<BlobIndex>, Box<Manifest>)>,
+    /// Entries taken from the channel so far.
+    pulled: u64,
+    /// Position of the entry [`ParentStream::at`] returned last.
+    at_pos: u64,
+    /// One bit per entry, by position: whether the new list holds it unchanged.
+    kept: Vec<u64>,
 }
 
 /// A snapshot's entry list read and decoded on a thread of its own, a few batches ahead at
@@ -667,7 +1096,7 @@ impl ParentStream {
         let current = header.version == MANIFEST_VERSION;
         let stored = current.then(|| (header.tree.clone(), header.changes.clone()));
         let removed_cap = usize::try_from(header.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
-        let (rx, handle) = spawn_stream(repo, index, id, &header, changes.clone());
+        let (rx, handle) = spawn_stream(repo, index.clone(), id, &header, changes.clone());
         Ok(ParentStream {
             id: Some(id),
             stored,
@@ -680,16 +1109,34 @@ impl ParentStream {
             removed_cap,
             rx: Some(rx),
             handle: Some(handle),
+            again: Some((repo.clone(), index, Box::new(header))),
             ..ParentStream::default()
         })
     }
 
-    /// The next entry of the parent, or None at its end or at damage (kept for
-    /// [`ParentStream::finish`]).
-    fn pull(&mut self) -> Option<Entry> {
+    /// Whether a new list may be stored as changes to the parent's tree: there is a parent,
+    /// of the current version.
+    fn takes_changes(&self) -> bool {
+        self.stored.is_some() && self.changes.is_some() && self.removed.is_some()
+    }
+
+    /// Whether `ours` changes (entries put in, paths gone while read) with the parent's
+    /// paths passed over are too many to store as changes, or the parent can no longer be
+    /// built on (damage met, too many paths passed over).
+    fn too_many_changes(&self, ours: usize) -> bool {
+        match &self.removed {
+            Some(r) => self.failed.is_some() || ours + r.len() > self.removed_cap,
+            None => true,
+        }
+    }
+
+    /// The next entry of the parent and its position, or None at its end or at damage
+    /// (kept for [`ParentStream::finish`]).
+    fn pull(&mut self) -> Option<(u64, Entry)> {
         loop {
             if let Some(e) = self.batch.next() {
-                return Some(e);
+                self.pulled += 1;
+                return Some((self.pulled - 1, e));
             }
             match self.rx.as_ref()?.recv() {
                 Ok(Ok(batch)) => self.batch = batch.into_iter(),
@@ -718,25 +1165,101 @@ impl ParentStream {
     /// path order (the walk's), as the parent's entries are sorted.
     fn at(&mut self, path: &RelPath) -> Option<Entry> {
         loop {
-            let next = match self.next.take() {
+            let (pos, next) = match self.next.take() {
                 Some(e) => e,
                 None => self.pull()?,
             };
             match next.path.cmp(path) {
                 std::cmp::Ordering::Less => self.pass_over(next),
-                std::cmp::Ordering::Equal => return Some(next),
+                std::cmp::Ordering::Equal => {
+                    self.at_pos = pos;
+                    return Some(next);
+                }
                 std::cmp::Ordering::Greater => {
-                    self.next = Some(next);
+                    self.next = Some((pos, next));
                     return None;
                 }
             }
         }
     }
 
+    /// Notes that the new list holds the entry [`ParentStream::at`] returned last,
+    /// unchanged.
+    fn keep(&mut self) {
+        let (word, bit) = ((self.at_pos / 64) as usize, self.at_pos % 64);
+        if self.kept.len() <= word {
+            self.kept.resize(word + 1, 0);
+        }
+        self.kept[word] |= 1 << bit;
+    }
+
+    fn is_kept(&self, pos: u64) -> bool {
+        self.kept
+            .get((pos / 64) as usize)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+
+    /// Writes to `store` the new list so far: the first `kept` entries the parent marked
+    /// kept (those of the windows already in the list), read again from the repository,
+    /// and `puts`, the rest, in path order. The way from a change list to a whole one
+    /// without having held either.
+    ///
+    /// # Errors
+    /// Damage met before every kept entry was read again, and the store's errors.
+    fn rebuild(
+        &self,
+        puts: Vec<Entry>,
+        kept: u64,
+        store: &mut TreeStore,
+        index: &BlobIndex,
+        sink: &mut Option<Sink>,
+    ) -> Result<()> {
+        let mut puts = puts.into_iter().peekable();
+        let mut left = kept;
+        if left > 0 {
+            let Some((repo, parent_index, header)) = &self.again else {
+                return Err(Error::corrupt("the parent's list cannot be read again"));
+            };
+            let id = self.id.expect("a parent with entries kept has an id");
+            let mut again = EntryStream::start(repo, parent_index.clone(), id, header)?;
+            let mut pos = 0u64;
+            while left > 0 {
+                let batch = match again.next_batch() {
+                    Some(b) => b?,
+                    None => {
+                        return Err(Error::corrupt(format!(
+                            "snapshot {}: its entry list read again ended early",
+                            id.short()
+                        )))
+                    }
+                };
+                for e in batch {
+                    pos += 1;
+                    if !self.is_kept(pos - 1) {
+                        continue;
+                    }
+                    while let Some(p) = puts.next_if(|p| p.path < e.path) {
+                        store.push(&p, index, sink)?;
+                    }
+                    store.push(&e, index, sink)?;
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        for p in puts {
+            store.push(&p, index, sink)?;
+        }
+        Ok(())
+    }
+
     /// Reads the parent to its end, so its whole list is checked: Ok(what can be built
-    /// on), or Err(its id, what was wrong).
-    fn finish(mut self) -> std::result::Result<ParentEnd, (BlobId, Error)> {
-        while let Some(e) = self.next.take().or_else(|| self.pull()) {
+    /// on), or Err(its id, what was wrong). What it kept stays known for
+    /// [`ParentStream::rebuild`].
+    fn finish(&mut self) -> std::result::Result<ParentEnd, (BlobId, Error)> {
+        while let Some((_, e)) = self.next.take().or_else(|| self.pull()) {
             self.pass_over(e);
         }
         if let Some(h) = self.handle.take() {
@@ -755,7 +1278,7 @@ impl ParentStream {
                 };
                 Ok(ParentEnd {
                     id,
-                    stored: self.stored.filter(|_| !self.unmatched),
+                    stored: self.stored.clone().filter(|_| !self.unmatched),
                     base,
                 })
             }
@@ -811,26 +1334,17 @@ fn stream_entries(
     Ok(())
 }
 
-/// The change list that makes `entries` from `base`'s tree: the entries not `kept` from
-/// the parent put in, the parent's paths that are no more (passed over by the walk, or
+/// The change list that makes the new list from `base`'s tree: `puts` (the entries that
+/// are not the parent's unchanged) put in, the parent's paths that are no more (passed over by the walk, or
 /// `gone` while read) taken out, and the parent's own changes for the paths it kept. None
 /// when they would number more than one in [`CHANGES_PER_ENTRY`] of the tree's entries:
 /// the list is then stored whole. Sorted lists in, a sorted list out.
-fn compose_changes(
-    base: Base,
-    entries: &[Entry],
-    kept: &[bool],
-    gone: Vec<RelPath>,
-) -> Option<(Tree, Vec<Change>)> {
+fn compose_changes(base: Base, puts: &[Entry], gone: Vec<RelPath>) -> Option<(Tree, Vec<Change>)> {
     let limit = usize::try_from(base.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
-    let puts = entries
-        .iter()
-        .zip(kept)
-        .filter(|(_, k)| !**k)
-        .map(|(e, _)| e);
+    let puts = puts.iter();
     let mut gones = base.removed;
     gones.extend(gone);
-    let ours = puts.clone().count() + gones.len();
+    let ours = puts.len() + gones.len();
     if ours > limit {
         return None;
     }
@@ -901,108 +1415,6 @@ fn tree_error(id: &BlobId, e: Error) -> Error {
     }
 }
 
-/// What reading files changes in a snapshot being built.
-struct Outcomes<'a> {
-    entries: &'a mut Vec<Option<Entry>>,
-    stats: &'a mut SnapshotStats,
-    warnings: &'a mut Vec<String>,
-    skipped: &'a mut Vec<String>,
-    /// Paths whose file vanished or could not be read.
-    gone: &'a mut Vec<RelPath>,
-}
-
-/// Reads, chunks, hashes and stores the files of `to_read` in parallel batches, and
-/// records each outcome.
-fn read_round(
-    shared: &Shared<'_>,
-    sink: &mut Option<Sink>,
-    to_read: &[ReadJob],
-    out: &mut Outcomes<'_>,
-) -> Result<()> {
-    if to_read.is_empty() {
-        return Ok(());
-    }
-    let sink = match sink {
-        Some(s) => s,
-        None => sink.insert(Sink::start(shared.repo, shared.dry_run)),
-    };
-    let progress = shared.progress;
-    let size = |j: &ReadJob| out.entries[j.idx].as_ref().map_or(0, |e| e.size);
-    let total: u64 = to_read.iter().map(size).sum();
-    progress.start("snapshot", total);
-    let batches = batches(to_read, size);
-    // Each batch's outcomes go into the entries as soon as it is read, so what is pending
-    // stays bounded by the batches in flight. Messages keep their place in the plan, so
-    // they read in path order whichever batch ends first.
-    let applied = Mutex::new((&mut *out, Vec::<(usize, bool, String)>::new()));
-    let lock = || applied.lock().expect("outcome lock is never poisoned");
-    let result = batches.par_iter().try_for_each(|batch| -> Result<()> {
-        // Each file's path, and its metadata as walked.
-        let files: Vec<(std::path::PathBuf, Stat)> = {
-            let guard = lock();
-            batch
-                .clone()
-                .map(|r| {
-                    let e = guard.0.entries[to_read[r].idx]
-                        .as_ref()
-                        .expect("entry exists");
-                    (shared.root.join(e.path.to_path()), Stat::of_entry(e))
-                })
-                .collect()
-        };
-        let outcomes = read_batch(shared, &files, batch.clone(), sink.tx.clone())?;
-        let mut guard = lock();
-        let (out, notes) = &mut *guard;
-        for ((read_no, outcome), (abs, _)) in outcomes.into_iter().zip(&files) {
-            let job = to_read[read_no];
-            match outcome {
-                FileOutcome::Stored { stat, hash, blobs } => {
-                    let e = out.entries[job.idx].as_mut().expect("entry exists");
-                    set_content(e, &stat, Some(hash), blobs);
-                    out.stats.bytes_total += stat.size;
-                    out.stats.bytes_read += stat.size;
-                    if job.had_prev {
-                        out.stats.files_changed += 1;
-                    } else {
-                        out.stats.files_new += 1;
-                    }
-                }
-                FileOutcome::Vanished => {
-                    out.gone.extend(out.entries[job.idx].take().map(|e| e.path));
-                    notes.push((
-                        read_no,
-                        false,
-                        format!("{}: vanished during the snapshot", abs.display()),
-                    ));
-                }
-                FileOutcome::Failed(msg) => {
-                    out.gone.extend(out.entries[job.idx].take().map(|e| e.path));
-                    notes.push((read_no, true, msg));
-                }
-            }
-        }
-        Ok(())
-    });
-    progress.finish();
-    let (out, mut notes) = applied
-        .into_inner()
-        .expect("outcome lock is never poisoned");
-    if let Err(e) = result {
-        // The writer's own error (a full disk, say) is the one worth reporting; the
-        // unfinished archive is dropped.
-        return Err(sink.fail(e));
-    }
-    notes.sort_unstable_by_key(|(read_no, _, _)| *read_no);
-    for (_, skipped, msg) in notes {
-        if skipped {
-            out.skipped.push(msg);
-        } else {
-            out.warnings.push(msg);
-        }
-    }
-    Ok(())
-}
-
 /// Records a file's metadata and content in its entry.
 fn set_content(e: &mut Entry, stat: &Stat, hash: Option<BlobId>, blobs: crate::manifest::Blobs) {
     e.mode = stat.mode;
@@ -1017,17 +1429,22 @@ fn set_content(e: &mut Entry, stat: &Stat, hash: Option<BlobId>, blobs: crate::m
 /// Gives each later path of a group of hard links the content and metadata of the group's
 /// first path (one inode: read once) and a `link` to it. Returns the files to read on their
 /// own instead: those whose first path vanished or could not be read.
-fn link_followers(followers: &[Follower], rehash: bool, out: &mut Outcomes<'_>) -> Vec<ReadJob> {
+fn link_followers(w: &mut Window, rehash: bool, build: &mut Build) -> Vec<ReadJob> {
     let mut orphans = Vec::new();
-    for f in followers {
-        let Some(first) = out.entries[f.first].clone() else {
+    for f in &w.followers {
+        let first = match build.links.get(&f.key) {
+            Some(LinkFirst::Here(no, i)) if *no == w.no => w.entries[*i].clone(),
+            Some(LinkFirst::Done(e)) => e.as_deref().cloned(),
+            _ => None,
+        };
+        let Some(first) = first else {
             orphans.push(ReadJob {
                 idx: f.idx,
                 had_prev: f.prev.is_some(),
             });
             continue;
         };
-        let e = out.entries[f.idx].as_mut().expect("entry exists");
+        let e = w.entries[f.idx].as_mut().expect("entry exists");
         let stat = Stat {
             mode: first.mode,
             size: first.size,
@@ -1046,13 +1463,13 @@ fn link_followers(followers: &[Follower], rehash: bool, out: &mut Outcomes<'_>) 
                 && p.ino == e.ino
                 && p.hash == e.hash
         });
-        out.stats.bytes_total += e.size;
+        build.stats.bytes_total += e.size;
         if unchanged {
-            out.stats.files_unchanged += 1;
+            build.stats.files_unchanged += 1;
         } else if f.prev.is_some() {
-            out.stats.files_changed += 1;
+            build.stats.files_changed += 1;
         } else {
-            out.stats.files_new += 1;
+            build.stats.files_new += 1;
         }
     }
     orphans
@@ -1064,31 +1481,57 @@ pub fn type_totals(
     entries: &[Entry],
     types: &[(String, RelPath)],
 ) -> std::collections::BTreeMap<String, crate::manifest::TypeTotals> {
-    // Counted by the type's position (no name copied, no map searched per file); the most
-    // specific folder holding a file is the deepest, the last named among equals.
-    let depths: Vec<usize> = types.iter().map(|(_, dir)| dir.depth()).collect();
-    let mut totals = vec![crate::manifest::TypeTotals::default(); types.len()];
-    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
-        if crate::config::is_state_file(e.path.file_name()) {
-            continue;
+    let mut counter = TypeCounter::new(types);
+    for e in entries {
+        counter.add(e);
+    }
+    counter.finish()
+}
+
+/// [`type_totals`] an entry at a time.
+struct TypeCounter {
+    types: Vec<(String, RelPath)>,
+    /// Each type's folder depth: the most specific folder holding a file is the deepest,
+    /// the last named among equals.
+    depths: Vec<usize>,
+    /// Counted by the type's position: no name copied, no map searched per file.
+    totals: Vec<crate::manifest::TypeTotals>,
+}
+
+impl TypeCounter {
+    fn new(types: &[(String, RelPath)]) -> TypeCounter {
+        TypeCounter {
+            types: types.to_vec(),
+            depths: types.iter().map(|(_, dir)| dir.depth()).collect(),
+            totals: vec![crate::manifest::TypeTotals::default(); types.len()],
         }
-        let owner = types
+    }
+
+    fn add(&mut self, e: &Entry) {
+        if e.kind != EntryKind::File || crate::config::is_state_file(e.path.file_name()) {
+            return;
+        }
+        let owner = self
+            .types
             .iter()
             .enumerate()
             .filter(|(_, (_, dir))| e.path.starts_with(dir))
-            .max_by_key(|(i, _)| depths[*i]);
+            .max_by_key(|(i, _)| self.depths[*i]);
         if let Some((i, _)) = owner {
-            totals[i].files += 1;
-            totals[i].bytes += e.size;
+            self.totals[i].files += 1;
+            self.totals[i].bytes += e.size;
         }
     }
-    let mut out = std::collections::BTreeMap::new();
-    for ((name, _), t) in types.iter().zip(totals) {
-        let sum: &mut crate::manifest::TypeTotals = out.entry(name.clone()).or_default();
-        sum.files += t.files;
-        sum.bytes += t.bytes;
+
+    fn finish(self) -> std::collections::BTreeMap<String, crate::manifest::TypeTotals> {
+        let mut out = std::collections::BTreeMap::new();
+        for ((name, _), t) in self.types.into_iter().zip(self.totals) {
+            let sum: &mut crate::manifest::TypeTotals = out.entry(name).or_default();
+            sum.files += t.files;
+            sum.bytes += t.bytes;
+        }
+        out
     }
-    out
 }
 
 /// Writes a manifest header whose tree blobs are already stored; returns its id.
@@ -1135,34 +1578,90 @@ fn store_tree<T: crate::manifest::Line>(
     entries: &[T],
     dry_run: bool,
 ) -> Result<Tree> {
-    let level = if dry_run { 1 } else { repo.config().zstd_level };
-    let mut builder = FrameBuilder::default();
-    let mut blobs = Vec::new();
-    let mut seen = IdSet::default();
-    let ids = repo.ids();
-    let mut store = |data: &[u8]| -> Result<()> {
-        let id = ids.of(data);
-        blobs.push(id);
-        if !index.contains(&id) && seen.insert(id) {
-            builder.push(id, data);
-            if builder.is_full() {
-                let sink = sink.get_or_insert_with(|| Sink::start(repo, dry_run));
-                sink.send(builder.compress(level)?)?;
+    let mut store = TreeStore::new(repo, dry_run);
+    for e in entries {
+        store.push(e, index, sink)?;
+    }
+    store.finish(index, sink)
+}
+
+/// A list being stored line by line ([`store_tree`] for a list never whole in memory).
+struct TreeStore {
+    chunker: crate::manifest::LineChunker,
+    blobs: TreeBlobs,
+}
+
+/// The blobs of a list being stored: their ids in order, and the frame the new ones go in.
+struct TreeBlobs {
+    repo: Repository,
+    level: i32,
+    dry_run: bool,
+    builder: FrameBuilder,
+    ids: Vec<BlobId>,
+    seen: IdSet,
+}
+
+impl TreeBlobs {
+    fn store(&mut self, data: &[u8], index: &BlobIndex, sink: &mut Option<Sink>) -> Result<()> {
+        let id = self.repo.ids().of(data);
+        self.ids.push(id);
+        if !index.contains(&id) && self.seen.insert(id) {
+            self.builder.push(id, data);
+            if self.builder.is_full() {
+                self.send(sink)?;
             }
         }
         Ok(())
-    };
-    let (hash, size) = crate::manifest::chunk_lines(entries, &mut store)?;
-    if !builder.is_empty() {
-        let sink = sink.get_or_insert_with(|| Sink::start(repo, dry_run));
-        sink.send(builder.compress(level)?)?;
     }
-    Ok(Tree {
-        blobs,
-        hash: Some(hash),
-        entries: entries.len() as u64,
-        size,
-    })
+
+    fn send(&mut self, sink: &mut Option<Sink>) -> Result<()> {
+        let frame = self.builder.compress(self.level)?;
+        let (repo, dry_run) = (&self.repo, self.dry_run);
+        sink.get_or_insert_with(|| Sink::start(repo, dry_run))
+            .send(frame)
+    }
+}
+
+impl TreeStore {
+    fn new(repo: &Repository, dry_run: bool) -> TreeStore {
+        TreeStore {
+            chunker: crate::manifest::LineChunker::default(),
+            blobs: TreeBlobs {
+                repo: repo.clone(),
+                level: if dry_run { 1 } else { repo.config().zstd_level },
+                dry_run,
+                builder: FrameBuilder::default(),
+                ids: Vec::new(),
+                seen: IdSet::default(),
+            },
+        }
+    }
+
+    fn push<T: crate::manifest::Line>(
+        &mut self,
+        line: &T,
+        index: &BlobIndex,
+        sink: &mut Option<Sink>,
+    ) -> Result<()> {
+        let blobs = &mut self.blobs;
+        self.chunker
+            .push(line, &mut |data| blobs.store(data, index, sink))
+    }
+
+    fn finish(self, index: &BlobIndex, sink: &mut Option<Sink>) -> Result<Tree> {
+        let TreeStore { chunker, mut blobs } = self;
+        let entries = chunker.lines();
+        let (hash, size) = chunker.finish(&mut |data| blobs.store(data, index, sink))?;
+        if !blobs.builder.is_empty() {
+            blobs.send(sink)?;
+        }
+        Ok(Tree {
+            blobs: blobs.ids,
+            hash: Some(hash),
+            entries,
+            size,
+        })
+    }
 }
 
 /// The archive-writing thread: frames in through a bounded channel (bounded memory),
@@ -1235,34 +1734,20 @@ impl Sink {
     }
 }
 
-/// How many blobs reading `to_read` likely makes: one a file below the chunking threshold,
-/// one per average chunk (and one more) above it.
-fn likely_blobs(
-    to_read: &[ReadJob],
-    entries: &[Option<Entry>],
-    params: &crate::repo::ChunkerParams,
-) -> usize {
-    let avg = u64::from(params.avg_size).max(1);
-    to_read
-        .iter()
-        .filter_map(|j| entries[j.idx].as_ref())
-        .map(|e| match e.size < u64::from(params.threshold) {
-            true => 1,
-            false => 1 + (e.size / avg) as usize,
-        })
-        .sum()
-}
-
 /// Splits the files to read into batches of neighbouring files (ranges of positions in
 /// `to_read`; `size` gives a file's walked size), so that files that sit together on disk
 /// share frames (good compression, cheap restores).
-fn batches(to_read: &[ReadJob], size: impl Fn(&ReadJob) -> u64) -> Vec<Range<usize>> {
+fn batches(
+    to_read: &[ReadJob],
+    size: impl Fn(&ReadJob) -> u64,
+    batch_bytes: u64,
+) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
     for (i, job) in to_read.iter().enumerate() {
         bytes += size(job);
-        if bytes >= BATCH_BYTES {
+        if bytes >= batch_bytes {
             out.push(start..i + 1);
             (start, bytes) = (i + 1, 0);
         }
@@ -1273,41 +1758,45 @@ fn batches(to_read: &[ReadJob], size: impl Fn(&ReadJob) -> u64) -> Vec<Range<usi
     out
 }
 
-/// Reads the files of one batch (`files` are their paths and walked metadata, in order);
-/// returns each outcome with its position in `to_read`.
+/// Reads the files of one batch (`files` are their paths and walked metadata, in order)
+/// into `builder`'s frames, sending each full frame to `frames`; returns each outcome with
+/// its position in `reads`.
 fn read_batch(
     shared: &Shared<'_>,
     files: &[(std::path::PathBuf, Stat)],
-    batch: Range<usize>,
-    tx: SyncSender<CompressedFrame>,
+    reads: Range<usize>,
+    frames: &SyncSender<CompressedFrame>,
+    builder: &mut FrameBuilder,
 ) -> Result<Vec<(usize, FileOutcome)>> {
-    let level = shared.repo.config().zstd_level;
-    let mut builder = FrameBuilder::default();
     let mut out = Vec::with_capacity(files.len());
-    let send = |builder: &mut FrameBuilder| -> Result<()> {
-        let frame = if shared.dry_run {
-            let f = builder.compress(1)?;
-            CompressedFrame {
-                data: Vec::new(),
-                ..f
-            }
-        } else {
-            builder.compress(level)?
-        };
-        tx.send(frame).map_err(|_| {
-            Error::Invalid("archive writer stopped (see the error it reported)".into())
-        })
-    };
-    for (read_no, (abs, walked)) in batch.zip(files) {
+    let send = |builder: &mut FrameBuilder| send_frame(shared, builder, frames);
+    for (read_no, (abs, walked)) in reads.zip(files) {
         crate::cancel::check()?;
-        let outcome = read_file(shared, abs, *walked, &mut builder, &send)?;
+        let outcome = read_file(shared, abs, *walked, builder, &send)?;
         out.push((read_no, outcome));
         crate::fault::pause("snapshot.reading");
     }
-    if !builder.is_empty() {
-        send(&mut builder)?;
-    }
     Ok(out)
+}
+
+/// Compresses `builder`'s frame and sends it to the archive writer.
+fn send_frame(
+    shared: &Shared<'_>,
+    builder: &mut FrameBuilder,
+    frames: &SyncSender<CompressedFrame>,
+) -> Result<()> {
+    let frame = if shared.dry_run {
+        let f = builder.compress(1)?;
+        CompressedFrame {
+            data: Vec::new(),
+            ..f
+        }
+    } else {
+        builder.compress(shared.repo.config().zstd_level)?
+    };
+    frames
+        .send(frame)
+        .map_err(|_| Error::Invalid("archive writer stopped (see the error it reported)".into()))
 }
 
 fn read_file(
@@ -1322,7 +1811,9 @@ fn read_file(
     for attempt in 1..=READ_ATTEMPTS {
         let file = match fsutil::open_noatime(abs) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileOutcome::Vanished(abs.to_path_buf()))
+            }
             Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
         if let Ok(m) = file.metadata() {
@@ -1364,7 +1855,9 @@ fn read_file(
         }
         let after = match std::fs::symlink_metadata(abs) {
             Ok(m) => Stat::of(&m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileOutcome::Vanished(abs.to_path_buf()))
+            }
             Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
         let hash = match blobs.first() {
@@ -1887,7 +2380,13 @@ mod tests {
                 }
             }
             let b = base_of(1000, pchanges, removed);
-            let (_, changes) = compose_changes(b, &entries, &kept, gone).unwrap();
+            let puts: Vec<Entry> = entries
+                .iter()
+                .zip(&kept)
+                .filter(|(_, k)| !**k)
+                .map(|(e, _)| e.clone())
+                .collect();
+            let (_, changes) = compose_changes(b, &puts, gone).unwrap();
             crate::manifest::check_changes(&changes, &BlobId::of(b"m")).unwrap();
             prop_assert_eq!(merged(base_entries, changes), entries);
         }
@@ -1897,12 +2396,12 @@ mod tests {
     #[test]
     fn too_many_changes_store_the_list_whole() {
         let entries: Vec<Entry> = (0..10).map(|i| entry(i, 1)).collect();
-        let kept = [true, true, true, true, true, true, true, false, false, true];
-        assert!(compose_changes(base_of(10, vec![], vec![]), &entries, &kept, vec![]).is_some());
+        let puts = [entries[7].clone(), entries[8].clone()];
+        assert!(compose_changes(base_of(10, vec![], vec![]), &puts, vec![]).is_some());
         // The parent's own changes count too.
         let parent = vec![Change::Put(entry(20, 0))];
-        assert!(compose_changes(base_of(10, parent, vec![]), &entries, &kept, vec![]).is_none());
+        assert!(compose_changes(base_of(10, parent, vec![]), &puts, vec![]).is_none());
         let removed = vec![entry(30, 0).path];
-        assert!(compose_changes(base_of(10, vec![], removed), &entries, &kept, vec![]).is_none());
+        assert!(compose_changes(base_of(10, vec![], removed), &puts, vec![]).is_none());
     }
 }

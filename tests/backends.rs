@@ -195,10 +195,12 @@ fn a_repository_in_memory_snapshots_restores_forgets_prunes_and_checks() {
         dry_run: false,
         parent: None,
     };
-    let first = snapshot::create(&repo, &opts("2026-11-25T12:00:00+00:00"), &NoProgress).unwrap();
+    let first =
+        snapshot::create_listed(&repo, &opts("2026-11-25T12:00:00+00:00"), &NoProgress).unwrap();
     let first_id = first.id.unwrap();
     fs::write(src.join("changed.json"), json_array(2000, 3)).unwrap();
-    let second = snapshot::create(&repo, &opts("2026-11-26T12:00:00+00:00"), &NoProgress).unwrap();
+    let second =
+        snapshot::create_listed(&repo, &opts("2026-11-26T12:00:00+00:00"), &NoProgress).unwrap();
     assert!(b.list(ObjectKind::Archive).unwrap().len() >= 2);
 
     // Reopened from the same objects, it restores byte for byte.
@@ -278,7 +280,7 @@ fn the_s3_backend_keeps_the_contract() {
     let src = t.join("OUTPUTS");
     fixture_tree(&src);
     let repo = Repository::init_at(&moto.url("whole", "r")).unwrap();
-    let s = snapshot::create(
+    let s = snapshot::create_listed(
         &repo,
         &SnapshotOptions {
             root: src.clone(),

@@ -110,7 +110,7 @@ fn sample() -> &'static Sample {
         std::os::unix::fs::symlink("a.json", t.join("src/link")).unwrap();
         let repo_dir = t.join("repo");
         let repo = Repository::init(&repo_dir).unwrap();
-        let s = snapshot::create(
+        let s = snapshot::create_listed(
             &repo,
             &SnapshotOptions {
                 root: t.join("src"),

@@ -33,7 +33,7 @@ fn fixture() -> Fixture {
     let repo_dir = t.join("repo");
     let repo = Repository::init(&repo_dir).unwrap();
     let opts = backup_options(&t.join("src"));
-    let s = snapshot::create(&repo, &opts, &NoProgress).unwrap();
+    let s = snapshot::create_listed(&repo, &opts, &NoProgress).unwrap();
     Fixture {
         id: s.id.unwrap(),
         manifest: s.manifest,

@@ -198,7 +198,7 @@ fn a_time_in_the_future_is_refused_and_a_future_manifest_is_passed_over() {
     // A manifest dated in the future (written when the clock was wrong) exists anyway:
     // `latest` passes it over with a warning naming it, and health warns.
     let r = cachevault::Repository::open(&repo).unwrap();
-    let future = cachevault::snapshot::create(
+    let future = cachevault::snapshot::create_listed(
         &r,
         &cachevault::snapshot::SnapshotOptions {
             root: src.clone(),
@@ -573,7 +573,7 @@ fn version_1_manifests_are_read_by_their_tags() {
         (vec!["pre-clear", "archive"], "archive"),
         (vec!["nightly"], "backup"),
     ] {
-        let mut m = cachevault::snapshot::create(
+        let mut m = cachevault::snapshot::create_listed(
             &r,
             &cachevault::snapshot::SnapshotOptions {
                 root: src.clone(),

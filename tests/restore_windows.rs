@@ -96,7 +96,7 @@ fn fixture() -> Fixture {
             .unwrap();
     }
     let repo = Repository::init(&t.join("repo")).unwrap();
-    let s = snapshot::create(&repo, &backup_options(&src), &NoProgress).unwrap();
+    let s = snapshot::create_listed(&repo, &backup_options(&src), &NoProgress).unwrap();
     Fixture {
         id: s.id.unwrap(),
         manifest: s.manifest,
@@ -326,7 +326,7 @@ fn a_file_named_as_the_marker_is_restored_whatever_the_window() {
         t.write(format!("src/d/f{i}.json"), json_array(2, i));
     }
     let repo = Repository::init(&t.join("repo")).unwrap();
-    let s = snapshot::create(&repo, &backup_options(&src), &NoProgress).unwrap();
+    let s = snapshot::create_listed(&repo, &backup_options(&src), &NoProgress).unwrap();
     let id = s.id.unwrap();
     let want = describe(&src);
     for n in [1, 2, 3, 0] {
@@ -357,27 +357,19 @@ fn a_signal_stops_the_restore_between_windows_with_what_was_written_complete() {
     }
     let repo_dir = t.join("repo");
     let repo = Repository::init(&repo_dir).unwrap();
-    snapshot::create(&repo, &backup_options(&src), &NoProgress).unwrap();
+    snapshot::create_listed(&repo, &backup_options(&src), &NoProgress).unwrap();
     let target = t.join("restored");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cachevault"))
-        .args(["--repo", repo_dir.to_str().unwrap(), "restore", "latest"])
-        .args(["--target", target.to_str().unwrap()])
-        .env("CACHEVAULT_PAUSE", "restore.writing")
-        .env_remove("CACHEVAULT_REPO")
-        .env_remove("CACHEVAULT_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_paused(&mut child);
-    for sig in ["-TERM", "-CONT"] {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
+    let args = [
+        "--repo",
+        repo_dir.to_str().unwrap(),
+        "restore",
+        "latest",
+        "--target",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(target.as_os_str());
+    let child = spawn_paused(&args, "restore.writing");
+    terminate_paused(&child);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{err}");

@@ -22,7 +22,7 @@ fn opts(root: &Path) -> SnapshotOptions {
 }
 
 fn take(repo: &Repository, root: &Path) -> snapshot::SnapshotSummary {
-    snapshot::create(repo, &opts(root), &NoProgress).unwrap()
+    snapshot::create_listed(repo, &opts(root), &NoProgress).unwrap()
 }
 
 fn restore_all(
@@ -150,7 +150,7 @@ fn incremental_snapshots_store_only_changes() {
         .iter()
         .map(|(id, _)| id)
         .collect();
-    let re = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    let re = snapshot::create_listed(&repo, &o, &NoProgress).unwrap();
     assert_eq!(re.manifest.summary.files_unchanged, 0);
     assert!(re.manifest.summary.bytes_read > 0);
     let added = BlobIndex::load(&repo)
@@ -654,7 +654,7 @@ fn a_parent_damaged_part_way_costs_only_reading_the_rest_again() {
 
     let mut o = opts(&src);
     o.parent = Some(damaged_id);
-    let s = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    let s = snapshot::create_listed(&repo, &o, &NoProgress).unwrap();
     let st = &s.manifest.summary;
     assert!(
         s.manifest.complete && s.skipped.is_empty(),
@@ -686,7 +686,7 @@ fn a_parent_damaged_part_way_costs_only_reading_the_rest_again() {
 
     // A parent read whole is named, and nothing is read.
     o.parent = s.id;
-    let again = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    let again = snapshot::create_listed(&repo, &o, &NoProgress).unwrap();
     assert_eq!(again.manifest.parent, s.id);
     assert_eq!(again.manifest.summary.bytes_read, 0);
 }
@@ -719,7 +719,7 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
         let mut o = opts(src);
         minutes.set(minutes.get() + 1);
         o.time += chrono::Duration::minutes(minutes.get());
-        snapshot::create(repo, &o, &NoProgress).unwrap()
+        snapshot::create_listed(repo, &o, &NoProgress).unwrap()
     };
     let mut states = Vec::new();
     let mut keep = |s: &snapshot::SnapshotSummary, n: usize| {
@@ -840,7 +840,7 @@ fn a_parent_with_a_damaged_change_list_is_read_past() {
 
     let mut o = opts(&src);
     o.parent = Some(damaged_id);
-    let s = snapshot::create(&repo, &o, &NoProgress).unwrap();
+    let s = snapshot::create_listed(&repo, &o, &NoProgress).unwrap();
     assert!(s.manifest.complete);
     assert!(
         s.warnings.iter().any(|w| w.contains("cannot be read")),
@@ -875,7 +875,7 @@ fn check_names_exactly_the_snapshots_a_damaged_list_affects() {
         let mut o = opts(src);
         minutes.set(minutes.get() + 1);
         o.time += chrono::Duration::minutes(minutes.get());
-        snapshot::create(&repo, &o, &NoProgress).unwrap()
+        snapshot::create_listed(&repo, &o, &NoProgress).unwrap()
     };
     let first = take(&src);
     fs::write(src.join("FBA_ANALYSIS/extra.json"), b"{\"x\": 1}").unwrap();

@@ -67,7 +67,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> Result<Outcome> {
             dry_run: false,
             parent: None,
         };
-        Ok(snapshot::create(&repo, &opts, &NoProgress)?)
+        Ok(snapshot::create_listed(&repo, &opts, &NoProgress)?)
     };
     let s1 = take("demo-1")?;
     let st = &s1.manifest.summary;

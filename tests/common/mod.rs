@@ -372,6 +372,34 @@ pub fn wait_paused(child: &mut std::process::Child) {
     }
 }
 
+/// Starts `cachevault ARGS` (no repository or config from the environment) to stop itself
+/// at the fault point `point`, and waits until it has.
+pub fn spawn_paused(args: &[&std::ffi::OsStr], point: &str) -> std::process::Child {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cachevault"))
+        .args(args)
+        .env("CACHEVAULT_PAUSE", point)
+        .env_remove("CACHEVAULT_REPO")
+        .env_remove("CACHEVAULT_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_paused(&mut child);
+    child
+}
+
+/// Sends a paused child SIGTERM, then lets it go on.
+pub fn terminate_paused(child: &std::process::Child) {
+    for sig in ["-TERM", "-CONT"] {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
 /// The exit code health must give: `want`, or worse when this machine's disk is itself low.
 pub fn expected_health(t: &TestDir, want: cachevault::health::Level) -> i32 {
     let space = cachevault::fsutil::disk_space(t.path()).unwrap();
