@@ -113,15 +113,17 @@ pub fn persist(tmp: &Path, path: &Path) -> Result<()> {
 
 /// Opens a file for reading without updating its access time where the kernel permits
 /// (O_NOATIME needs ownership or CAP_FOWNER): snapshots must not disturb the LRU order.
+/// Never through a symlink at the last component, and never waiting on a FIFO put where a
+/// file was (O_NONBLOCK, which regular files ignore).
 pub fn open_noatime(path: &Path) -> std::io::Result<File> {
     match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
     {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path),
         other => other,
     }

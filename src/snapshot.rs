@@ -551,11 +551,11 @@ struct Window {
 }
 
 /// A batch of files for a reader: its window, positions in the window's `to_read`, each
-/// file's path and metadata as walked, and where the frames go.
+/// file's path, and where the frames go.
 struct BatchJob {
     window: u64,
     reads: Range<usize>,
-    files: Vec<(std::path::PathBuf, Stat)>,
+    files: Vec<std::path::PathBuf>,
     frames: SyncSender<CompressedFrame>,
 }
 
@@ -688,7 +688,7 @@ fn submit(
                 let e = w.entries[w.to_read[r].idx]
                     .as_ref()
                     .expect("a file to read has its entry");
-                (shared.root.join(e.path.to_path()), Stat::of_entry(e))
+                shared.root.join(e.path.to_path())
             })
             .collect();
         let job = BatchJob {
@@ -786,11 +786,11 @@ fn complete(
             .get_or_insert_with(|| Sink::start(shared.repo, shared.dry_run))
             .tx
             .clone();
-        let files: Vec<(std::path::PathBuf, Stat)> = orphans
+        let files: Vec<std::path::PathBuf> = orphans
             .iter()
             .map(|j| {
                 let e = w.entries[j.idx].as_ref().expect("a link has its entry");
-                (shared.root.join(e.path.to_path()), Stat::of_entry(e))
+                shared.root.join(e.path.to_path())
             })
             .collect();
         let mut builder = FrameBuilder::default();
@@ -1758,21 +1758,21 @@ fn batches(
     out
 }
 
-/// Reads the files of one batch (`files` are their paths and walked metadata, in order)
+/// Reads the files of one batch (`files` are their paths, in order)
 /// into `builder`'s frames, sending each full frame to `frames`; returns each outcome with
 /// its position in `reads`.
 fn read_batch(
     shared: &Shared<'_>,
-    files: &[(std::path::PathBuf, Stat)],
+    files: &[std::path::PathBuf],
     reads: Range<usize>,
     frames: &SyncSender<CompressedFrame>,
     builder: &mut FrameBuilder,
 ) -> Result<Vec<(usize, FileOutcome)>> {
     let mut out = Vec::with_capacity(files.len());
     let send = |builder: &mut FrameBuilder| send_frame(shared, builder, frames);
-    for (read_no, (abs, walked)) in reads.zip(files) {
+    for (read_no, abs) in reads.zip(files) {
         crate::cancel::check()?;
-        let outcome = read_file(shared, abs, *walked, builder, &send)?;
+        let outcome = read_file(shared, abs, builder, &send)?;
         out.push((read_no, outcome));
         crate::fault::pause("snapshot.reading");
     }
@@ -1802,12 +1802,10 @@ fn send_frame(
 fn read_file(
     shared: &Shared<'_>,
     abs: &Path,
-    walked: Stat,
     builder: &mut FrameBuilder,
     send: &dyn Fn(&mut FrameBuilder) -> Result<()>,
 ) -> Result<FileOutcome> {
     let params = shared.repo.config().chunker;
-    let mut before = walked;
     for attempt in 1..=READ_ATTEMPTS {
         let file = match fsutil::open_noatime(abs) {
             Ok(f) => f,
@@ -1816,9 +1814,18 @@ fn read_file(
             }
             Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
-        if let Ok(m) = file.metadata() {
-            before = Stat::of(&m);
-        }
+        // What was opened is what is read and checked: a path that is no longer a regular
+        // file (a FIFO or a device put there since the walk) is not read.
+        let before = match file.metadata() {
+            Ok(m) if m.is_file() => Stat::of(&m),
+            Ok(_) => {
+                return Ok(FileOutcome::Failed(format!(
+                    "{}: no longer a regular file",
+                    abs.display()
+                )))
+            }
+            Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
+        };
         let mut hasher = blake3::Hasher::new();
         let mut blobs = crate::manifest::Blobs::new();
         let ids = shared.repo.ids();
@@ -1853,11 +1860,11 @@ fn read_file(
             Ok(Err(e)) => return Err(e),
             Ok(Ok(())) => {}
         }
-        let after = match std::fs::symlink_metadata(abs) {
+        // The open file's metadata, not the path's again: no second lookup of the path.
+        // A file renamed over meanwhile was read whole as it was; the next snapshot reads
+        // the new one (another inode).
+        let after = match file.metadata() {
             Ok(m) => Stat::of(&m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(FileOutcome::Vanished(abs.to_path_buf()))
-            }
             Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
         };
         let hash = match blobs.first() {

@@ -21,15 +21,31 @@ pub struct BlobLocation {
     pub length: u64,
 }
 
-/// One blob of [`BlobIndex`]: fixed size, no pointers.
+/// One blob of [`BlobIndex`]: fixed size, no pointers, 48 bytes. Its place in the
+/// decompressed frame fits 32 bits: a frame holds at most [`crate::archive::MAX_FRAME_RAW`]
+/// bytes, which every index is checked against as it is read.
 #[derive(Debug, Clone, Copy)]
 struct IndexedBlob {
     id: BlobId,
     archive: u32,
     /// Position in [`BlobIndex::frames`].
     frame: u32,
-    offset: u64,
-    length: u64,
+    offset: u32,
+    length: u32,
+}
+
+impl IndexedBlob {
+    /// The blob `b` of an archive's index; None when its place does not fit 32 bits (no
+    /// index that was checked has one).
+    fn of(b: &crate::archive::BlobEntry, archive: u32, first_frame: u32) -> Option<IndexedBlob> {
+        Some(IndexedBlob {
+            id: b.id,
+            archive,
+            frame: first_frame + b.frame,
+            offset: u32::try_from(b.offset).ok()?,
+            length: u32::try_from(b.length).ok()?,
+        })
+    }
 }
 
 /// Every blob of the repository and where it lies, loaded from `index/`: only blobs whose
@@ -45,7 +61,7 @@ pub struct BlobIndex {
     /// Every frame of the indexed archives: a blob names its frame by position here.
     frames: Vec<FrameEntry>,
     /// Blob id to location, sorted by id, one per id (the first archive holding it wins):
-    /// 56 bytes a blob, searched by the id's first bits then by halves.
+    /// 48 bytes a blob, searched by the id's first bits then by halves.
     blobs: Vec<IndexedBlob>,
     /// `buckets[k]..buckets[k + 1]`: where the ids whose first `bits` bits are `k` lie in
     /// `blobs`. About one blob a bucket: a lookup touches the table and a blob or two.
@@ -128,13 +144,11 @@ impl BlobIndex {
             let idx = idx.borrow();
             let first_frame = self.frames.len() as u32;
             let archive = self.push_archive(idx);
-            blobs.extend(idx.blobs.iter().map(|b| IndexedBlob {
-                id: b.id,
-                archive,
-                frame: first_frame + b.frame,
-                offset: b.offset,
-                length: b.length,
-            }));
+            blobs.extend(
+                idx.blobs
+                    .iter()
+                    .filter_map(|b| IndexedBlob::of(b, archive, first_frame)),
+            );
         }
         // Among copies of one blob, the first archive's comes first and stays. Sorted in
         // place: a stable sort would take a scratch copy as large as the list.
@@ -178,16 +192,9 @@ impl BlobIndex {
         let archive = self.push_archive(idx);
         for b in &idx.blobs {
             if self.find(&b.id).is_none() {
-                self.recent.insert(
-                    b.id,
-                    IndexedBlob {
-                        id: b.id,
-                        archive,
-                        frame: first_frame + b.frame,
-                        offset: b.offset,
-                        length: b.length,
-                    },
-                );
+                if let Some(blob) = IndexedBlob::of(b, archive, first_frame) {
+                    self.recent.insert(b.id, blob);
+                }
             }
         }
     }
@@ -211,8 +218,8 @@ impl BlobIndex {
         BlobLocation {
             archive: b.archive,
             frame: self.frames[b.frame as usize],
-            offset: b.offset,
-            length: b.length,
+            offset: u64::from(b.offset),
+            length: u64::from(b.length),
         }
     }
 
@@ -592,6 +599,22 @@ mod tests {
                 .collect(),
             salt: None,
         }
+    }
+
+    /// The index's room per blob: what a snapshot of a large tree holds for the whole run.
+    #[test]
+    fn an_indexed_blob_takes_48_bytes() {
+        assert_eq!(std::mem::size_of::<IndexedBlob>(), 48);
+        let b = BlobEntry {
+            id: id(1),
+            frame: 0,
+            offset: u64::from(u32::MAX) + 1,
+            length: 1,
+        };
+        assert!(
+            IndexedBlob::of(&b, 0, 0).is_none(),
+            "a place past 32 bits is refused"
+        );
     }
 
     #[test]

@@ -64,6 +64,23 @@ fn assert_restores(repo: &Repository, s: &SnapshotSummary, root: &Path, to: &Pat
     assert!(diffs.is_empty(), "{diffs:?}");
 }
 
+/// The child's output once it ends; a child still running 30 s after `since` is killed and
+/// the test fails with `hung`.
+fn ended_within_30s(
+    mut child: std::process::Child,
+    since: std::time::Instant,
+    hung: &str,
+) -> std::process::Output {
+    while child.try_wait().unwrap().is_none() {
+        if since.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("{hung} within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_list_past_its_change_limit_midway_is_rebuilt_whole_from_the_parent() {
     let t = TestDir::new();
@@ -191,17 +208,9 @@ fn a_signal_stops_the_snapshot_while_its_readers_work() {
     let args = ["--repo", repo_dir.to_str().unwrap(), "snapshot"];
     let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     args.push(src.as_os_str());
-    let mut child = spawn_paused(&args, "snapshot.reading");
+    let child = spawn_paused(&args, "snapshot.reading");
     terminate_paused(&child);
-    // A snapshot that hangs after the signal is killed, and the test fails.
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(30) {
-            child.kill().unwrap();
-            panic!("the snapshot did not stop within 30 s of the signal");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = ended_within_30s(child, started, "the snapshot did not stop after the signal");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(err.contains("interrupted"), "{err}");
@@ -216,4 +225,48 @@ fn a_signal_stops_the_snapshot_while_its_readers_work() {
     assert!(r.ok(), "{:?}", r.errors);
     let s = take(&repo, &src, 1);
     assert_restores(&repo, &s, &src, &t.join("restored"));
+}
+
+/// A file replaced by a FIFO (or anything not a regular file) between the walk and its read
+/// is neither waited on nor read: the snapshot ends, incomplete (exit 1), naming it.
+#[test]
+fn a_file_that_became_a_fifo_before_its_read_is_skipped_not_waited_on() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    // One window, one batch: walked whole before the first file is read, read in order.
+    fs::create_dir_all(src.join("amazon")).unwrap();
+    for i in 0..200 {
+        fs::write(file(&src, "amazon", i), format!("{{\"n\": {i}}}")).unwrap();
+    }
+    let late = file(&src, "amazon", 199);
+    let repo_dir = t.join("repo");
+    Repository::init(&repo_dir).unwrap();
+    let args = ["--repo", repo_dir.to_str().unwrap(), "--json", "snapshot"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(src.as_os_str());
+    let child = spawn_paused(&args, "snapshot.reading");
+    fs::remove_file(&late).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&late)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let ok = std::process::Command::new("kill")
+        .args(["-CONT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -CONT");
+    let out = ended_within_30s(
+        child,
+        std::time::Instant::now(),
+        "the snapshot waited on the FIFO",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["complete"], false, "{doc}");
+    let said = doc.to_string();
+    assert!(said.contains("no longer a regular file"), "{said}");
+    assert!(said.contains("B000199.json"), "{said}");
 }
