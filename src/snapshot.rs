@@ -1475,20 +1475,9 @@ fn link_followers(w: &mut Window, rehash: bool, build: &mut Build) -> Vec<ReadJo
     orphans
 }
 
-/// Files and bytes per cache type: a file belongs to the type with the most specific folder
-/// holding it; state files (`*_state.json`) belong to none. Every named type appears.
-pub fn type_totals(
-    entries: &[Entry],
-    types: &[(String, RelPath)],
-) -> std::collections::BTreeMap<String, crate::manifest::TypeTotals> {
-    let mut counter = TypeCounter::new(types);
-    for e in entries {
-        counter.add(e);
-    }
-    counter.finish()
-}
-
-/// [`type_totals`] an entry at a time.
+/// Files and bytes per cache type, counted an entry at a time: a file belongs to the type
+/// with the most specific folder holding it; state files (`*_state.json`) belong to none.
+/// Every named type appears.
 struct TypeCounter {
     types: Vec<(String, RelPath)>,
     /// Each type's folder depth: the most specific folder holding a file is the deepest,
