@@ -539,15 +539,25 @@ impl Walk<'_> {
     /// A folder that could not be opened or read: gone (ignored) or an error that makes
     /// the snapshot incomplete.
     fn problem(&mut self, rel: &RelPath, e: rustix::io::Errno) {
-        let path = self.abs(rel);
-        if e == rustix::io::Errno::NOENT {
-            self.out
-                .ignored
-                .push(format!("{}: vanished during the walk", path.display()));
-        } else {
-            let e = std::io::Error::from(e);
-            self.out.errors.push(format!("{}: {e}", path.display()));
+        match folder_problem(self.root, rel, e) {
+            (true, msg) => self.out.ignored.push(msg),
+            (false, msg) => self.out.errors.push(msg),
         }
+    }
+}
+
+/// A folder at `rel` that could not be opened or read: (whether it is only gone, which a
+/// walk notes and goes on from; the message). Anything else makes the snapshot incomplete.
+pub(crate) fn folder_problem(root: &Path, rel: &RelPath, e: rustix::io::Errno) -> (bool, String) {
+    let path = root.join(rel.to_path());
+    if e == rustix::io::Errno::NOENT {
+        (
+            true,
+            format!("{}: vanished during the walk", path.display()),
+        )
+    } else {
+        let e = std::io::Error::from(e);
+        (false, format!("{}: {e}", path.display()))
     }
 }
 

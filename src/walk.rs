@@ -117,9 +117,24 @@ struct Item {
     below: bool,
 }
 
+impl Item {
+    fn name(self, names: &[u8]) -> &[u8] {
+        &names[self.start as usize..self.start as usize + usize::from(self.len)]
+    }
+
+    /// What follows the name as the item sorts: `/` for what lies below a folder.
+    fn tail(self) -> &'static [u8] {
+        if self.below {
+            b"/"
+        } else {
+            b""
+        }
+    }
+}
+
 impl Frame {
     fn name(&self, it: Item) -> &[u8] {
-        &self.names[it.start as usize..it.start as usize + usize::from(it.len)]
+        it.name(&self.names)
     }
 }
 
@@ -127,13 +142,11 @@ impl Frame {
 /// a folder (`-` and `.` sort before `/`, so `d-x` and `d.json` come between `d` and its
 /// contents).
 fn item_order(names: &[u8], a: Item, b: Item) -> Ordering {
-    let name = |it: Item| &names[it.start as usize..it.start as usize + usize::from(it.len)];
-    let (x, y) = (name(a), name(b));
+    let (x, y) = (a.name(names), b.name(names));
     if !a.below && !b.below {
         return x.cmp(y);
     }
-    let slash = |it: Item| if it.below { &b"/"[..] } else { &b""[..] };
-    x.iter().chain(slash(a)).cmp(y.iter().chain(slash(b)))
+    x.iter().chain(a.tail()).cmp(y.iter().chain(b.tail()))
 }
 
 impl Stream {
@@ -312,13 +325,9 @@ impl Stream {
     /// A folder that could not be opened or read: gone (ignored) or an error that makes
     /// the snapshot incomplete.
     fn problem(&mut self, rel: &RelPath, e: rustix::io::Errno) {
-        let path = self.root.join(rel.to_path());
-        if e == rustix::io::Errno::NOENT {
-            self.ignored
-                .push(format!("{}: vanished during the walk", path.display()));
-        } else {
-            let e = std::io::Error::from(e);
-            self.errors.push(format!("{}: {e}", path.display()));
+        match scan::folder_problem(&self.root, rel, e) {
+            (true, msg) => self.ignored.push(msg),
+            (false, msg) => self.errors.push(msg),
         }
     }
 }
@@ -327,8 +336,7 @@ impl Stream {
 /// contents' item of `name` may stop.
 fn frame_name_le(frame: &Frame, it: Item, name: &[u8]) -> bool {
     let x = frame.name(it);
-    let slash = if it.below { &b"/"[..] } else { &b""[..] };
-    x.iter().chain(slash).cmp(name.iter().chain(b"/")) != Ordering::Greater
+    x.iter().chain(it.tail()).cmp(name.iter().chain(b"/")) != Ordering::Greater
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ fn a_signal_stops_the_snapshot_while_its_readers_work() {
 /// A file replaced by a FIFO (or anything not a regular file) between the walk and its read
 /// is neither waited on nor read: the snapshot ends, incomplete (exit 1), naming it.
 #[test]
-fn a_file_that_became_a_fifo_before_its_read_is_skipped_not_waited_on() {
+fn a_file_that_became_a_fifo_before_its_read_is_reported_not_waited_on() {
     let t = TestDir::new();
     let src = t.join("OUTPUTS");
     // One window, one batch: walked whole before the first file is read, read in order.
