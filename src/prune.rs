@@ -58,18 +58,75 @@ pub struct PruneSummary {
     pub dry_run: bool,
 }
 
-/// What [`preflight`] proved: the indexes to prune by and every live blob.
+/// What [`preflight`] proved: the archives to prune, where every blob lies, and which blobs
+/// are live.
 pub struct Preflight {
-    /// Indexes of present archives: those read from `index/`, then those rebuilt.
-    pub indexes: Vec<ArchiveIndex>,
-    /// How many of `indexes` were rebuilt from archives without an index (not yet written).
+    /// Present archives, in the order of `index`'s archives: those with an index in
+    /// `index/`, then those whose index was rebuilt.
+    pub archives: Vec<ArchiveUse>,
+    /// How many of `archives` had their index rebuilt from the archive (not yet written).
     pub rebuilt: usize,
+    /// Every blob of `archives`, one copy each: the first archive holding it.
+    pub index: BlobIndex,
     /// Indexes whose archive is gone (nothing references their blobs).
     pub stale_indexes: Vec<BlobId>,
-    /// Every blob a snapshot references.
-    pub live: IdSet,
+    /// Which blobs of `index` a snapshot references.
+    pub live: LiveSet,
     /// Snapshots read.
     pub snapshots: usize,
+}
+
+/// One present archive as prune weighs it. Its blobs are in [`Preflight::index`]; the
+/// index's own list of them is kept only where it is still to be written (rebuilt), so the
+/// blobs are held once.
+pub struct ArchiveUse {
+    /// The archive's index; its `blobs` emptied unless it was rebuilt.
+    pub index: ArchiveIndex,
+    /// How many blobs its index lists (copies of blobs an earlier archive holds too).
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// One bit per slot of a [`BlobIndex`]: whether a snapshot references that blob. Set from
+/// many threads at once without a lock; an eighth of a byte a blob, where a set of ids
+/// took about seventy.
+pub struct LiveSet {
+    words: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl LiveSet {
+    /// An empty set for `slots` blobs.
+    pub fn new(slots: usize) -> LiveSet {
+        LiveSet {
+            words: (0..slots.div_ceil(64))
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// Marks `slot` live.
+    pub fn insert(&self, slot: usize) {
+        self.words[slot / 64].fetch_or(1 << (slot % 64), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `slot` is live.
+    pub fn contains(&self, slot: usize) -> bool {
+        self.words[slot / 64].load(std::sync::atomic::Ordering::Relaxed) & (1 << (slot % 64)) != 0
+    }
+
+    /// How many slots are live.
+    pub fn len(&self) -> usize {
+        self.words
+            .iter()
+            .map(|w| w.load(std::sync::atomic::Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+
+    /// Whether no slot is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Proves that prune can know what is referenced, changing nothing: every index usable,
@@ -136,6 +193,25 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
         rebuilt += 1;
     }
     let index = BlobIndex::of(&indexes);
+    // The blobs are now in `index`: each index keeps its counts, and its list only where
+    // it is still to be written.
+    let read = indexes.len() - rebuilt;
+    let archives: Vec<ArchiveUse> = indexes
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut idx)| {
+            let blobs = idx.blobs.len();
+            let bytes = idx.blobs.iter().map(|b| b.length).sum();
+            if i < read {
+                idx.blobs = Vec::new();
+            }
+            ArchiveUse {
+                index: idx,
+                blobs,
+                bytes,
+            }
+        })
+        .collect();
     let mut listing = crate::snapshot::list(repo)?;
     let id_of = |file: &str| -> Option<BlobId> {
         file.trim_start_matches("snapshots/")
@@ -156,7 +232,7 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
         )));
     }
     // Every list streams by once (lists built on one base read it together); no list is
-    // held whole, only the set of live blobs.
+    // held whole, only a bit per indexed blob.
     let unindexed_blob = |id: &BlobId, b: &BlobId| {
         refuse(format!(
             "snapshot {} references blob {} that is in no index of a present archive; run `cachevault rebuild-index`, then `cachevault repair-snapshots`",
@@ -166,20 +242,12 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
     };
     let snapshots = listing.snapshots.len();
     let order: Vec<BlobId> = listing.snapshots.iter().map(|(id, _)| *id).collect();
-    // Sized once for every indexed blob, the most it can hold: growing by doubling would
-    // hold the old table beside the new one at the peak.
-    let live = std::sync::Mutex::new(IdSet::with_capacity_and_hasher(
-        index.len(),
-        Default::default(),
-    ));
+    let live = LiveSet::new(index.slots());
     let unindexed = std::sync::Mutex::new(IdMap::default());
     for (id, header) in &listing.snapshots {
-        if let Some(b) = header.tree_blobs().find(|b| !index.contains(b)) {
-            return Err(unindexed_blob(id, b));
+        for b in header.tree_blobs() {
+            live.insert(index.slot(b).ok_or_else(|| unindexed_blob(id, b))?);
         }
-        live.lock()
-            .expect("live set lock is never poisoned")
-            .extend(header.tree_blobs().copied());
     }
     let streamed = repo.reading(|| {
         crate::snapshot::stream_shared(repo, &index, listing.snapshots, |id, _| LiveBlobs {
@@ -187,16 +255,12 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
             index: &index,
             live: &live,
             unindexed: &unindexed,
-            held: Vec::new(),
         })
     });
     let mut failed: IdMap<Error> = IdMap::default();
     for (id, done) in streamed {
-        match done {
-            Ok(mut sink) => sink.flush(),
-            Err(e) => {
-                failed.insert(id, e);
-            }
+        if let Err(e) = done {
+            failed.insert(id, e);
         }
     }
     let unindexed = unindexed
@@ -214,39 +278,29 @@ pub fn preflight_without(repo: &Repository, forgotten: &IdSet) -> Result<Preflig
             )),
         });
     }
-    let live = live.into_inner().expect("live set lock is never poisoned");
     Ok(Preflight {
-        indexes,
+        archives,
         rebuilt,
+        index,
         stale_indexes,
         live,
         snapshots,
     })
 }
 
-/// Gathers the blobs one snapshot's entries reference into the shared live set, a batch
-/// at a time; a blob in no index stops the list and is noted.
+/// Marks the blobs one snapshot's entries reference in the shared live set; a blob in no
+/// index stops the list and is noted.
 struct LiveBlobs<'a> {
     id: BlobId,
     index: &'a BlobIndex,
-    live: &'a std::sync::Mutex<IdSet>,
+    live: &'a LiveSet,
     unindexed: &'a std::sync::Mutex<IdMap<BlobId>>,
-    held: Vec<BlobId>,
-}
-
-impl LiveBlobs<'_> {
-    fn flush(&mut self) {
-        self.live
-            .lock()
-            .expect("live set lock is never poisoned")
-            .extend(self.held.drain(..));
-    }
 }
 
 impl crate::snapshot::EntrySink for LiveBlobs<'_> {
     fn entry(&mut self, e: &crate::manifest::Entry) -> Result<()> {
         for b in &e.blobs {
-            if !self.index.contains(b) {
+            let Some(slot) = self.index.slot(b) else {
                 self.unindexed
                     .lock()
                     .expect("unindexed lock is never poisoned")
@@ -256,11 +310,8 @@ impl crate::snapshot::EntrySink for LiveBlobs<'_> {
                     e.path.display(),
                     b.short()
                 )));
-            }
-            self.held.push(*b);
-        }
-        if self.held.len() >= 4096 {
-            self.flush();
+            };
+            self.live.insert(slot);
         }
         Ok(())
     }
@@ -276,57 +327,55 @@ pub fn prune(
     progress: &dyn Progress,
 ) -> Result<PruneSummary> {
     let Preflight {
-        indexes,
+        archives,
         rebuilt,
+        index,
         stale_indexes,
-        mut live,
+        live,
         snapshots,
     } = preflight(repo)?;
     let mut summary = PruneSummary {
         dry_run: opts.dry_run,
         snapshots,
-        archives: indexes.len(),
+        archives: archives.len(),
         indexes_rebuilt: rebuilt,
         ..Default::default()
     };
 
-    // Which archive keeps each live blob: the first one holding it, which takes it out of
-    // the live set. Other copies are unused.
-    let mut to_delete: Vec<&ArchiveIndex> = Vec::new();
-    let mut to_repack: Vec<(&ArchiveIndex, Vec<usize>)> = Vec::new();
-    let mut kept: Vec<&ArchiveIndex> = Vec::new();
-    for idx in &indexes {
-        let mut keep = Vec::new();
-        let mut used_bytes = 0u64;
-        let mut total_bytes = 0u64;
-        for (i, b) in idx.blobs.iter().enumerate() {
-            total_bytes += b.length;
-            if live.remove(&b.id) {
-                keep.push(i);
-                used_bytes += b.length;
-            }
-        }
-        summary.blobs_removed += idx.blobs.len() - keep.len();
-        if keep.is_empty() {
-            to_delete.push(idx);
-        } else if keep.len() < idx.blobs.len() {
-            let unused = 1.0 - used_bytes as f64 / total_bytes.max(1) as f64;
-            if unused > opts.max_unused {
-                to_repack.push((idx, keep));
-            } else {
-                let share = (total_bytes - used_bytes) as f64 / total_bytes.max(1) as f64;
-                summary.bytes_unused_kept += (share * idx.size as f64) as u64;
-                kept.push(idx);
-            }
-        } else {
-            kept.push(idx);
+    // A live blob is kept by the archive the index places it in: the first one holding it.
+    // Its other copies, and every blob no snapshot references, are unused.
+    let mut used = vec![(0usize, 0u64); archives.len()];
+    for (slot, (_, loc)) in index.iter_slots().enumerate() {
+        if live.contains(slot) {
+            let u = &mut used[loc.archive as usize];
+            u.0 += 1;
+            u.1 += loc.length;
         }
     }
-    drop(live);
+    let mut to_delete: Vec<&ArchiveUse> = Vec::new();
+    let mut to_repack: Vec<(&ArchiveUse, usize, u64)> = Vec::new();
+    let mut kept: Vec<&ArchiveUse> = Vec::new();
+    for (a, &(keep, used_bytes)) in archives.iter().zip(&used) {
+        summary.blobs_removed += a.blobs - keep;
+        if keep == 0 {
+            to_delete.push(a);
+        } else if keep < a.blobs {
+            let unused = 1.0 - used_bytes as f64 / a.bytes.max(1) as f64;
+            if unused > opts.max_unused {
+                to_repack.push((a, keep, used_bytes));
+            } else {
+                summary.bytes_unused_kept += (unused * a.index.size as f64) as u64;
+                kept.push(a);
+            }
+        } else {
+            kept.push(a);
+        }
+    }
+    drop(used);
     summary.archives_deleted = to_delete.len();
     summary.archives_repacked = to_repack.len();
-    let freed_old: u64 = to_delete.iter().map(|i| i.size).sum::<u64>()
-        + to_repack.iter().map(|(i, _)| i.size).sum::<u64>();
+    let freed_old: u64 = to_delete.iter().map(|a| a.index.size).sum::<u64>()
+        + to_repack.iter().map(|(a, ..)| a.index.size).sum::<u64>();
 
     // Leftovers: temp files of dead writers and holder files of dead lock holders (we hold
     // the exclusive lock, so no live writer exists), and indexes whose archive is gone.
@@ -336,13 +385,9 @@ pub fn prune(
     if opts.dry_run {
         let live_repack: u64 = to_repack
             .iter()
-            .map(|(i, keep)| {
-                let used: u64 = keep.iter().map(|&k| i.blobs[k].length).sum();
-                let total: u64 = i.blobs.iter().map(|b| b.length).sum::<u64>().max(1);
-                (i.size as f64 * used as f64 / total as f64) as u64
-            })
+            .map(|(a, _, used)| (a.index.size as f64 * *used as f64 / a.bytes.max(1) as f64) as u64)
             .sum();
-        summary.blobs_repacked = to_repack.iter().map(|(_, k)| k.len()).sum();
+        summary.blobs_repacked = to_repack.iter().map(|(_, keep, _)| keep).sum();
         summary.bytes_freed = (freed_old + leftover_bytes) as i64 - live_repack as i64;
         return Ok(summary);
     }
@@ -350,9 +395,19 @@ pub fn prune(
     // 0. Rebuilt indexes of archives that stay are written before anything else: from now
     //    on those archives are ordinary indexed archives.
     let on_disk: IdSet = repo.list_indexes()?.into_iter().collect();
-    let delete_ids: IdSet = to_delete.iter().map(|i| i.archive).collect();
-    for idx in kept.iter().chain(to_repack.iter().map(|(i, _)| i)) {
+    let delete_ids: IdSet = to_delete.iter().map(|a| a.index.archive).collect();
+    for a in kept.iter().chain(to_repack.iter().map(|(a, ..)| a)) {
+        let idx = &a.index;
         if !on_disk.contains(&idx.archive) && !delete_ids.contains(&idx.archive) {
+            // Only a rebuilt index kept its list of blobs; an index read from `index/`
+            // that is no longer there (nothing else runs: the lock is exclusive) is
+            // never written back emptied.
+            if idx.blobs.len() != a.blobs {
+                return Err(Error::corrupt(format!(
+                    "the index of archive {} went from `index/` while prune ran; nothing was changed",
+                    idx.archive.to_hex()
+                )));
+            }
             repo.write_index(idx)?;
         }
     }
@@ -366,27 +421,44 @@ pub fn prune(
     let mut written = 0u64;
     let mut new_ids = IdSet::default();
     if !to_repack.is_empty() {
-        let total: u64 = to_repack.iter().map(|(i, _)| i.size).sum();
+        let total: u64 = to_repack.iter().map(|(a, ..)| a.index.size).sum();
         progress.start("repack", total);
         let level = repo.config().zstd_level;
         let mut pack = PackWriter::new(repo);
         let mut builder = FrameBuilder::default();
-        // Built only now, for the repack alone, once the live set is freed.
-        let index = BlobIndex::of(&indexes);
+        // The live blobs of the archives to repack, in storage order: each archive is read
+        // front to back.
+        let mut repacked = vec![false; archives.len()];
+        for (a, ..) in &to_repack {
+            let at = archives
+                .iter()
+                .position(|b| std::ptr::eq(b, *a))
+                .expect("an archive to repack is one of the archives");
+            repacked[at] = true;
+        }
+        let mut copies: Vec<(u32, u64, u64, BlobId)> = index
+            .iter_slots()
+            .enumerate()
+            .filter(|(slot, (_, loc))| repacked[loc.archive as usize] && live.contains(*slot))
+            .map(|(_, (id, loc))| (loc.archive, loc.frame.offset, loc.offset, id))
+            .collect();
+        copies.sort_unstable();
+        drop(live);
         let mut reader = BlobReader::new(repo, &index);
         let result = (|| -> Result<()> {
-            for (idx, keep) in &to_repack {
-                crate::cancel::check()?;
-                for &k in keep {
-                    let b = &idx.blobs[k];
-                    let data = reader.read(&b.id)?;
-                    builder.push(b.id, &data);
-                    summary.blobs_repacked += 1;
-                    if builder.is_full() {
-                        pack.add(builder.compress(level)?)?;
-                    }
+            for (n, &(archive, _, _, id)) in copies.iter().enumerate() {
+                if n % 256 == 0 {
+                    crate::cancel::check()?;
                 }
-                progress.inc(idx.size);
+                let data = reader.read(&id)?;
+                builder.push(id, &data);
+                summary.blobs_repacked += 1;
+                if builder.is_full() {
+                    pack.add(builder.compress(level)?)?;
+                }
+                if copies.get(n + 1).is_none_or(|next| next.0 != archive) {
+                    progress.inc(index.sizes[archive as usize]);
+                }
             }
             if !builder.is_empty() {
                 pack.add(builder.compress(level)?)?;
@@ -419,8 +491,8 @@ pub fn prune(
     //    an archive is the new home of live blobs and must stay.
     let old: Vec<&ArchiveIndex> = to_delete
         .iter()
-        .copied()
-        .chain(to_repack.iter().map(|(i, _)| *i))
+        .map(|a| &a.index)
+        .chain(to_repack.iter().map(|(a, ..)| &a.index))
         .filter(|i| !new_ids.contains(&i.archive))
         .collect();
     let on_disk: IdSet = repo.list_indexes()?.into_iter().collect();

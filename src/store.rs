@@ -200,18 +200,36 @@ impl BlobIndex {
     }
 
     fn find(&self, id: &BlobId) -> Option<&IndexedBlob> {
-        let sorted = if self.buckets.is_empty() {
-            None
-        } else {
-            let k = bucket_of(id, self.bits);
-            let span = &self.blobs[self.buckets[k] as usize..self.buckets[k + 1] as usize];
-            // The first eight bytes as a number settle nearly every comparison.
-            let key = prefix(id);
-            span.binary_search_by(|b| prefix(&b.id).cmp(&key).then_with(|| b.id.0.cmp(&id.0)))
-                .ok()
-                .map(|i| &span[i])
-        };
-        sorted.or_else(|| self.recent.get(id))
+        self.slot(id)
+            .map(|i| &self.blobs[i])
+            .or_else(|| self.recent.get(id))
+    }
+
+    /// The blob's place in the sorted list, `0..`[`BlobIndex::slots`]: a dense number a
+    /// caller can keep one bit for. None when the blob is not indexed, or was added after
+    /// the list was built ([`BlobIndex::add`]).
+    pub fn slot(&self, id: &BlobId) -> Option<usize> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let k = bucket_of(id, self.bits);
+        let start = self.buckets[k] as usize;
+        let span = &self.blobs[start..self.buckets[k + 1] as usize];
+        // The first eight bytes as a number settle nearly every comparison.
+        let key = prefix(id);
+        span.binary_search_by(|b| prefix(&b.id).cmp(&key).then_with(|| b.id.0.cmp(&id.0)))
+            .ok()
+            .map(|i| start + i)
+    }
+
+    /// How many slots the sorted list has.
+    pub fn slots(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Every blob of the sorted list in slot order, and where it lies.
+    pub fn iter_slots(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
+        self.blobs.iter().map(|b| (b.id, self.location(b)))
     }
 
     fn location(&self, b: &IndexedBlob) -> BlobLocation {
@@ -639,6 +657,31 @@ mod tests {
         let mut ids: Vec<BlobId> = index.iter().map(|(i, _)| i).collect();
         ids.dedup();
         assert_eq!(ids.len(), 6000, "one location per blob");
+    }
+
+    /// Slots number the sorted blobs densely, one each, in the order `iter_slots` gives
+    /// them; a blob added later has none.
+    #[test]
+    fn every_sorted_blob_has_its_own_slot() {
+        let a = archive(1, &(0..3000).collect::<Vec<_>>());
+        let b = archive(2, &(2000..5000).collect::<Vec<_>>());
+        let mut index = BlobIndex::of([&a, &b]);
+        assert_eq!(index.slots(), 5000);
+        let mut seen = vec![false; index.slots()];
+        for n in 0..5000u32 {
+            let slot = index
+                .slot(&id(n))
+                .unwrap_or_else(|| panic!("blob {n} has no slot"));
+            assert!(!seen[slot], "slot {slot} given twice");
+            seen[slot] = true;
+            let (at, loc) = index.iter_slots().nth(slot).expect("slot in range");
+            assert_eq!(at, id(n));
+            assert_eq!(Some(loc.archive), index.get(&id(n)).map(|l| l.archive));
+        }
+        assert!(index.slot(&id(5000)).is_none());
+        index.add(&archive(3, &[7000]));
+        assert!(index.contains(&id(7000)) && index.slot(&id(7000)).is_none());
+        assert_eq!(index.slots(), 5000);
     }
 
     #[test]
