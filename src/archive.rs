@@ -220,6 +220,8 @@ impl ArchiveIndex {
 pub struct FrameBuilder {
     raw: Vec<u8>,
     blobs: Vec<(BlobId, u64, u64)>,
+    /// Where the entry [`FrameBuilder::stage`] read in begins, until it is kept or dropped.
+    staged: Option<usize>,
 }
 
 /// A compressed frame ready to be appended to an archive.
@@ -235,12 +237,8 @@ pub struct CompressedFrame {
 impl FrameBuilder {
     /// Appends one tar entry named by `id` holding `data`.
     pub fn push(&mut self, id: BlobId, data: &[u8]) {
-        // Room for a whole frame at once, and kept from one frame to the next: growing by
-        // doubling copied as many bytes again as the frame holds.
-        if self.raw.capacity() == 0 {
-            self.raw.reserve(FRAME_TARGET + 2 * BLOCK);
-        }
-        self.raw.reserve(2 * BLOCK + data.len());
+        self.discard();
+        self.make_room(data.len());
         self.raw
             .extend_from_slice(&tar_header(&id.to_hex(), data.len() as u64));
         let offset = self.raw.len() as u64;
@@ -248,6 +246,87 @@ impl FrameBuilder {
         let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
         self.raw.resize(self.raw.len() + pad, 0);
         self.blobs.push((id, offset, data.len() as u64));
+    }
+
+    /// Room for an entry of `len` bytes. Room for a whole frame at once, and kept from one
+    /// frame to the next: growing by doubling copied as many bytes again as the frame holds.
+    fn make_room(&mut self, len: usize) {
+        if self.raw.capacity() == 0 {
+            self.raw.reserve(FRAME_TARGET + 2 * BLOCK);
+        }
+        self.raw.reserve(2 * BLOCK + len);
+    }
+
+    /// Reads `reader` to its end, at most `limit` bytes, straight into the frame after room
+    /// for its tar header: no buffer of its own and no copy. `expect` (its size when
+    /// stated) is read in one call when it is right. The caller looks at what was read,
+    /// then keeps it as blob `id` ([`FrameBuilder::commit`]) or drops it
+    /// ([`FrameBuilder::discard`]); a read that fails leaves nothing staged.
+    ///
+    /// # Errors
+    /// The reader's.
+    pub fn stage(
+        &mut self,
+        mut reader: impl std::io::Read,
+        expect: u64,
+        limit: u64,
+    ) -> std::io::Result<&[u8]> {
+        self.discard();
+        let want = usize::try_from(expect.min(limit)).unwrap_or(usize::MAX);
+        self.make_room(want.saturating_add(1));
+        let start = self.raw.len();
+        let data = start + BLOCK;
+        self.staged = Some(start);
+        self.raw.resize(data + want, 0);
+        let mut got = 0;
+        let read = loop {
+            if got == want {
+                // Read on to the end: a file may have grown since it was stated (its
+                // caller's second look at it then tells).
+                let rest = limit - got as u64;
+                self.raw.truncate(data + got);
+                break (&mut reader)
+                    .take(rest)
+                    .read_to_end(&mut self.raw)
+                    .map(|_| ());
+            }
+            match reader.read(&mut self.raw[data + got..]) {
+                Ok(0) => {
+                    self.raw.truncate(data + got);
+                    break Ok(());
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match read {
+            Ok(()) => Ok(&self.raw[data..]),
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps what [`FrameBuilder::stage`] read as the entry of blob `id`.
+    ///
+    /// # Panics
+    /// Nothing is staged.
+    pub fn commit(&mut self, id: BlobId) {
+        let start = self.staged.take().expect("commit follows stage");
+        let len = self.raw.len() - start - BLOCK;
+        self.raw[start..start + BLOCK].copy_from_slice(&tar_header(&id.to_hex(), len as u64));
+        let pad = (BLOCK - len % BLOCK) % BLOCK;
+        self.raw.resize(self.raw.len() + pad, 0);
+        self.blobs.push((id, (start + BLOCK) as u64, len as u64));
+    }
+
+    /// Drops what [`FrameBuilder::stage`] read, if anything.
+    pub fn discard(&mut self) {
+        if let Some(start) = self.staged.take() {
+            self.raw.truncate(start);
+        }
     }
 
     /// Whether the frame has reached its target size.
@@ -263,6 +342,7 @@ impl FrameBuilder {
     /// Compresses the gathered entries into one zstd frame (with content checksum) and
     /// leaves the builder empty.
     pub fn compress(&mut self, level: i32) -> Result<CompressedFrame> {
+        self.discard();
         let data = compress_frame(&self.raw, level)?;
         let raw_length = self.raw.len() as u64;
         self.raw.clear();
@@ -763,4 +843,125 @@ fn decompress_bounded(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that gives `data` in pieces of at most `piece` bytes, then fails if `fail`.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        piece: usize,
+        fail: bool,
+    }
+
+    impl std::io::Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.data.is_empty() && self.fail {
+                return Err(std::io::Error::other("disk went away"));
+            }
+            let n = self.data.len().min(self.piece).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn raw_of(b: &mut FrameBuilder) -> (Vec<u8>, Vec<(BlobId, u64, u64)>) {
+        let f = b.compress(1).expect("compresses");
+        let raw = decompress_frame(&f.data, f.raw_length).expect("decompresses");
+        (raw, f.blobs)
+    }
+
+    /// What is staged and kept is the very frame a push of the same bytes makes; what is
+    /// dropped, or fails to read, leaves no trace.
+    #[test]
+    fn a_staged_entry_is_the_pushed_one_and_a_dropped_one_leaves_nothing() {
+        let a: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let b = b"{\"asin\": \"B000TEST\"}".to_vec();
+        let (ia, ib) = (BlobId::of(&a), BlobId::of(&b));
+
+        let mut pushed = FrameBuilder::default();
+        pushed.push(ia, &a);
+        pushed.push(ib, &b);
+        let want = raw_of(&mut pushed);
+
+        let mut staged = FrameBuilder::default();
+        // Read in small pieces, with a stated size too small (the file grew): all is read.
+        let got = staged
+            .stage(
+                Pieces {
+                    data: &a,
+                    piece: 700,
+                    fail: false,
+                },
+                1000,
+                1 << 20,
+            )
+            .expect("reads")
+            .to_vec();
+        assert_eq!(got, a);
+        staged.commit(ia);
+        // Dropped: a blob some other reader stores.
+        staged
+            .stage(
+                Pieces {
+                    data: b"elsewhere",
+                    piece: 4,
+                    fail: false,
+                },
+                9,
+                1 << 20,
+            )
+            .expect("reads");
+        staged.discard();
+        // A read that fails midway stages nothing.
+        let failed = staged.stage(
+            Pieces {
+                data: &b[..5],
+                piece: 2,
+                fail: true,
+            },
+            20,
+            1 << 20,
+        );
+        assert!(failed.is_err());
+        // Stated larger than it is (the file shrank): what there is.
+        let got = staged
+            .stage(
+                Pieces {
+                    data: &b,
+                    piece: 64,
+                    fail: false,
+                },
+                4096,
+                1 << 20,
+            )
+            .expect("reads")
+            .to_vec();
+        assert_eq!(got, b);
+        staged.commit(ib);
+        assert_eq!(raw_of(&mut staged), want);
+
+        // At most `limit` bytes are read.
+        let mut limited = FrameBuilder::default();
+        let got = limited
+            .stage(
+                Pieces {
+                    data: &a,
+                    piece: 1000,
+                    fail: false,
+                },
+                100,
+                2500,
+            )
+            .expect("reads");
+        assert_eq!(got, &a[..2500]);
+        // Staged and not committed: a push or a compress drops it.
+        limited.push(ib, &b);
+        let (raw, blobs) = raw_of(&mut limited);
+        assert_eq!(blobs.len(), 1);
+        assert_eq!(&raw[blobs[0].1 as usize..][..b.len()], b.as_slice());
+    }
 }

@@ -1823,27 +1823,55 @@ fn read_file(
         // not twice. (A file that grows past the threshold meanwhile is still one blob of
         // what was read, and the re-stat below reads it again.)
         let one_blob = !ids.is_keyed() && before.size < u64::from(params.threshold);
-        let read = crate::chunk::for_each_chunk(&file, before.size, &params, |data| {
-            if !one_blob {
-                hasher.update(data);
-            }
-            let id = ids.of(data);
-            blobs.push(id);
-            shared.progress.inc(data.len() as u64);
-            if !shared.known.contains(&id)
+        // Whether blob `id` is new to the repository and to every other reader: it is then
+        // this reader's to store.
+        let ours = |id: &BlobId| {
+            !shared.known.contains(id)
                 && shared
                     .pending
                     .lock()
                     .expect("pending set lock is never poisoned")
-                    .insert(id)
-            {
-                builder.push(id, data);
-                if builder.is_full() {
-                    send(builder)?;
+                    .insert(*id)
+        };
+        let read = if one_blob {
+            // Read straight into the frame, kept there only if the blob is new.
+            let staged = builder
+                .stage(&file, before.size, u64::from(params.threshold))
+                .map(|data| (!data.is_empty()).then(|| (ids.of(data), data.len() as u64)));
+            staged.map(|blob| match blob {
+                Some((id, len)) => {
+                    blobs.push(id);
+                    shared.progress.inc(len);
+                    if !ours(&id) {
+                        builder.discard();
+                        return Ok(());
+                    }
+                    builder.commit(id);
+                    if builder.is_full() {
+                        send(builder)?;
+                    }
+                    Ok(())
                 }
-            }
-            Ok(())
-        });
+                None => {
+                    builder.discard();
+                    Ok(())
+                }
+            })
+        } else {
+            crate::chunk::for_each_chunk(&file, before.size, &params, |data| {
+                hasher.update(data);
+                let id = ids.of(data);
+                blobs.push(id);
+                shared.progress.inc(data.len() as u64);
+                if ours(&id) {
+                    builder.push(id, data);
+                    if builder.is_full() {
+                        send(builder)?;
+                    }
+                }
+                Ok(())
+            })
+        };
         match read {
             Err(e) => return Ok(FileOutcome::Failed(format!("{}: {e}", abs.display()))),
             Ok(Err(e)) => return Err(e),
