@@ -129,6 +129,31 @@ pub fn open_noatime(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// [`open_noatime`] of `name` in the folder `dir` (an open folder, `O_PATH` is enough): the
+/// path is not looked up again from the root for every file of a folder.
+pub fn open_noatime_at(dir: &impl std::os::fd::AsFd, name: &Path) -> std::io::Result<File> {
+    use rustix::fs::{openat, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(e) if e == rustix::io::Errno::PERM => openat(dir, name, flags, Mode::empty()),
+        other => other,
+    }
+    .map(File::from)
+    .map_err(std::io::Error::from)
+}
+
+/// A folder opened only to open what is in it (`O_PATH`), following symlinks as a path
+/// lookup through it would.
+pub fn open_folder(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{open, Mode, OFlags};
+    open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+}
+
 /// Reads a whole file with its path attached to any error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(Error::io(path))

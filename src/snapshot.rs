@@ -1759,9 +1759,23 @@ fn read_batch(
 ) -> Result<Vec<(usize, FileOutcome)>> {
     let mut out = Vec::with_capacity(files.len());
     let send = |builder: &mut FrameBuilder| send_frame(shared, builder, frames);
+    // The folder of the files before, open: its neighbours are opened in it by name.
+    let mut folder: Option<(&Path, std::os::fd::OwnedFd)> = None;
     for (read_no, abs) in reads.zip(files) {
         crate::cancel::check()?;
-        let outcome = read_file(shared, abs, builder, &send)?;
+        let (parent, name) = (abs.parent(), abs.file_name());
+        if let (Some(parent), Some(_)) = (parent, name) {
+            if folder.as_ref().is_none_or(|(p, _)| *p != parent) {
+                // Not open (gone, or no longer a folder): the file is opened by its whole
+                // path, which says why.
+                folder = fsutil::open_folder(parent).ok().map(|fd| (parent, fd));
+            }
+        }
+        let at = match (&folder, name) {
+            (Some((p, fd)), Some(name)) if Some(*p) == parent => Some((fd, Path::new(name))),
+            _ => None,
+        };
+        let outcome = read_file(shared, abs, at, builder, &send)?;
         out.push((read_no, outcome));
         crate::fault::pause("snapshot.reading");
     }
@@ -1791,12 +1805,17 @@ fn send_frame(
 fn read_file(
     shared: &Shared<'_>,
     abs: &Path,
+    at: Option<(&std::os::fd::OwnedFd, &Path)>,
     builder: &mut FrameBuilder,
     send: &dyn Fn(&mut FrameBuilder) -> Result<()>,
 ) -> Result<FileOutcome> {
     let params = shared.repo.config().chunker;
     for attempt in 1..=READ_ATTEMPTS {
-        let file = match fsutil::open_noatime(abs) {
+        let opened = match at {
+            Some((folder, name)) => fsutil::open_noatime_at(folder, name),
+            None => fsutil::open_noatime(abs),
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(FileOutcome::Vanished(abs.to_path_buf()))
