@@ -588,8 +588,23 @@ impl Repository {
     /// # Errors
     /// I/O and service errors.
     pub fn write_index(&self, idx: &crate::archive::ArchiveIndex) -> Result<()> {
-        let json = serde_json::to_vec(idx).expect("index serialises");
-        self.write_object(ObjectKind::Index, &layout::index(&idx.archive), &json)
+        let name = layout::index(&idx.archive);
+        if self.crypto.is_some() {
+            // Sealed whole: the text is needed in one piece.
+            let json = serde_json::to_vec(idx).expect("index serialises");
+            return self.write_object(ObjectKind::Index, &name, &json);
+        }
+        // Written as it is encoded: an index of 31k blobs is 3.6 MB of text, which was
+        // held whole at the moment a snapshot's memory peaked (an archive being closed).
+        let mut staged = self.backend.stage(ObjectKind::Index)?;
+        let path = staged.path.clone();
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, staged.file());
+        serde_json::to_writer(&mut out, idx)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::flush(&mut out))
+            .map_err(Error::io(&path))?;
+        drop(out);
+        self.backend.publish(staged, &name)
     }
 
     /// Removes one archive's index.
