@@ -116,17 +116,7 @@ pub fn persist(tmp: &Path, path: &Path) -> Result<()> {
 /// Never through a symlink at the last component, and never waiting on a FIFO put where a
 /// file was (O_NONBLOCK, which regular files ignore).
 pub fn open_noatime(path: &Path) -> std::io::Result<File> {
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path),
-        other => other,
-    }
+    open_noatime_at(&rustix::fs::CWD, path)
 }
 
 /// [`open_noatime`] of `name` in the folder `dir` (an open folder, `O_PATH` is enough): the
