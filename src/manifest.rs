@@ -850,25 +850,79 @@ pub fn check_changes(changes: &[Change], id: &BlobId) -> Result<()> {
     Ok(())
 }
 
+/// Where a [`ChangeMerge`] takes its changes from when they are not held whole: piece by
+/// piece in path order, as the merge reaches them, so a long change list is never in memory
+/// at once.
+pub trait ChangeSource: Send {
+    /// The next piece of the list, sorted by path (each piece checked by
+    /// [`check_changes`]); empty at the list's end, once the whole list is checked.
+    ///
+    /// # Errors
+    /// The list cannot be read, or does not verify.
+    fn more(&mut self) -> Result<Vec<Change>>;
+}
+
 /// Applies a sorted change list to a sorted entry list that arrives batch by batch
 /// ([`ChangeMerge::apply`], then [`ChangeMerge::finish`]): the entry list of a manifest
-/// with `changes`, without holding its base whole.
-pub struct ChangeMerge {
+/// with `changes`, without holding its base whole, nor its changes when they come from a
+/// [`ChangeSource`].
+pub struct ChangeMerge<'s> {
+    /// The changes held: the whole list, or the piece of it the merge has reached.
     changes: std::sync::Arc<Vec<Change>>,
     next: usize,
+    /// Where the pieces after `changes` come from; None once the list is all taken.
+    source: Option<Box<dyn ChangeSource + 's>>,
     last: Option<RelPath>,
     what: String,
 }
 
-impl ChangeMerge {
+impl<'s> ChangeMerge<'s> {
     /// A merge of `changes` (checked by [`check_changes`]) into the list of manifest `id`.
-    pub fn new(changes: std::sync::Arc<Vec<Change>>, id: &BlobId) -> ChangeMerge {
+    pub fn new(changes: std::sync::Arc<Vec<Change>>, id: &BlobId) -> ChangeMerge<'s> {
         ChangeMerge {
             changes,
             next: 0,
+            source: None,
             last: None,
             what: format!("manifest {}", id.short()),
         }
+    }
+
+    /// A merge of the changes `source` hands out, piece by piece, into the list of manifest
+    /// `id`.
+    pub fn streamed(source: Box<dyn ChangeSource + 's>, id: &BlobId) -> ChangeMerge<'s> {
+        ChangeMerge {
+            source: Some(source),
+            ..ChangeMerge::new(std::sync::Arc::default(), id)
+        }
+    }
+
+    /// Makes sure a change is held at `next`, taking the next piece from the source when
+    /// the one held is used up; false at the list's end.
+    fn fill(&mut self) -> Result<bool> {
+        while self.next == self.changes.len() {
+            let Some(source) = &mut self.source else {
+                return Ok(false);
+            };
+            let piece = source.more()?;
+            if piece.is_empty() {
+                self.source = None;
+                return Ok(false);
+            }
+            // Each piece is sorted; the pieces must be in order too.
+            if let (Some(a), Some(b)) = (self.changes.last(), piece.first()) {
+                if a.path() >= b.path() {
+                    return Err(Error::corrupt(format!(
+                        "{}: change list is not sorted at {:?}",
+                        self.what,
+                        b.path()
+                    )));
+                }
+            }
+            self.changes = std::sync::Arc::new(piece);
+            self.next = 0;
+        }
+        Ok(true)
     }
 
     /// The entries of the next batch of the base, with the changes up to its last path
@@ -876,7 +930,7 @@ impl ChangeMerge {
     ///
     /// # Errors
     /// [`Error::Corrupt`] when the base is not strictly sorted: changes could not be
-    /// placed in it.
+    /// placed in it; the source's errors.
     pub fn apply(&mut self, base: Vec<Entry>) -> Result<Vec<Entry>> {
         self.check_sorted(&base)?;
         let mut out = Vec::with_capacity(base.len());
@@ -922,52 +976,63 @@ impl ChangeMerge {
         Ok(())
     }
 
-    /// Merges the changes up to the last path of `base` (sorted) into it.
+    /// Merges the changes up to the last path of `base` (sorted) into it. A base entry
+    /// goes out only once the changes that could replace it are read.
     fn merge<E: std::borrow::Borrow<Entry>>(
         &mut self,
         base: impl IntoIterator<Item = E>,
         mut put: impl FnMut(Merged<'_, E>) -> Result<()>,
     ) -> Result<()> {
-        let changes = std::sync::Arc::clone(&self.changes);
         for e in base {
             let path = &e.borrow().path;
-            while let Some(c) = changes.get(self.next).filter(|c| c.path() < path) {
+            let mut replaced = false;
+            while self.fill()? {
+                let c = &self.changes[self.next];
+                let order = c.path().cmp(path);
+                if order == std::cmp::Ordering::Greater {
+                    break;
+                }
                 if let Change::Put(p) = c {
                     put(Merged::Changed(p))?;
                 }
                 self.next += 1;
-            }
-            match changes.get(self.next) {
-                Some(c) if c.path() == path => {
-                    if let Change::Put(p) = c {
-                        put(Merged::Changed(p))?;
-                    }
-                    self.next += 1;
+                if order == std::cmp::Ordering::Equal {
+                    replaced = true;
+                    break;
                 }
-                _ => put(Merged::Base(e))?,
+            }
+            if !replaced {
+                put(Merged::Base(e))?;
             }
         }
         Ok(())
     }
 
     /// The entries the changes put past the base's last path.
-    pub fn finish(self) -> Vec<Entry> {
-        self.rest().cloned().collect()
+    ///
+    /// # Errors
+    /// The source's errors.
+    pub fn finish(self) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.finish_with(&mut |e| {
+            out.push(e.clone());
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// As [`ChangeMerge::finish`], handing each entry to `f`.
     ///
     /// # Errors
-    /// Whatever `f` returns.
-    pub fn finish_with(self, f: &mut dyn FnMut(&Entry) -> Result<()>) -> Result<()> {
-        self.rest().try_for_each(f)
-    }
-
-    fn rest(&self) -> impl Iterator<Item = &Entry> {
-        self.changes[self.next..].iter().filter_map(|c| match c {
-            Change::Put(e) => Some(e),
-            Change::Gone(_) => None,
-        })
+    /// The source's errors, and whatever `f` returns.
+    pub fn finish_with(mut self, f: &mut dyn FnMut(&Entry) -> Result<()>) -> Result<()> {
+        while self.fill()? {
+            if let Change::Put(e) = &self.changes[self.next] {
+                f(e)?;
+            }
+            self.next += 1;
+        }
+        Ok(())
     }
 }
 
@@ -1437,7 +1502,7 @@ mod tests {
             let mut m = ChangeMerge::new(std::sync::Arc::new(changes.clone()), &BlobId::of(b"m"));
             let mut out = m.apply(base[..split].to_vec()).unwrap();
             out.extend(m.apply(base[split..].to_vec()).unwrap());
-            out.extend(m.finish());
+            out.extend(m.finish().unwrap());
             assert_eq!(
                 paths(&out),
                 ["a", "b", "d", "g", "h", "j", "k"],
@@ -1449,6 +1514,71 @@ mod tests {
         let mut m = ChangeMerge::new(std::sync::Arc::new(changes), &BlobId::of(b"m"));
         m.apply(base[2..].to_vec()).unwrap();
         assert!(m.apply(base[..2].to_vec()).unwrap_err().is_corruption());
+    }
+
+    /// Changes handed out piece by piece by a source in a test.
+    struct Pieces(std::collections::VecDeque<Result<Vec<Change>>>);
+
+    impl ChangeSource for Pieces {
+        fn more(&mut self) -> Result<Vec<Change>> {
+            self.0.pop_front().unwrap_or_else(|| Ok(Vec::new()))
+        }
+    }
+
+    /// A change list read piece by piece merges as the same list held whole, wherever the
+    /// pieces and the base's batches are cut; pieces out of order are damage, and so is a
+    /// piece that cannot be read: no entry of the base past the changes read goes out.
+    #[test]
+    fn changes_read_piece_by_piece_merge_as_the_whole_list() {
+        let base: Vec<Entry> = ["b", "d", "f", "h", "j"].map(named).to_vec();
+        let changes = vec![
+            Change::Put(named("a")),
+            Change::Gone(RelPath::from("d")),
+            Change::Put(named("e")),
+            Change::Put(named("h")),
+            Change::Gone(RelPath::from("j")),
+            Change::Put(named("k")),
+        ];
+        let id = BlobId::of(b"m");
+        let whole = {
+            let mut m = ChangeMerge::new(std::sync::Arc::new(changes.clone()), &id);
+            let mut out = m.apply(base.clone()).unwrap();
+            out.extend(m.finish().unwrap());
+            out
+        };
+        assert_eq!(paths(&whole), ["a", "b", "e", "f", "h", "k"]);
+        for cut in 0..=changes.len() {
+            for split in 0..=base.len() {
+                let pieces = [changes[..cut].to_vec(), changes[cut..].to_vec()]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .map(Ok)
+                    .collect();
+                let mut m = ChangeMerge::streamed(Box::new(Pieces(pieces)), &id);
+                let mut out = m.apply(base[..split].to_vec()).unwrap();
+                out.extend(m.apply(base[split..].to_vec()).unwrap());
+                out.extend(m.finish().unwrap());
+                assert_eq!(out, whole, "pieces cut at {cut}, base at {split}");
+            }
+        }
+        // Two pieces, each sorted, out of order with each other.
+        let pieces = [changes[3..].to_vec(), changes[..3].to_vec()].map(Ok);
+        let mut m = ChangeMerge::streamed(Box::new(Pieces(pieces.into())), &id);
+        let err = m.apply(base.clone()).and_then(|_| m.finish()).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        // The second piece cannot be read: the base's entries up to the first piece's last
+        // path go out, and then the error; never "h" or "j" as if nothing changed them.
+        let pieces = [Ok(changes[..3].to_vec()), Err(Error::corrupt("blob gone"))];
+        let mut m = ChangeMerge::streamed(Box::new(Pieces(pieces.into())), &id);
+        let mut seen = Vec::new();
+        let err = m
+            .apply_with(&base, &mut |e| {
+                seen.push(e.path.display());
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        assert_eq!(seen, ["a", "b", "e"]);
     }
 
     #[test]

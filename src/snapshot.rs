@@ -399,7 +399,19 @@ fn create_with(
             Some(both) => Ok(both),
             None => {
                 gone.sort_unstable();
-                match base.and_then(|b| compose_changes(b, &puts, gone)) {
+                // The parent's changes are read again only when ours leave room for them.
+                let base = base.filter(|b| b.removed.len() + puts.len() + gone.len() <= b.limit());
+                let composed = match base.map(|b| b.changes(repo, known).map(|theirs| (b, theirs)))
+                {
+                    Some(Ok((b, theirs))) => compose_changes(b, theirs, &puts, gone),
+                    // They were read whole as the parent's list streamed by: damage now
+                    // costs only storing the new list whole (which reads them again, and
+                    // reports it).
+                    Some(Err(e)) if e.is_corruption() => None,
+                    Some(Err(e)) => return Err(e),
+                    None => None,
+                };
+                match composed {
                     Some((tree, changes)) if changes.is_empty() => Ok((tree, None)),
                     Some((tree, changes)) => {
                         store_tree(repo, known, &mut sink, &changes, opts.dry_run)
@@ -885,9 +897,9 @@ struct ParentStream {
     id: Option<BlobId>,
     /// The parent's stored list (tree and changes), when it is of the current version.
     stored: Option<(Tree, Option<Tree>)>,
-    /// The parent's changes to its tree (none when its tree is its whole list), when it
-    /// is of the current version: a new list can then be stored as changes to that tree.
-    changes: Option<std::sync::Arc<Vec<Change>>>,
+    /// Whether the parent is of the current version: a new list can then be stored as
+    /// changes to its tree.
+    current: bool,
     /// Paths of the parent met by no walked path, while they are few enough to be worth
     /// storing as changes (at most `removed_cap`).
     removed: Option<Vec<RelPath>>,
@@ -925,18 +937,17 @@ pub struct EntryStream {
 
 impl EntryStream {
     /// Starts reading the entry list of manifest `id`, whose header is `header`; its change
-    /// list, if any, is read first, here.
+    /// list, if any, is read as the list reaches it.
     ///
     /// # Errors
-    /// The change list cannot be read (damage is [`Error::Corrupt`]).
+    /// None yet: damage comes with [`EntryStream::next_batch`].
     pub fn start(
         repo: &Repository,
         index: std::sync::Arc<BlobIndex>,
         id: BlobId,
         header: &Manifest,
     ) -> Result<EntryStream> {
-        let changes = read_all_changes(repo, &index, &id, header)?;
-        let (rx, handle) = spawn_stream(repo, index, id, header, changes);
+        let (rx, handle) = spawn_stream(repo, index, id, header);
         Ok(EntryStream {
             id,
             rx: Some(rx),
@@ -1009,28 +1020,13 @@ impl Drop for EntryStream {
     }
 }
 
-/// The change list of manifest `id`, when it has one.
-fn read_all_changes(
-    repo: &Repository,
-    index: &BlobIndex,
-    id: &BlobId,
-    header: &Manifest,
-) -> Result<Option<std::sync::Arc<Vec<Change>>>> {
-    header
-        .changes
-        .as_ref()
-        .map(|c| read_changes(&mut BlobReader::new(repo, index), id, c).map(std::sync::Arc::new))
-        .transpose()
-}
-
 /// Starts the thread that decodes the entry list of `header` (manifest `id`) and sends it
-/// on batch by batch, with `changes` merged in; damage goes down the channel as an error.
+/// on batch by batch, with its changes merged in; damage goes down the channel as an error.
 fn spawn_stream(
     repo: &Repository,
     index: std::sync::Arc<BlobIndex>,
     id: BlobId,
     header: &Manifest,
-    changes: Option<std::sync::Arc<Vec<Change>>>,
 ) -> (
     std::sync::mpsc::Receiver<Result<Vec<Entry>>>,
     std::thread::JoinHandle<()>,
@@ -1039,7 +1035,7 @@ fn spawn_stream(
     let repo = repo.clone();
     let header = header.clone();
     let handle = std::thread::spawn(move || {
-        if let Err(e) = stream_entries(&repo, &index, &id, &header, changes, &tx) {
+        if let Err(e) = stream_entries(&repo, &index, &id, &header, &tx) {
             let _ = tx.send(Err(e));
         }
     });
@@ -1057,12 +1053,33 @@ struct ParentEnd {
     base: Option<Base>,
 }
 
-/// The parent's tree as a base for a change list: the tree, the parent's changes to it,
-/// and the parent's paths the walk did not meet.
+/// The parent's tree as a base for a change list: the tree, the parent's change list to it
+/// (read again when the new one is composed: it is not held while the walk runs), and the
+/// parent's paths the walk did not meet.
 struct Base {
     tree: Tree,
-    changes: std::sync::Arc<Vec<Change>>,
+    changes: Option<Tree>,
+    /// The parent's id.
+    id: BlobId,
     removed: Vec<RelPath>,
+}
+
+impl Base {
+    /// The most changes a list built on this base may hold.
+    fn limit(&self) -> usize {
+        usize::try_from(self.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0)
+    }
+
+    /// The parent's change list, read again from `repo` (whose blobs `index` holds).
+    ///
+    /// # Errors
+    /// It cannot be read ([`Error::Corrupt`] for damage).
+    fn changes(&self, repo: &Repository, index: &BlobIndex) -> Result<Vec<Change>> {
+        match &self.changes {
+            Some(tree) => read_changes(&mut BlobReader::new(repo, index), &self.id, tree),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// Batches of decoded parent entries waiting in the channel.
@@ -1081,30 +1098,25 @@ fn usable_file(e: &Entry) -> bool {
 }
 
 impl ParentStream {
-    /// Starts decoding the entry list of parent `id`; its change list, if any, is read
-    /// first, here.
+    /// Starts decoding the entry list of parent `id`, with its change list, if any, read
+    /// as the list reaches it.
     ///
     /// # Errors
-    /// The change list cannot be read (damage is [`Error::Corrupt`]).
+    /// None yet: damage is met as the list is read.
     fn start(
         repo: &Repository,
         index: std::sync::Arc<BlobIndex>,
         id: BlobId,
         header: Manifest,
     ) -> Result<ParentStream> {
-        let changes = read_all_changes(repo, &index, &id, &header)?;
         let current = header.version == MANIFEST_VERSION;
         let stored = current.then(|| (header.tree.clone(), header.changes.clone()));
         let removed_cap = usize::try_from(header.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
-        let (rx, handle) = spawn_stream(repo, index.clone(), id, &header, changes.clone());
+        let (rx, handle) = spawn_stream(repo, index.clone(), id, &header);
         Ok(ParentStream {
             id: Some(id),
             stored,
-            changes: if current {
-                Some(changes.unwrap_or_default())
-            } else {
-                None
-            },
+            current,
             removed: current.then(Vec::new),
             removed_cap,
             rx: Some(rx),
@@ -1117,7 +1129,7 @@ impl ParentStream {
     /// Whether a new list may be stored as changes to the parent's tree: there is a parent,
     /// of the current version.
     fn takes_changes(&self) -> bool {
-        self.stored.is_some() && self.changes.is_some() && self.removed.is_some()
+        self.stored.is_some() && self.current && self.removed.is_some()
     }
 
     /// Whether `ours` changes (entries put in, paths gone while read) with the parent's
@@ -1268,12 +1280,15 @@ impl ParentStream {
         match (self.id, self.failed.take()) {
             (Some(id), Some(e)) => Err((id, e)),
             (id, None) => {
-                let base = match (&self.stored, self.changes.take(), self.removed.take()) {
-                    (Some((tree, _)), Some(changes), Some(removed)) => Some(Base {
-                        tree: tree.clone(),
-                        changes,
-                        removed,
-                    }),
+                let base = match (&self.stored, id, self.removed.take()) {
+                    (Some((tree, changes)), Some(id), Some(removed)) if self.current => {
+                        Some(Base {
+                            tree: tree.clone(),
+                            changes: changes.clone(),
+                            id,
+                            removed,
+                        })
+                    }
                     _ => None,
                 };
                 Ok(ParentEnd {
@@ -1287,20 +1302,70 @@ impl ParentStream {
     }
 }
 
+/// A manifest's change list read blob by blob as a [`ChangeMerge`] reaches it: a list of
+/// tens of thousands of changes is never held whole; checked whole (hash, size, count) at
+/// its end.
+struct StoredChanges<'r> {
+    reader: BlobReader<'r>,
+    blobs: std::slice::Iter<'r, BlobId>,
+    decoder: Option<crate::manifest::LineDecoder<Change>>,
+    tree: &'r Tree,
+    id: BlobId,
+}
+
+impl<'r> StoredChanges<'r> {
+    fn new(repo: &'r Repository, index: &'r BlobIndex, id: &BlobId, tree: &'r Tree) -> Self {
+        StoredChanges {
+            reader: BlobReader::new(repo, index),
+            blobs: tree.blobs.iter(),
+            decoder: Some(crate::manifest::LineDecoder::streaming(tree, id)),
+            tree,
+            id: *id,
+        }
+    }
+}
+
+impl crate::manifest::ChangeSource for StoredChanges<'_> {
+    fn more(&mut self) -> Result<Vec<Change>> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(Vec::new());
+        };
+        for b in self.blobs.by_ref() {
+            self.reader
+                .read_with(b, |data| decoder.feed(data))
+                .map_err(|e| tree_error(&self.id, e))??;
+            let piece = decoder.take();
+            if !piece.is_empty() {
+                crate::manifest::check_changes(&piece, &self.id)?;
+                return Ok(piece);
+            }
+        }
+        let decoder = self
+            .decoder
+            .take()
+            .expect("the decoder is held until the end");
+        let rest = decoder.end(self.tree)?;
+        crate::manifest::check_changes(&rest, &self.id)?;
+        Ok(rest)
+    }
+}
+
 /// The body of [`ParentStream`]'s thread: reads and decodes the tree blobs of `header`,
-/// applies its `changes`, and sends the entries on as each blob is decoded; checks the
+/// applies its change list as it reaches it, and sends the entries on as each blob is decoded; checks the
 /// whole list at its end. Returns quietly when the receiver is gone.
 fn stream_entries(
     repo: &Repository,
     index: &BlobIndex,
     id: &BlobId,
     header: &Manifest,
-    changes: Option<std::sync::Arc<Vec<Change>>>,
     tx: &SyncSender<Result<Vec<Entry>>>,
 ) -> Result<()> {
     let mut reader = BlobReader::new(repo, index);
     let mut decoder = crate::manifest::EntryDecoder::streaming(&header.tree, id);
-    let mut merge = changes.map(|c| ChangeMerge::new(c, id));
+    let mut merge = header
+        .changes
+        .as_ref()
+        .map(|c| ChangeMerge::streamed(Box::new(StoredChanges::new(repo, index, id, c)), id));
     let mut merged = |batch: Vec<Entry>| match &mut merge {
         Some(m) => m.apply(batch),
         None => Ok(batch),
@@ -1326,7 +1391,7 @@ fn stream_entries(
     }
     let mut last = merged(decoder.end(&header.tree)?)?;
     if let Some(m) = merge {
-        last.extend(m.finish());
+        last.extend(m.finish()?);
     }
     if !last.is_empty() {
         let _ = tx.send(Ok(last));
@@ -1338,20 +1403,24 @@ fn stream_entries(
 /// are not the parent's unchanged) put in, the parent's paths that are no more (passed over by the walk, or
 /// `gone` while read) taken out, and the parent's own changes for the paths it kept. None
 /// when they would number more than one in [`CHANGES_PER_ENTRY`] of the tree's entries:
-/// the list is then stored whole. Sorted lists in, a sorted list out.
-fn compose_changes(base: Base, puts: &[Entry], gone: Vec<RelPath>) -> Option<(Tree, Vec<Change>)> {
-    let limit = usize::try_from(base.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0);
+/// the list is then stored whole. Sorted lists in, a sorted list out: `theirs` is the
+/// parent's change list ([`Base::changes`]).
+fn compose_changes(
+    base: Base,
+    theirs: Vec<Change>,
+    puts: &[Entry],
+    gone: Vec<RelPath>,
+) -> Option<(Tree, Vec<Change>)> {
+    let limit = base.limit();
     let puts = puts.iter();
     let mut gones = base.removed;
     gones.extend(gone);
     let ours = puts.len() + gones.len();
-    if ours > limit {
+    // Every path of theirs is in the result, as theirs or as ours.
+    if ours > limit || theirs.len() > limit {
         return None;
     }
     gones.sort_unstable();
-    // The parent's changes are moved, not copied, once its reader has let them go.
-    let theirs =
-        std::sync::Arc::try_unwrap(base.changes).unwrap_or_else(|shared| (*shared).clone());
     // One list, sized once for the most it can hold, merged as the three sorted lists
     // stream by: no intermediate list, no doubling. Ours first: where both name a path,
     // this snapshot's change replaces the parent's.
@@ -1979,7 +2048,7 @@ pub fn load_entries(
         entries.extend(merge.apply(decoder.take())?);
     }
     entries.extend(merge.apply(decoder.end(&m.tree)?)?);
-    entries.extend(merge.finish());
+    entries.extend(merge.finish()?);
     m.entries = entries;
     m.verify_entries(id)?;
     Ok(m)
@@ -2042,7 +2111,7 @@ pub fn stream_shared<S: EntrySink>(
 /// One list being streamed by [`stream_shared`].
 struct Streamed<S> {
     id: BlobId,
-    merge: Option<ChangeMerge>,
+    merge: Option<ChangeMerge<'static>>,
     check: crate::manifest::EntryCheck,
     sink: S,
     failed: Option<Error>,
@@ -2358,17 +2427,18 @@ mod tests {
     fn merged(base: Vec<Entry>, changes: Vec<Change>) -> Vec<Entry> {
         let mut m = ChangeMerge::new(std::sync::Arc::new(changes), &BlobId::of(b"m"));
         let mut out = m.apply(base).unwrap();
-        out.extend(m.finish());
+        out.extend(m.finish().unwrap());
         out
     }
 
-    fn base_of(entries: u64, changes: Vec<Change>, removed: Vec<RelPath>) -> Base {
+    fn base_of(entries: u64, removed: Vec<RelPath>) -> Base {
         Base {
             tree: Tree {
                 entries,
                 ..Tree::default()
             },
-            changes: std::sync::Arc::new(changes),
+            changes: None,
+            id: BlobId::of(b"m"),
             removed,
         }
     }
@@ -2422,14 +2492,14 @@ mod tests {
                     None => {}
                 }
             }
-            let b = base_of(1000, pchanges, removed);
+            let b = base_of(1000, removed);
             let puts: Vec<Entry> = entries
                 .iter()
                 .zip(&kept)
                 .filter(|(_, k)| !**k)
                 .map(|(e, _)| e.clone())
                 .collect();
-            let (_, changes) = compose_changes(b, &puts, gone).unwrap();
+            let (_, changes) = compose_changes(b, pchanges, &puts, gone).unwrap();
             crate::manifest::check_changes(&changes, &BlobId::of(b"m")).unwrap();
             prop_assert_eq!(merged(base_entries, changes), entries);
         }
@@ -2440,11 +2510,11 @@ mod tests {
     fn too_many_changes_store_the_list_whole() {
         let entries: Vec<Entry> = (0..10).map(|i| entry(i, 1)).collect();
         let puts = [entries[7].clone(), entries[8].clone()];
-        assert!(compose_changes(base_of(10, vec![], vec![]), &puts, vec![]).is_some());
+        assert!(compose_changes(base_of(10, vec![]), vec![], &puts, vec![]).is_some());
         // The parent's own changes count too.
         let parent = vec![Change::Put(entry(20, 0))];
-        assert!(compose_changes(base_of(10, parent, vec![]), &puts, vec![]).is_none());
+        assert!(compose_changes(base_of(10, vec![]), parent, &puts, vec![]).is_none());
         let removed = vec![entry(30, 0).path];
-        assert!(compose_changes(base_of(10, vec![], removed), &puts, vec![]).is_none());
+        assert!(compose_changes(base_of(10, removed), vec![], &puts, vec![]).is_none());
     }
 }

@@ -203,7 +203,7 @@ fn merged_changes(base: &[Entry], text: &[u8]) -> Option<Vec<Entry>> {
     check_changes(&changes, &id).ok()?;
     let mut merge = ChangeMerge::new(std::sync::Arc::new(changes), &id);
     let mut out = merge.apply(base.to_vec()).ok()?;
-    out.extend(merge.finish());
+    out.extend(merge.finish().ok()?);
     Some(out)
 }
 
