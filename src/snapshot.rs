@@ -88,7 +88,7 @@ struct Shared<'a> {
     /// The snapshot root: entry paths are relative to it.
     root: &'a Path,
     known: &'a BlobIndex,
-    pending: Mutex<IdSet>,
+    pending: Mutex<crate::id::GrowingIdSet>,
     dry_run: bool,
     progress: &'a dyn Progress,
 }
@@ -250,7 +250,7 @@ fn create_with(
         repo,
         root: &root,
         known,
-        pending: Mutex::new(IdSet::default()),
+        pending: Mutex::new(crate::id::GrowingIdSet::default()),
         dry_run: opts.dry_run,
         progress,
     };
