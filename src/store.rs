@@ -21,13 +21,12 @@ pub struct BlobLocation {
     pub length: u64,
 }
 
-/// One blob of [`BlobIndex`]: fixed size, no pointers, 48 bytes. Its place in the
+/// One blob of [`BlobIndex`]: fixed size, no pointers, 44 bytes. Its place in the
 /// decompressed frame fits 32 bits: a frame holds at most [`crate::archive::MAX_FRAME_RAW`]
-/// bytes, which every index is checked against as it is read.
+/// bytes, which every index is checked against as it is read. Its archive is its frame's.
 #[derive(Debug, Clone, Copy)]
 struct IndexedBlob {
     id: BlobId,
-    archive: u32,
     /// Position in [`BlobIndex::frames`].
     frame: u32,
     offset: u32,
@@ -37,10 +36,9 @@ struct IndexedBlob {
 impl IndexedBlob {
     /// The blob `b` of an archive's index; None when its place does not fit 32 bits (no
     /// index that was checked has one).
-    fn of(b: &crate::archive::BlobEntry, archive: u32, first_frame: u32) -> Option<IndexedBlob> {
+    fn of(b: &crate::archive::BlobEntry, first_frame: u32) -> Option<IndexedBlob> {
         Some(IndexedBlob {
             id: b.id,
-            archive,
             frame: first_frame + b.frame,
             offset: u32::try_from(b.offset).ok()?,
             length: u32::try_from(b.length).ok()?,
@@ -60,8 +58,10 @@ pub struct BlobIndex {
     pub salts: Vec<Option<crate::archive::Salt>>,
     /// Every frame of the indexed archives: a blob names its frame by position here.
     frames: Vec<FrameEntry>,
+    /// The archive of each frame (parallel to `frames`), by position in `archives`.
+    frame_archives: Vec<u32>,
     /// Blob id to location, sorted by id, one per id (the first archive holding it wins):
-    /// 48 bytes a blob, searched by the id's first bits then by halves.
+    /// 44 bytes a blob, searched by the id's first bits then by halves.
     blobs: Vec<IndexedBlob>,
     /// `buckets[k]..buckets[k + 1]`: where the ids whose first `bits` bits are `k` lie in
     /// `blobs`. About one blob a bucket: a lookup touches the table and a blob or two.
@@ -143,11 +143,11 @@ impl BlobIndex {
         for idx in indexes {
             let idx = idx.borrow();
             let first_frame = self.frames.len() as u32;
-            let archive = self.push_archive(idx);
+            self.push_archive(idx);
             blobs.extend(
                 idx.blobs
                     .iter()
-                    .filter_map(|b| IndexedBlob::of(b, archive, first_frame)),
+                    .filter_map(|b| IndexedBlob::of(b, first_frame)),
             );
         }
         // Among copies of one blob, the first archive's comes first and stays. Sorted in
@@ -158,7 +158,7 @@ impl BlobIndex {
             prefix(&a.id)
                 .cmp(&prefix(&b.id))
                 .then_with(|| a.id.0.cmp(&b.id.0))
-                .then_with(|| (a.archive, a.frame, a.offset).cmp(&(b.archive, b.frame, b.offset)))
+                .then_with(|| (a.frame, a.offset).cmp(&(b.frame, b.offset)))
         });
         blobs.dedup_by(|later, first| later.id == first.id);
         blobs.shrink_to_fit();
@@ -176,23 +176,23 @@ impl BlobIndex {
         self.recent.clear();
     }
 
-    /// Records an archive and its frames; returns its position.
-    fn push_archive(&mut self, idx: &ArchiveIndex) -> u32 {
+    /// Records an archive and its frames.
+    fn push_archive(&mut self, idx: &ArchiveIndex) {
         let archive = self.archives.len() as u32;
         self.archives.push(idx.archive);
         self.sizes.push(idx.size);
         self.salts.push(idx.salt());
         self.frames.extend_from_slice(&idx.frames);
-        archive
+        self.frame_archives.resize(self.frames.len(), archive);
     }
 
     /// Adds one archive's index (an archive just written): its blobs not already indexed.
     pub fn add(&mut self, idx: &ArchiveIndex) {
         let first_frame = self.frames.len() as u32;
-        let archive = self.push_archive(idx);
+        self.push_archive(idx);
         for b in &idx.blobs {
             if self.find(&b.id).is_none() {
-                if let Some(blob) = IndexedBlob::of(b, archive, first_frame) {
+                if let Some(blob) = IndexedBlob::of(b, first_frame) {
                     self.recent.insert(b.id, blob);
                 }
             }
@@ -234,7 +234,7 @@ impl BlobIndex {
 
     fn location(&self, b: &IndexedBlob) -> BlobLocation {
         BlobLocation {
-            archive: b.archive,
+            archive: self.frame_archives[b.frame as usize],
             frame: self.frames[b.frame as usize],
             offset: u64::from(b.offset),
             length: u64::from(b.length),
@@ -622,7 +622,7 @@ mod tests {
     /// The index's room per blob: what a snapshot of a large tree holds for the whole run.
     #[test]
     fn an_indexed_blob_takes_48_bytes() {
-        assert_eq!(std::mem::size_of::<IndexedBlob>(), 48);
+        assert_eq!(std::mem::size_of::<IndexedBlob>(), 44);
         let b = BlobEntry {
             id: id(1),
             frame: 0,
@@ -630,7 +630,7 @@ mod tests {
             length: 1,
         };
         assert!(
-            IndexedBlob::of(&b, 0, 0).is_none(),
+            IndexedBlob::of(&b, 0).is_none(),
             "a place past 32 bits is refused"
         );
     }
