@@ -98,18 +98,22 @@ struct Stream {
 struct Frame {
     fd: OwnedFd,
     rel: RelPath,
-    /// Every name, one after the other.
+    /// The bytes every name begins with (`amazon_B0` of `amazon_B0…json`), held once.
+    prefix: Vec<u8>,
+    /// The rest of every name, one after the other.
     names: Vec<u8>,
     items: Vec<Item>,
     next: usize,
-    /// Names stated as folders whose contents' item has not come yet (their starts in
-    /// `names`): a few at most, as `d/` follows `d` closely. A folder's contents are
-    /// walked only when its name is here.
-    found: Vec<u32>,
+    /// Names stated as folders whose contents' item has not come yet (their places in
+    /// `names`: start and length, as the name that is the prefix itself has an empty rest
+    /// that starts where the next one's does): a few at most, as `d/` follows `d` closely.
+    /// A folder's contents are walked only when its name is here.
+    found: Vec<(u32, u16)>,
 }
 
 /// One of a folder's names in path order: the name's own entry, or (`below`) everything
 /// below it, which sorts as `name/`. 8 bytes: a folder of 100,000 names holds as many.
+/// `start` and `len` place the name's rest after the folder's common prefix.
 #[derive(Clone, Copy)]
 struct Item {
     start: u32,
@@ -133,8 +137,100 @@ impl Item {
 }
 
 impl Frame {
-    fn name(&self, it: Item) -> &[u8] {
-        it.name(&self.names)
+    /// The whole name of item `it` (on the stack unless longer than 64 bytes).
+    fn name(&self, it: Item) -> smallvec::SmallVec<[u8; 64]> {
+        let mut name = smallvec::SmallVec::from_slice(&self.prefix);
+        name.extend_from_slice(it.name(&self.names));
+        name
+    }
+
+    /// Whether item `it` is named `name`.
+    fn is_named(&self, it: Item, name: &[u8]) -> bool {
+        name.strip_prefix(self.prefix.as_slice()) == Some(it.name(&self.names))
+    }
+}
+
+/// A folder's names as they are read: the bytes they all begin with, once, and the rest of
+/// each; an item for each name (and one for what lies below a folder). Names of one
+/// folder mostly share a head (`amazon_B0` in a folder of 100,000 `amazon_B0…json`): held
+/// once, the names take 13 bytes each instead of 22. Only the head is taken out, so the
+/// rests sort as the whole names do.
+#[derive(Default)]
+struct Names {
+    prefix: Vec<u8>,
+    rests: Vec<u8>,
+    items: Vec<Item>,
+}
+
+impl Names {
+    /// Adds `name` (and, when it `may_hold` contents, the item of what lies below it);
+    /// false when the folder has more names than the items' 32-bit places can hold.
+    fn push(&mut self, name: &[u8], may_hold: bool) -> bool {
+        if self.items.is_empty() {
+            self.prefix = name.to_vec();
+        }
+        let common = self
+            .prefix
+            .iter()
+            .zip(name)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common < self.prefix.len() && !self.shorten_prefix(common) {
+            return false;
+        }
+        let rest = &name[common..];
+        let (Ok(start), Ok(len)) = (u32::try_from(self.rests.len()), u16::try_from(rest.len()))
+        else {
+            return false;
+        };
+        self.rests.extend_from_slice(rest);
+        self.items.push(Item {
+            start,
+            len,
+            below: false,
+        });
+        if may_hold {
+            self.items.push(Item {
+                start,
+                len,
+                below: true,
+            });
+        }
+        true
+    }
+
+    /// Keeps the first `keep` bytes of the prefix: the bytes after them go back to the head
+    /// of every rest. Each name read puts at most one byte back per byte of the first name,
+    /// so this is done a few times per folder, mostly while few names are read. False, with
+    /// nothing changed, when the rests would no longer fit the items' places.
+    fn shorten_prefix(&mut self, keep: usize) -> bool {
+        let moved = &self.prefix[keep..];
+        let names = self.items.iter().filter(|it| !it.below).count();
+        let longest = self.items.iter().map(|it| it.len).max().unwrap_or(0);
+        let fits = self
+            .rests
+            .len()
+            .checked_add(moved.len() * names)
+            .is_some_and(|n| u32::try_from(n).is_ok())
+            && usize::from(longest) + moved.len() <= usize::from(u16::MAX);
+        if !fits {
+            return false;
+        }
+        let mut rests = Vec::with_capacity(self.rests.len() + moved.len() * names);
+        // A folder's item of what lies below follows its name's item, and shares its rest.
+        let mut start = 0;
+        for it in &mut self.items {
+            if !it.below {
+                start = rests.len() as u32;
+                rests.extend_from_slice(moved);
+                rests.extend_from_slice(it.name(&self.rests));
+            }
+            it.start = start;
+            it.len += moved.len() as u16;
+        }
+        self.rests = rests;
+        self.prefix.truncate(keep);
+        true
     }
 }
 
@@ -175,8 +271,7 @@ impl Stream {
             Ok(d) => d,
             Err(e) => return self.problem(&rel, e),
         };
-        let mut names = Vec::new();
-        let mut items = Vec::new();
+        let mut read = Names::default();
         for de in listing {
             let de = match de {
                 Ok(de) => de,
@@ -189,36 +284,29 @@ impl Stream {
             if name == b"." || name == b".." {
                 continue;
             }
-            let (Ok(start), Ok(len)) = (u32::try_from(names.len()), u16::try_from(name.len()))
-            else {
+            // A folder (or a name whose kind the file system does not say) may have
+            // contents: their place is kept; a name that is no folder puts out none.
+            let may_hold = matches!(de.file_type(), FileType::Directory | FileType::Unknown);
+            if !read.push(name, may_hold) {
                 self.errors.push(format!(
                     "{}: too many names to walk",
                     self.root.join(rel.to_path()).display()
                 ));
                 break;
-            };
-            names.extend_from_slice(name);
-            items.push(Item {
-                start,
-                len,
-                below: false,
-            });
-            // A folder (or a name whose kind the file system does not say) may have
-            // contents: their place is kept; a name that is no folder puts out none.
-            if matches!(de.file_type(), FileType::Directory | FileType::Unknown) {
-                items.push(Item {
-                    start,
-                    len,
-                    below: true,
-                });
             }
         }
+        let Names {
+            prefix,
+            rests: mut names,
+            mut items,
+        } = read;
         items.sort_unstable_by(|&a, &b| item_order(&names, a, b));
         names.shrink_to_fit();
         items.shrink_to_fit();
         self.stack.push(Frame {
             fd,
             rel,
+            prefix,
             names,
             items,
             next: 0,
@@ -253,11 +341,15 @@ impl Stream {
             };
             frame.next += 1;
             // The contents of a folder: walked now if its name was stated a folder.
-            let Some(at) = frame.found.iter().position(|&s| s == item.start) else {
+            let Some(at) = frame
+                .found
+                .iter()
+                .position(|&s| s == (item.start, item.len))
+            else {
                 continue;
             };
             frame.found.swap_remove(at);
-            let name = frame.name(item).to_vec();
+            let name = frame.name(item);
             let path = scan::child(&frame.rel, &name);
             let opened = scan::open_dir(&frame.fd, std::ffi::OsStr::from_bytes(&name));
             match opened {
@@ -280,7 +372,7 @@ impl Stream {
             .par_iter()
             .map(|&it| {
                 let name = frame_ref.name(it);
-                let path = scan::child(&frame_ref.rel, name);
+                let path = scan::child(&frame_ref.rel, &name);
                 if exclude == Some(&path) {
                     let msg = format!(
                         "{}: the repository itself",
@@ -288,7 +380,7 @@ impl Stream {
                     );
                     return Err((true, msg));
                 }
-                scan::stat_at(&frame_ref.fd, root, path, name)
+                scan::stat_at(&frame_ref.fd, root, path, &name)
             })
             .collect();
         for got in results {
@@ -304,8 +396,8 @@ impl Stream {
                             .iter()
                             .skip(frame.next)
                             .take_while(|it| frame_name_le(frame, **it, name))
-                            .find(|it| it.below && frame.name(**it) == name)
-                            .map(|it| it.start);
+                            .find(|it| it.below && frame.is_named(**it, name))
+                            .map(|it| (it.start, it.len));
                         match start {
                             Some(s) => frame.found.push(s),
                             None => self.errors.push(format!(
@@ -335,8 +427,8 @@ impl Stream {
 /// Whether item `it` of `frame` sorts no later than `name/`: where the search for the
 /// contents' item of `name` may stop.
 fn frame_name_le(frame: &Frame, it: Item, name: &[u8]) -> bool {
-    let x = frame.name(it);
-    x.iter().chain(it.tail()).cmp(name.iter().chain(b"/")) != Ordering::Greater
+    let whole = frame.prefix.iter().chain(it.name(&frame.names));
+    whole.chain(it.tail()).cmp(name.iter().chain(b"/")) != Ordering::Greater
 }
 
 #[cfg(test)]
@@ -378,6 +470,93 @@ mod tests {
         assert_eq!(keys, whole.link_keys);
         assert_eq!(ignored, whole.ignored);
         windows
+    }
+
+    /// Names read one by one keep their common head once, whatever order they come in and
+    /// however late a name that shares less of it comes: each name is its head and its
+    /// rest, a folder's item of contents follows its name's, and the rests sort as the
+    /// whole names do.
+    #[test]
+    fn a_folders_names_keep_their_common_head_once() {
+        let mut names: Vec<String> = (0..500)
+            .map(|i| format!("amazon_B0{:07}.json", i * 7_919_993 % 9_999_991))
+            .collect();
+        names.push("amazon_B1.json".into());
+        names.push("amazon_".into());
+        names.push("amazon_B0".into());
+        names.insert(300, "index.json".into());
+        names.push("a".into());
+        let mut read = Names::default();
+        let mut heads = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            assert!(read.push(n.as_bytes(), i % 50 == 0));
+            heads.push(read.prefix.len());
+        }
+        // The head shrinks as names that share less of it come, and never grows.
+        assert!(heads.windows(2).all(|w| w[1] <= w[0]));
+        assert_eq!(heads[298], "amazon_B0".len());
+        assert_eq!(read.prefix, b"");
+        let whole = |it: Item| [read.prefix.as_slice(), it.name(&read.rests)].concat();
+        let mut at = 0;
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(whole(read.items[at]), n.as_bytes(), "name {i}");
+            assert!(!read.items[at].below);
+            at += 1;
+            if i % 50 == 0 {
+                assert!(read.items[at].below && whole(read.items[at]) == n.as_bytes());
+                at += 1;
+            }
+        }
+        assert_eq!(at, read.items.len());
+        // With a head kept (no odd name), the rests sort as the whole names.
+        let mut read = Names::default();
+        for n in names.iter().filter(|n| n.starts_with("amazon_B0")) {
+            assert!(read.push(n.as_bytes(), false));
+        }
+        assert_eq!(read.prefix, b"amazon_B0");
+        let mut items = read.items.clone();
+        items.sort_unstable_by(|&a, &b| item_order(&read.rests, a, b));
+        let sorted: Vec<Vec<u8>> = items
+            .iter()
+            .map(|&it| [read.prefix.as_slice(), it.name(&read.rests)].concat())
+            .collect();
+        let mut want: Vec<Vec<u8>> = names
+            .iter()
+            .filter(|n| n.starts_with("amazon_B0"))
+            .map(|n| n.as_bytes().to_vec())
+            .collect();
+        want.sort();
+        assert_eq!(sorted, want);
+    }
+
+    /// Folders whose names are each other's heads (`d` is the head of every name here, so
+    /// its rest is empty and starts where the next name's does): each folder's contents
+    /// are walked under it, as the whole walk lists them, whatever order the names are
+    /// read in.
+    #[test]
+    fn folders_named_by_the_common_head_are_walked_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        for order in [["d", "d-x", "dd", "d.json"], ["dd", "d.json", "d-x", "d"]] {
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir(&root).unwrap();
+            for name in order {
+                if name.ends_with(".json") {
+                    fs::write(root.join(name), name).unwrap();
+                } else {
+                    fs::create_dir(root.join(name)).unwrap();
+                    fs::write(root.join(name).join("in"), name).unwrap();
+                    fs::create_dir(root.join(name).join("sub")).unwrap();
+                }
+            }
+            assert_same_as_scan(&root, None);
+            let (got, _, _) = streamed(&root, None);
+            let files = got
+                .iter()
+                .filter(|(e, _)| e.kind == EntryKind::File)
+                .count();
+            assert_eq!(files, 4, "{order:?}");
+        }
     }
 
     #[test]
