@@ -399,25 +399,27 @@ fn create_with(
             Some(both) => Ok(both),
             None => {
                 gone.sort_unstable();
-                // The parent's changes are read again only when ours leave room for them.
-                let base = base.filter(|b| b.removed.len() + puts.len() + gone.len() <= b.limit());
-                let composed = match base.map(|b| b.changes(repo, known).map(|theirs| (b, theirs)))
-                {
-                    Some(Ok((b, theirs))) => compose_changes(b, theirs, &puts, gone),
-                    // They were read whole as the parent's list streamed by: damage now
-                    // costs only storing the new list whole (which reads them again, and
-                    // reports it).
-                    Some(Err(e)) if e.is_corruption() => None,
-                    Some(Err(e)) => return Err(e),
-                    None => None,
-                };
-                match composed {
-                    Some((tree, changes)) if changes.is_empty() => Ok((tree, None)),
-                    Some((tree, changes)) => {
-                        store_tree(repo, known, &mut sink, &changes, opts.dry_run)
-                            .map(|c| (tree, Some(c)))
+                let mut store = TreeStore::new(repo, opts.dry_run);
+                let composed = match &base {
+                    Some(b) => {
+                        compose_changes(b, &mut || b.changes(repo, known), &puts, gone, &mut |c| {
+                            store.push(c, known, &mut sink)
+                        })
                     }
-                    None => {
+                    None => Ok(None),
+                };
+                let composed = match composed {
+                    Ok(c) => c,
+                    // The parent's changes were read whole as its list streamed by: damage
+                    // now costs only storing the new list whole (which reads them again,
+                    // and reports it). What was stored of the changes is left for prune.
+                    Err(e) if e.is_corruption() => None,
+                    Err(e) => return Err(e),
+                };
+                match (composed, base) {
+                    (Some(0), Some(b)) => Ok((b.tree, None)),
+                    (Some(_), Some(b)) => store.finish(known, &mut sink).map(|c| (b.tree, Some(c))),
+                    _ => {
                         let mut store = TreeStore::new(repo, opts.dry_run);
                         parent
                             .rebuild(puts, build.kept_done, &mut store, known, &mut sink)
@@ -1070,14 +1072,44 @@ impl Base {
         usize::try_from(self.tree.entries / CHANGES_PER_ENTRY).unwrap_or(0)
     }
 
-    /// The parent's change list, read again from `repo` (whose blobs `index` holds).
-    ///
-    /// # Errors
-    /// It cannot be read ([`Error::Corrupt`] for damage).
-    fn changes(&self, repo: &Repository, index: &BlobIndex) -> Result<Vec<Change>> {
-        match &self.changes {
-            Some(tree) => read_changes(&mut BlobReader::new(repo, index), &self.id, tree),
-            None => Ok(Vec::new()),
+    /// The parent's change list, read again from `repo` (whose blobs `index` holds) blob
+    /// by blob as it is taken: never whole.
+    fn changes<'r>(&'r self, repo: &'r Repository, index: &'r BlobIndex) -> ChangeStream<'r> {
+        ChangeStream {
+            source: self
+                .changes
+                .as_ref()
+                .map(|tree| StoredChanges::new(repo, index, &self.id, tree)),
+            piece: Vec::new().into_iter(),
+        }
+    }
+}
+
+/// A stored change list as an iterator of changes, read a piece at a time; the first
+/// error ends it.
+struct ChangeStream<'r> {
+    source: Option<StoredChanges<'r>>,
+    piece: std::vec::IntoIter<Change>,
+}
+
+impl Iterator for ChangeStream<'_> {
+    type Item = Result<Change>;
+
+    fn next(&mut self) -> Option<Result<Change>> {
+        use crate::manifest::ChangeSource;
+        loop {
+            if let Some(c) = self.piece.next() {
+                return Some(Ok(c));
+            }
+            let source = self.source.as_mut()?;
+            match source.more() {
+                Ok(piece) if piece.is_empty() => self.source = None,
+                Ok(piece) => self.piece = piece.into_iter(),
+                Err(e) => {
+                    self.source = None;
+                    return Some(Err(e));
+                }
+            }
         }
     }
 }
@@ -1311,6 +1343,8 @@ struct StoredChanges<'r> {
     decoder: Option<crate::manifest::LineDecoder<Change>>,
     tree: &'r Tree,
     id: BlobId,
+    /// The path of the last change handed out: the next piece must sort after it.
+    last: Option<RelPath>,
 }
 
 impl<'r> StoredChanges<'r> {
@@ -1321,7 +1355,26 @@ impl<'r> StoredChanges<'r> {
             decoder: Some(crate::manifest::LineDecoder::streaming(tree, id)),
             tree,
             id: *id,
+            last: None,
         }
+    }
+
+    /// Checks `piece` (sorted, safe paths, after the pieces before it) and hands it out.
+    fn checked(&mut self, piece: Vec<Change>) -> Result<Vec<Change>> {
+        crate::manifest::check_changes(&piece, &self.id)?;
+        if let (Some(last), Some(first)) = (&self.last, piece.first()) {
+            if last >= first.path() {
+                return Err(Error::corrupt(format!(
+                    "manifest {}: change list is not sorted at {:?}",
+                    self.id.short(),
+                    first.path()
+                )));
+            }
+        }
+        if let Some(l) = piece.last() {
+            self.last = Some(l.path().clone());
+        }
+        Ok(piece)
     }
 }
 
@@ -1336,8 +1389,7 @@ impl crate::manifest::ChangeSource for StoredChanges<'_> {
                 .map_err(|e| tree_error(&self.id, e))??;
             let piece = decoder.take();
             if !piece.is_empty() {
-                crate::manifest::check_changes(&piece, &self.id)?;
-                return Ok(piece);
+                return self.checked(piece);
             }
         }
         let decoder = self
@@ -1345,8 +1397,7 @@ impl crate::manifest::ChangeSource for StoredChanges<'_> {
             .take()
             .expect("the decoder is held until the end");
         let rest = decoder.end(self.tree)?;
-        crate::manifest::check_changes(&rest, &self.id)?;
-        Ok(rest)
+        self.checked(rest)
     }
 }
 
@@ -1400,39 +1451,95 @@ fn stream_entries(
 }
 
 /// The change list that makes the new list from `base`'s tree: `puts` (the entries that
-/// are not the parent's unchanged) put in, the parent's paths that are no more (passed over by the walk, or
-/// `gone` while read) taken out, and the parent's own changes for the paths it kept. None
-/// when they would number more than one in [`CHANGES_PER_ENTRY`] of the tree's entries:
-/// the list is then stored whole. Sorted lists in, a sorted list out: `theirs` is the
-/// parent's change list ([`Base::changes`]).
-fn compose_changes(
-    base: Base,
-    theirs: Vec<Change>,
+/// are not the parent's unchanged) put in, the parent's paths that are no more (passed over
+/// by the walk, or `gone` while read) taken out, and the parent's own changes for the paths
+/// it kept, handed to `store` in path order as the sorted lists stream by: none is held
+/// whole. `theirs` opens a pass over the parent's change list: it is read once to count
+/// the new list and once to store it. Ok(None), with nothing stored, when the new list would
+/// hold more than one change in [`CHANGES_PER_ENTRY`] of the tree's entries: it is then
+/// stored whole. Ok(Some(n)): `n` changes stored.
+///
+/// # Errors
+/// The parent's change list cannot be read, and `store`'s errors.
+fn compose_changes<T: Iterator<Item = Result<Change>>>(
+    base: &Base,
+    theirs: &mut dyn FnMut() -> T,
     puts: &[Entry],
     gone: Vec<RelPath>,
-) -> Option<(Tree, Vec<Change>)> {
+    store: &mut dyn FnMut(&Change) -> Result<()>,
+) -> Result<Option<usize>> {
     let limit = base.limit();
-    let puts = puts.iter();
-    let mut gones = base.removed;
+    let mut gones = base.removed.clone();
     gones.extend(gone);
-    let ours = puts.len() + gones.len();
-    // Every path of theirs is in the result, as theirs or as ours.
-    if ours > limit || theirs.len() > limit {
-        return None;
+    if puts.len() + gones.len() > limit {
+        return Ok(None);
     }
     gones.sort_unstable();
-    // One list, sized once for the most it can hold, merged as the three sorted lists
-    // stream by: no intermediate list, no doubling. Ours first: where both name a path,
-    // this snapshot's change replaces the parent's.
-    let mut all = Vec::with_capacity(ours + theirs.len());
-    all.extend(MergeByPath::new(
+    let mut counting = UntilError::new(theirs());
+    let n = merged(puts, &gones, &mut counting).take(limit + 1).count();
+    counting.end()?;
+    if n > limit {
+        return Ok(None);
+    }
+    let mut storing = UntilError::new(theirs());
+    let mut stored = 0;
+    for c in merged(puts, &gones, &mut storing) {
+        store(&c)?;
+        stored += 1;
+    }
+    storing.end()?;
+    Ok(Some(stored))
+}
+
+/// Our changes (`puts` and `gones`, sorted) merged with `theirs`: ours first, so where both
+/// name a path, this snapshot's change replaces the parent's.
+fn merged<'a>(
+    puts: &'a [Entry],
+    gones: &'a [RelPath],
+    theirs: impl Iterator<Item = Change> + 'a,
+) -> impl Iterator<Item = Change> + 'a {
+    MergeByPath::new(
         MergeByPath::new(
-            puts.map(|e| Change::Put(e.clone())),
-            gones.into_iter().map(Change::Gone),
+            puts.iter().map(|e| Change::Put(e.clone())),
+            gones.iter().cloned().map(Change::Gone),
         ),
-        theirs.into_iter(),
-    ));
-    (all.len() <= limit).then_some((base.tree, all))
+        theirs,
+    )
+}
+
+/// The changes of an iterator of results up to its first error, kept for
+/// [`UntilError::end`].
+struct UntilError<T> {
+    inner: T,
+    error: Option<Error>,
+}
+
+impl<T: Iterator<Item = Result<Change>>> UntilError<T> {
+    fn new(inner: T) -> Self {
+        UntilError { inner, error: None }
+    }
+
+    /// The error that ended the changes, if one did.
+    fn end(self) -> Result<()> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+impl<T: Iterator<Item = Result<Change>>> Iterator for UntilError<T> {
+    type Item = Change;
+
+    fn next(&mut self) -> Option<Change> {
+        if self.error.is_some() {
+            return None;
+        }
+        match self.inner.next()? {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
 }
 
 /// Two lists of changes sorted by path, merged into one sorted list; where both name a
@@ -2443,6 +2550,41 @@ mod tests {
         }
     }
 
+    /// The new change list [`compose_changes`] stores, or None when it stores nothing.
+    fn composed(
+        b: &Base,
+        theirs: &[Change],
+        puts: &[Entry],
+        gone: Vec<RelPath>,
+    ) -> Option<Vec<Change>> {
+        let mut out = Vec::new();
+        let mut passes = 0;
+        let n = compose_changes(
+            b,
+            &mut || {
+                passes += 1;
+                theirs.iter().cloned().map(Ok)
+            },
+            puts,
+            gone,
+            &mut |c| {
+                out.push(c.clone());
+                Ok(())
+            },
+        )
+        .unwrap();
+        match n {
+            Some(n) => {
+                assert_eq!((n, passes), (out.len(), 2));
+                Some(out)
+            }
+            None => {
+                assert!(out.is_empty());
+                None
+            }
+        }
+    }
+
     proptest! {
         /// Whatever the base, the parent's changes to it and the new list, the composed
         /// changes applied to the base give exactly the new list.
@@ -2499,7 +2641,7 @@ mod tests {
                 .filter(|(_, k)| !**k)
                 .map(|(e, _)| e.clone())
                 .collect();
-            let (_, changes) = compose_changes(b, pchanges, &puts, gone).unwrap();
+            let changes = composed(&b, &pchanges, &puts, gone).unwrap();
             crate::manifest::check_changes(&changes, &BlobId::of(b"m")).unwrap();
             prop_assert_eq!(merged(base_entries, changes), entries);
         }
@@ -2510,11 +2652,54 @@ mod tests {
     fn too_many_changes_store_the_list_whole() {
         let entries: Vec<Entry> = (0..10).map(|i| entry(i, 1)).collect();
         let puts = [entries[7].clone(), entries[8].clone()];
-        assert!(compose_changes(base_of(10, vec![]), vec![], &puts, vec![]).is_some());
+        assert!(composed(&base_of(10, vec![]), &[], &puts, vec![]).is_some());
         // The parent's own changes count too.
         let parent = vec![Change::Put(entry(20, 0))];
-        assert!(compose_changes(base_of(10, vec![]), parent, &puts, vec![]).is_none());
+        assert!(composed(&base_of(10, vec![]), &parent, &puts, vec![]).is_none());
         let removed = vec![entry(30, 0).path];
-        assert!(compose_changes(base_of(10, removed), vec![], &puts, vec![]).is_none());
+        assert!(composed(&base_of(10, removed), &[], &puts, vec![]).is_none());
+    }
+
+    /// The parent's change list failing part-way (damage met on the second read) is an
+    /// error, never a shorter list stored as if whole.
+    #[test]
+    fn a_change_list_that_fails_while_read_is_an_error() {
+        let theirs = [Change::Put(entry(1, 0)), Change::Put(entry(5, 0))];
+        let puts = [entry(3, 1)];
+        for fail_at in [1, 2] {
+            let mut pass = 0;
+            let mut stored = Vec::new();
+            let got = compose_changes(
+                &base_of(100, vec![]),
+                &mut || {
+                    pass += 1;
+                    let fail = pass == fail_at;
+                    theirs.iter().cloned().enumerate().map(move |(i, c)| {
+                        if fail && i == 1 {
+                            Err(Error::corrupt("blob gone"))
+                        } else {
+                            Ok(c)
+                        }
+                    })
+                },
+                &puts,
+                vec![],
+                &mut |c| {
+                    stored.push(c.path().display());
+                    Ok(())
+                },
+            );
+            assert!(
+                got.unwrap_err().is_corruption(),
+                "failing on pass {fail_at}"
+            );
+            // Counting stores nothing; the store pass stopped where the list failed.
+            let want: &[&str] = if fail_at == 1 { &[] } else { &["1", "3"] };
+            let want: Vec<String> = want
+                .iter()
+                .map(|p| entry(p.parse().unwrap(), 0).path.display())
+                .collect();
+            assert_eq!(stored, want);
+        }
     }
 }
