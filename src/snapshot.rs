@@ -1339,21 +1339,22 @@ impl ParentStream {
 /// its end.
 struct StoredChanges<'r> {
     reader: BlobReader<'r>,
-    blobs: std::slice::Iter<'r, BlobId>,
+    /// The blob of `tree` read next.
+    next: usize,
     decoder: Option<crate::manifest::LineDecoder<Change>>,
-    tree: &'r Tree,
+    tree: Tree,
     id: BlobId,
     /// The path of the last change handed out: the next piece must sort after it.
     last: Option<RelPath>,
 }
 
 impl<'r> StoredChanges<'r> {
-    fn new(repo: &'r Repository, index: &'r BlobIndex, id: &BlobId, tree: &'r Tree) -> Self {
+    fn new(repo: &'r Repository, index: &'r BlobIndex, id: &BlobId, tree: &Tree) -> Self {
         StoredChanges {
             reader: BlobReader::new(repo, index),
-            blobs: tree.blobs.iter(),
+            next: 0,
             decoder: Some(crate::manifest::LineDecoder::streaming(tree, id)),
-            tree,
+            tree: tree.clone(),
             id: *id,
             last: None,
         }
@@ -1383,7 +1384,8 @@ impl crate::manifest::ChangeSource for StoredChanges<'_> {
         let Some(decoder) = self.decoder.as_mut() else {
             return Ok(Vec::new());
         };
-        for b in self.blobs.by_ref() {
+        while let Some(b) = self.tree.blobs.get(self.next) {
+            self.next += 1;
             self.reader
                 .read_with(b, |data| decoder.feed(data))
                 .map_err(|e| tree_error(&self.id, e))??;
@@ -1396,7 +1398,7 @@ impl crate::manifest::ChangeSource for StoredChanges<'_> {
             .decoder
             .take()
             .expect("the decoder is held until the end");
-        let rest = decoder.end(self.tree)?;
+        let rest = decoder.end(&self.tree)?;
         self.checked(rest)
     }
 }
@@ -2172,8 +2174,13 @@ pub trait EntrySink: Send {
 }
 
 /// Change entries held at once by one pass over a base in [`stream_shared`]: the changes of
-/// the lists built on it beyond this are read in a further pass.
+/// the lists built on it beyond this are read in a further pass. A list streamed rather
+/// than held ([`STREAM_CHANGES_OVER`]) counts as that many.
 const SHARED_CHANGES_AT_ONCE: u64 = 100_000;
+
+/// A change list of more entries than this is read blob by blob as the base streams by
+/// (a reader, its frame and a decoded piece: about 1 MiB), not held whole.
+const STREAM_CHANGES_OVER: u64 = 4096;
 
 /// Streams the entry list of each manifest (headers already loaded) into a sink made by
 /// `sink`, verified as [`load_entries`] verifies it, without holding any list whole. Lists
@@ -2199,7 +2206,10 @@ pub fn stream_shared<S: EntrySink>(
         let mut pass: Vec<(BlobId, Manifest)> = Vec::new();
         let mut held = 0;
         for (id, m) in members {
-            let n = m.changes.as_ref().map_or(0, |c| c.entries);
+            let n = m
+                .changes
+                .as_ref()
+                .map_or(0, |c| c.entries.min(STREAM_CHANGES_OVER));
             if !pass.is_empty() && held + n > SHARED_CHANGES_AT_ONCE {
                 passes.push(std::mem::take(&mut pass));
                 held = 0;
@@ -2216,15 +2226,15 @@ pub fn stream_shared<S: EntrySink>(
 }
 
 /// One list being streamed by [`stream_shared`].
-struct Streamed<S> {
+struct Streamed<'r, S> {
     id: BlobId,
-    merge: Option<ChangeMerge<'static>>,
+    merge: Option<ChangeMerge<'r>>,
     check: crate::manifest::EntryCheck,
     sink: S,
     failed: Option<Error>,
 }
 
-impl<S: EntrySink> Streamed<S> {
+impl<S: EntrySink> Streamed<'_, S> {
     fn feed(&mut self, batch: &[Entry]) {
         if self.failed.is_some() {
             return;
@@ -2302,20 +2312,24 @@ fn copy_error(e: &Error) -> Error {
 }
 
 /// One read of a base for the lists of `members`, which all name it as their `tree`.
-fn stream_pass<S: EntrySink>(
-    repo: &Repository,
-    index: &BlobIndex,
+fn stream_pass<'r, S: EntrySink>(
+    repo: &'r Repository,
+    index: &'r BlobIndex,
     members: Vec<(BlobId, Manifest)>,
     sink: &(impl Fn(&BlobId, &Manifest) -> S + Sync),
 ) -> Vec<(BlobId, Result<S>)> {
     let mut reader = BlobReader::new(repo, index);
     let tree = members[0].1.tree.clone();
     let named = members[0].0;
-    let mut lists: Vec<Streamed<S>> = members
+    let mut lists: Vec<Streamed<'r, S>> = members
         .iter()
         .map(|(id, m)| {
             let (merge, failed) = match &m.changes {
                 None => (None, None),
+                Some(changes) if changes.entries > STREAM_CHANGES_OVER => {
+                    let source = StoredChanges::new(repo, index, id, changes);
+                    (Some(ChangeMerge::streamed(Box::new(source), id)), None)
+                }
                 Some(changes) => match read_changes(&mut reader, id, changes) {
                     Ok(c) => (Some(ChangeMerge::new(std::sync::Arc::new(c), id)), None),
                     Err(e) => (None, Some(e)),
@@ -2331,7 +2345,7 @@ fn stream_pass<S: EntrySink>(
         })
         .collect();
     drop(members);
-    let feed = |lists: &mut Vec<Streamed<S>>, batch: &[Entry]| {
+    let feed = |lists: &mut Vec<Streamed<'r, S>>, batch: &[Entry]| {
         if lists.len() > 1 {
             lists.par_iter_mut().for_each(|l| l.feed(batch));
         } else {
@@ -2340,7 +2354,7 @@ fn stream_pass<S: EntrySink>(
     };
     // The base's own damage is every list's. It is named as the first list's, as a
     // list read alone names it; the others say it is their base.
-    let fail_all = |lists: &mut Vec<Streamed<S>>, e: Error, read: bool| {
+    let fail_all = |lists: &mut Vec<Streamed<'r, S>>, e: Error, read: bool| {
         for l in lists.iter_mut().filter(|l| l.failed.is_none()) {
             let own = copy_error(&e);
             l.failed = Some(match own {

@@ -818,6 +818,79 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
     assert_eq!(m.entries, next.manifest.entries);
 }
 
+/// Change lists longer than a reader holds whole (over 4,096 changes) are read blob by
+/// blob: a snapshot built on one composes its own list from it as both stream by, `check`
+/// reads every list beside the base they share, and each snapshot reads back and restores
+/// exactly as its tree was.
+#[test]
+fn long_change_lists_stream_through_snapshot_check_and_restore() {
+    let t = TestDir::new();
+    let src = t.join("OUTPUTS");
+    let amazon = src.join("amazon_cache");
+    fs::create_dir_all(&amazon).unwrap();
+    let write = |i: usize, v: &str| {
+        fs::write(
+            amazon.join(format!("amazon_B0{i:06}.json")),
+            format!("{{\"asin\": \"B0{i:06}\", \"v\": \"{v}\"}}"),
+        )
+        .unwrap()
+    };
+    for i in 0..17_000 {
+        write(i, "a");
+    }
+    let repo = Repository::init(&t.join("repo")).unwrap();
+    let minutes = std::cell::Cell::new(0);
+    let take = |src: &Path| {
+        let mut o = opts(src);
+        minutes.set(minutes.get() + 1);
+        o.time += chrono::Duration::minutes(minutes.get());
+        snapshot::create_listed(&repo, &o, &NoProgress).unwrap()
+    };
+    let mut states = Vec::new();
+    let mut keep = |s: &snapshot::SnapshotSummary, n: usize| {
+        let copy = t.join(format!("state{n}"));
+        copy_tree(&src, &copy);
+        states.push((s.id.unwrap(), s.manifest.entries.clone(), copy));
+    };
+    let first = take(&src);
+    keep(&first, 1);
+    // 4,150 files changed and 50 gone: more changes than are held whole, fewer than a
+    // quarter of the list.
+    for i in (0..8_300).step_by(2) {
+        write(i, "b");
+    }
+    for i in 16_900..16_950 {
+        fs::remove_file(amazon.join(format!("amazon_B0{i:06}.json"))).unwrap();
+    }
+    let second = take(&src);
+    let changes = second.manifest.changes.as_ref().expect("stored as changes");
+    assert!(changes.entries > 4_096, "{changes:?}");
+    assert_eq!(second.manifest.tree, first.manifest.tree);
+    keep(&second, 2);
+    // A few more: the parent's long list is read as it streams by, and again to compose.
+    write(1, "c");
+    write(4, "a");
+    write(20_000, "new");
+    let third = take(&src);
+    assert!(third.warnings.is_empty(), "{:?}", third.warnings);
+    assert_eq!(third.manifest.parent, second.id);
+    assert_eq!(third.manifest.tree, first.manifest.tree, "never a chain");
+    let changes = third.manifest.changes.as_ref().expect("stored as changes");
+    assert!(changes.entries > 4_096, "{changes:?}");
+    keep(&third, 3);
+    let r = check::check(&repo, ReadData::None, 1).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+    for (n, (id, entries, copy)) in states.iter().enumerate() {
+        let m = snapshot::load(&repo, id).unwrap();
+        assert_eq!(&m.entries, entries, "snapshot {n} reads back otherwise");
+        let out = t.join(format!("restored-{n}"));
+        let r = restore_all(&repo, &m, &out);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let diffs = compare_trees(copy, &out, true).unwrap();
+        assert!(diffs.is_empty(), "snapshot {n}: {diffs:#?}");
+    }
+}
+
 /// A parent whose change list is damaged costs reading every file again; the new list is
 /// stored whole, and check names the damaged snapshot.
 #[test]
