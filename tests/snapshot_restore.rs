@@ -33,6 +33,63 @@ fn restore_all(
     restore::restore(repo, m, target, &RestoreOptions::default(), &NoProgress).unwrap()
 }
 
+/// Writes `dir/<name>.json`, a product file at version `v`.
+fn product(dir: &Path, name: &str, v: &str) {
+    let text = format!("{{\"asin\": \"{name}\", \"v\": \"{v}\"}}");
+    fs::write(dir.join(format!("{name}.json")), text).unwrap();
+}
+
+/// Snapshots of one tree a minute apart (so the parent is always the one before), each
+/// kept beside a copy of the tree it was taken of.
+struct Days<'a> {
+    t: &'a TestDir,
+    repo: &'a Repository,
+    src: std::path::PathBuf,
+    minutes: i64,
+    states: Vec<(cachevault::BlobId, Vec<Entry>, std::path::PathBuf)>,
+}
+
+impl<'a> Days<'a> {
+    fn new(t: &'a TestDir, repo: &'a Repository, src: &Path) -> Self {
+        Days {
+            t,
+            repo,
+            src: src.to_path_buf(),
+            minutes: 0,
+            states: Vec::new(),
+        }
+    }
+
+    fn take(&mut self) -> snapshot::SnapshotSummary {
+        let mut o = opts(&self.src);
+        self.minutes += 1;
+        o.time += chrono::Duration::minutes(self.minutes);
+        snapshot::create_listed(self.repo, &o, &NoProgress).unwrap()
+    }
+
+    /// Keeps snapshot `s` with a copy of the tree as it is now.
+    fn keep(&mut self, s: &snapshot::SnapshotSummary) {
+        let copy = self.t.join(format!("state{}", self.states.len() + 1));
+        copy_tree(&self.src, &copy);
+        self.states
+            .push((s.id.unwrap(), s.manifest.entries.clone(), copy));
+    }
+
+    /// Every snapshot kept from the `from`th on reads back and restores exactly as its
+    /// tree was.
+    fn restore_exactly(&self, from: usize) {
+        for (n, (id, entries, copy)) in self.states.iter().enumerate().skip(from) {
+            let m = snapshot::load(self.repo, id).unwrap();
+            assert_eq!(&m.entries, entries, "snapshot {n} reads back otherwise");
+            let out = self.t.join(format!("restored-{}-{n}", id.short()));
+            let r = restore_all(self.repo, &m, &out);
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            let diffs = compare_trees(copy, &out, true).unwrap();
+            assert!(diffs.is_empty(), "snapshot {n}: {diffs:#?}");
+        }
+    }
+}
+
 #[test]
 fn fixture_round_trip_is_exact() {
     let t = TestDir::new();
@@ -701,42 +758,23 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
     let src = t.join("OUTPUTS");
     let amazon = src.join("amazon_cache");
     fs::create_dir_all(&amazon).unwrap();
-    let write = |i: usize, v: &str| {
-        fs::write(
-            amazon.join(format!("B{i:05}.json")),
-            format!("{{\"asin\": \"B{i:05}\", \"v\": \"{v}\"}}"),
-        )
-        .unwrap()
-    };
+    let write = |i: usize, v: &str| product(&amazon, &format!("B{i:05}"), v);
     for i in 0..200 {
         write(i, "a");
     }
     fixture_tree(&src.join("fixture"));
     let repo = Repository::init(&t.join("repo")).unwrap();
-    // Each snapshot a minute after the last, so the parent is always the one before.
-    let minutes = std::cell::Cell::new(0);
-    let take = |repo: &Repository, src: &Path| {
-        let mut o = opts(src);
-        minutes.set(minutes.get() + 1);
-        o.time += chrono::Duration::minutes(minutes.get());
-        snapshot::create_listed(repo, &o, &NoProgress).unwrap()
-    };
-    let mut states = Vec::new();
-    let mut keep = |s: &snapshot::SnapshotSummary, n: usize| {
-        let copy = t.join(format!("state{n}"));
-        copy_tree(&src, &copy);
-        states.push((s.id.unwrap(), s.manifest.entries.clone(), copy));
-    };
-    let first = take(&repo, &src);
+    let mut days = Days::new(&t, &repo, &src);
+    let first = days.take();
     assert!(first.manifest.changes.is_none(), "a first list is whole");
-    keep(&first, 1);
+    days.keep(&first);
 
     // Day 2: changed, new and deleted files, a folder's mode.
     write(3, "b");
     write(500, "new");
     fs::remove_file(amazon.join("B00007.json")).unwrap();
     fs::set_permissions(src.join("fixture"), fs::Permissions::from_mode(0o700)).unwrap();
-    let second = take(&repo, &src);
+    let second = days.take();
     assert_eq!(
         second.manifest.tree, first.manifest.tree,
         "the base is shared"
@@ -746,13 +784,13 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
     // `amazon_cache` when its mtime moved as files came and went (the clock's grain).
     assert!((4..=5).contains(&changes.entries), "{changes:?}");
     assert_eq!(second.manifest.parent, first.id);
-    keep(&second, 2);
+    days.keep(&second);
 
     // Day 3: the file new on day 2 goes, another changes, one changes back.
     fs::remove_file(amazon.join("B00500.json")).unwrap();
     write(9, "c");
     fs::set_permissions(src.join("fixture"), fs::Permissions::from_mode(0o755)).unwrap();
-    let third = take(&repo, &src);
+    let third = days.take();
     assert_eq!(third.manifest.tree, first.manifest.tree, "never a chain");
     let changes = third.manifest.changes.as_ref().expect("stored as changes");
     // B00003 and B00007 as the parent changed them, B00009 put in, B00500 taken out,
@@ -760,27 +798,16 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
     // `amazon_cache` when its mtime moved.
     assert!((5..=6).contains(&changes.entries), "{changes:?}");
     assert_eq!(third.manifest.parent, second.id);
-    keep(&third, 3);
+    days.keep(&third);
 
     // Nothing changes: the parent's lists are named as they are.
-    let same = take(&repo, &src);
+    let same = days.take();
     assert_eq!(
         (&same.manifest.tree, &same.manifest.changes),
         (&third.manifest.tree, &third.manifest.changes)
     );
 
-    let restores_exactly = |states: &[(cachevault::BlobId, Vec<Entry>, std::path::PathBuf)]| {
-        for (n, (id, entries, copy)) in states.iter().enumerate() {
-            let m = snapshot::load(&repo, id).unwrap();
-            assert_eq!(&m.entries, entries, "snapshot {n} reads back otherwise");
-            let out = t.join(format!("restored-{}-{n}", id.short()));
-            let r = restore_all(&repo, &m, &out);
-            assert!(r.errors.is_empty(), "{:?}", r.errors);
-            let diffs = compare_trees(copy, &out, true).unwrap();
-            assert!(diffs.is_empty(), "snapshot {n}: {diffs:#?}");
-        }
-    };
-    restores_exactly(&states);
+    days.restore_exactly(0);
     let r = check::check(&repo, ReadData::Subset(100.0), 1).unwrap();
     assert!(r.ok(), "{:?}", r.errors);
 
@@ -794,7 +821,7 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
         "--prune",
     ]);
     assert!(out.status.success(), "{out:?}");
-    restores_exactly(&states[1..]);
+    days.restore_exactly(1);
     let r = check::check(&repo, ReadData::Subset(100.0), 1).unwrap();
     assert!(r.ok(), "{:?}", r.errors);
 
@@ -802,11 +829,11 @@ fn entry_lists_are_stored_as_changes_to_one_base_and_each_restores_exactly() {
     for i in 0..120 {
         write(i, "d");
     }
-    let whole = take(&repo, &src);
+    let whole = days.take();
     assert!(whole.manifest.changes.is_none());
     assert_ne!(whole.manifest.tree, first.manifest.tree);
     write(150, "e");
-    let next = take(&repo, &src);
+    let next = days.take();
     assert_eq!(next.manifest.parent, whole.id, "{:?}", next.warnings);
     assert_eq!(
         next.manifest.tree, whole.manifest.tree,
@@ -828,32 +855,14 @@ fn long_change_lists_stream_through_snapshot_check_and_restore() {
     let src = t.join("OUTPUTS");
     let amazon = src.join("amazon_cache");
     fs::create_dir_all(&amazon).unwrap();
-    let write = |i: usize, v: &str| {
-        fs::write(
-            amazon.join(format!("amazon_B0{i:06}.json")),
-            format!("{{\"asin\": \"B0{i:06}\", \"v\": \"{v}\"}}"),
-        )
-        .unwrap()
-    };
+    let write = |i: usize, v: &str| product(&amazon, &format!("amazon_B0{i:06}"), v);
     for i in 0..17_000 {
         write(i, "a");
     }
     let repo = Repository::init(&t.join("repo")).unwrap();
-    let minutes = std::cell::Cell::new(0);
-    let take = |src: &Path| {
-        let mut o = opts(src);
-        minutes.set(minutes.get() + 1);
-        o.time += chrono::Duration::minutes(minutes.get());
-        snapshot::create_listed(&repo, &o, &NoProgress).unwrap()
-    };
-    let mut states = Vec::new();
-    let mut keep = |s: &snapshot::SnapshotSummary, n: usize| {
-        let copy = t.join(format!("state{n}"));
-        copy_tree(&src, &copy);
-        states.push((s.id.unwrap(), s.manifest.entries.clone(), copy));
-    };
-    let first = take(&src);
-    keep(&first, 1);
+    let mut days = Days::new(&t, &repo, &src);
+    let first = days.take();
+    days.keep(&first);
     // 4,150 files changed and 50 gone: more changes than are held whole, fewer than a
     // quarter of the list.
     for i in (0..8_300).step_by(2) {
@@ -862,33 +871,25 @@ fn long_change_lists_stream_through_snapshot_check_and_restore() {
     for i in 16_900..16_950 {
         fs::remove_file(amazon.join(format!("amazon_B0{i:06}.json"))).unwrap();
     }
-    let second = take(&src);
+    let second = days.take();
     let changes = second.manifest.changes.as_ref().expect("stored as changes");
     assert!(changes.entries > 4_096, "{changes:?}");
     assert_eq!(second.manifest.tree, first.manifest.tree);
-    keep(&second, 2);
+    days.keep(&second);
     // A few more: the parent's long list is read as it streams by, and again to compose.
     write(1, "c");
     write(4, "a");
     write(20_000, "new");
-    let third = take(&src);
+    let third = days.take();
     assert!(third.warnings.is_empty(), "{:?}", third.warnings);
     assert_eq!(third.manifest.parent, second.id);
     assert_eq!(third.manifest.tree, first.manifest.tree, "never a chain");
     let changes = third.manifest.changes.as_ref().expect("stored as changes");
     assert!(changes.entries > 4_096, "{changes:?}");
-    keep(&third, 3);
+    days.keep(&third);
     let r = check::check(&repo, ReadData::None, 1).unwrap();
     assert!(r.ok(), "{:?}", r.errors);
-    for (n, (id, entries, copy)) in states.iter().enumerate() {
-        let m = snapshot::load(&repo, id).unwrap();
-        assert_eq!(&m.entries, entries, "snapshot {n} reads back otherwise");
-        let out = t.join(format!("restored-{n}"));
-        let r = restore_all(&repo, &m, &out);
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
-        let diffs = compare_trees(copy, &out, true).unwrap();
-        assert!(diffs.is_empty(), "snapshot {n}: {diffs:#?}");
-    }
+    days.restore_exactly(0);
 }
 
 /// A parent whose change list is damaged costs reading every file again; the new list is
