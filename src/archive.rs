@@ -224,6 +224,10 @@ pub struct FrameBuilder {
     staged: Option<usize>,
 }
 
+/// The most room a [`FrameBuilder`] keeps from one frame to the next: a frame of small
+/// entries and one of the largest the default chunker makes.
+const ROOM_KEPT: usize = FRAME_TARGET + (1 << 20) + 4 * BLOCK;
+
 /// A compressed frame ready to be appended to an archive.
 pub struct CompressedFrame {
     /// zstd frame bytes.
@@ -248,13 +252,15 @@ impl FrameBuilder {
         self.blobs.push((id, offset, data.len() as u64));
     }
 
-    /// Room for an entry of `len` bytes. Room for a whole frame at once, and kept from one
-    /// frame to the next: growing by doubling copied as many bytes again as the frame holds.
+    /// Room for an entry of `len` bytes. Room for a whole frame at once, grown to exactly
+    /// what a large entry needs past it, and kept from one frame to the next: growing by
+    /// doubling copied as many bytes again as the frame holds, and a room that grew was
+    /// dropped and grown again for the next frame, on fresh pages each time.
     fn make_room(&mut self, len: usize) {
-        if self.raw.capacity() == 0 {
-            self.raw.reserve(FRAME_TARGET + 2 * BLOCK);
+        let want = (self.raw.len() + 2 * BLOCK + len).max(FRAME_TARGET + 2 * BLOCK);
+        if self.raw.capacity() < want {
+            self.raw.reserve_exact(want - self.raw.len());
         }
-        self.raw.reserve(2 * BLOCK + len);
     }
 
     /// Reads `reader` to its end, at most `limit` bytes, straight into the frame after room
@@ -346,8 +352,9 @@ impl FrameBuilder {
         let data = compress_frame(&self.raw, level)?;
         let raw_length = self.raw.len() as u64;
         self.raw.clear();
-        // A large blob grew the room past two frames: not kept.
-        if self.raw.capacity() > 2 * FRAME_TARGET {
+        // Room past a frame and the largest entry of the default chunker (a chunk, or a
+        // file read whole below the chunking threshold, at most 1 MiB) is not kept.
+        if self.raw.capacity() > ROOM_KEPT {
             self.raw = Vec::new();
         }
         Ok(CompressedFrame {
@@ -886,6 +893,40 @@ mod tests {
             self.data = &self.data[n..];
             Ok(n)
         }
+    }
+
+    /// Frames of large chunks reuse one room: it grows once to what a frame and the largest
+    /// chunk need, stays from frame to frame (no new pages for each), and every frame
+    /// still decompresses to its entries. A room grown past that by an entry larger than
+    /// any chunk is let go.
+    #[test]
+    fn a_frame_builders_room_is_kept_for_large_chunks() {
+        let mut b = FrameBuilder::default();
+        let chunk: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+        let mut room = None;
+        for frame in 0..4u8 {
+            let small = &chunk[frame as usize..300 << 10];
+            b.push(BlobId::of(small), small);
+            let large = &chunk[frame as usize..];
+            b.push(BlobId::of(large), large);
+            assert!(b.is_full());
+            let at = b.raw.as_ptr();
+            let f = b.compress(1).unwrap();
+            let raw = decompress_frame(&f.data, f.raw_length).unwrap();
+            for (id, offset, length) in &f.blobs {
+                let data = &raw[*offset as usize..(*offset + *length) as usize];
+                assert_eq!(BlobId::of(data), *id, "frame {frame}");
+            }
+            // Kept, and no larger than a frame and the chunk need.
+            assert!((FRAME_TARGET + 2 * BLOCK + 1..=ROOM_KEPT).contains(&b.raw.capacity()));
+            if frame > 0 {
+                assert_eq!(room, Some(at), "frame {frame} took a new room");
+            }
+            room = Some(at);
+        }
+        b.push(BlobId::of(b"huge"), &vec![7u8; 4 << 20]);
+        b.compress(1).unwrap();
+        assert_eq!(b.raw.capacity(), 0);
     }
 
     /// The context a thread keeps between frames: a frame that fails (garbage, or more
