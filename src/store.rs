@@ -155,9 +155,7 @@ impl BlobIndex {
         // The first eight bytes as a number settle nearly every comparison without a
         // byte-by-byte compare of the whole id.
         blobs.sort_unstable_by(|a, b| {
-            prefix(&a.id)
-                .cmp(&prefix(&b.id))
-                .then_with(|| a.id.0.cmp(&b.id.0))
+            crate::id::id_order(&a.id, &b.id)
                 .then_with(|| (a.frame, a.offset).cmp(&(b.frame, b.offset)))
         });
         blobs.dedup_by(|later, first| later.id == first.id);
@@ -216,8 +214,7 @@ impl BlobIndex {
         let start = self.buckets[k] as usize;
         let span = &self.blobs[start..self.buckets[k + 1] as usize];
         // The first eight bytes as a number settle nearly every comparison.
-        let key = prefix(id);
-        span.binary_search_by(|b| prefix(&b.id).cmp(&key).then_with(|| b.id.0.cmp(&id.0)))
+        span.binary_search_by(|b| crate::id::id_order(&b.id, id))
             .ok()
             .map(|i| start + i)
     }
@@ -321,12 +318,7 @@ impl BlobIndex {
 
 /// The bucket of `id` in [`BlobIndex`]: its first `bits` bits.
 fn bucket_of(id: &BlobId, bits: u32) -> usize {
-    (prefix(id) >> (64 - bits)) as usize
-}
-
-/// The first eight bytes of `id`, in the order of its bytes.
-fn prefix(id: &BlobId) -> u64 {
-    u64::from_be_bytes(id.0[..8].try_into().expect("an id has 32 bytes"))
+    (id.head() >> (64 - bits)) as usize
 }
 
 /// Reads and parses every index file, in name order: the usable ones, and the damaged ones
