@@ -142,8 +142,8 @@ pub type IdMap<V> = std::collections::HashMap<BlobId, V, std::hash::BuildHasherD
 /// `HashSet` of blob ids.
 pub type IdSet = std::collections::HashSet<BlobId, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// A set of blob ids that only grows, at 32 bytes an id: a sorted vector, and a short
-/// hashed tail merged into it when full. A hash set takes 38 to 75 bytes an id (its table
+/// A set of blob ids that only grows, at 33 bytes an id: a sorted vector with a table of
+/// where each bucket of it starts, and a short hashed tail merged into it when full. A hash set takes 38 to 75 bytes an id (its table
 /// is a power of two, two thirds to seven eighths full) and half as much again while it
 /// grows; the set of the blobs a first snapshot claims holds one id per file.
 #[derive(Default)]

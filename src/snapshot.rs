@@ -410,9 +410,10 @@ fn create_with(
                 };
                 let composed = match composed {
                     Ok(c) => c,
-                    // The parent's changes were read whole as its list streamed by: damage
-                    // now costs only storing the new list whole (which reads them again,
-                    // and reports it). What was stored of the changes is left for prune.
+                    // The parent's changes were read and checked as its list streamed by:
+                    // damage now costs only storing the new list whole (which reads them
+                    // again, and reports it). What was stored of the changes is left for
+                    // prune.
                     Err(e) if e.is_corruption() => None,
                     Err(e) => return Err(e),
                 };
@@ -420,6 +421,8 @@ fn create_with(
                     (Some(0), Some(b)) => Ok((b.tree, None)),
                     (Some(_), Some(b)) => store.finish(known, &mut sink).map(|c| (b.tree, Some(c))),
                     _ => {
+                        // What composing stored, if anything, is not this list.
+                        drop(store);
                         let mut store = TreeStore::new(repo, opts.dry_run);
                         parent
                             .rebuild(puts, build.kept_done, &mut store, known, &mut sink)
