@@ -353,6 +353,15 @@ pub fn load_indexes(repo: &Repository) -> Result<(Vec<ArchiveIndex>, Vec<Damaged
     Ok((good, bad))
 }
 
+/// Who verifies the bytes [`BlobReader::read_located`] hands on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// The reader, against the blob's id.
+    Blob,
+    /// The caller, who hashes every byte against a hash it trusts before using them.
+    ByCaller,
+}
+
 /// Reads blobs, keeping the last decompressed frame and open archive so that reading the
 /// blobs of one frame in sequence decompresses it once.
 pub struct BlobReader<'a> {
@@ -387,11 +396,14 @@ impl<'a> BlobReader<'a> {
     /// one request when the archive is opened (for repositories across a network; a local
     /// file ignores it). Spans larger than 16 MiB are left to frame-by-frame reads.
     pub fn prefetch<'b>(&mut self, ids: impl IntoIterator<Item = &'b BlobId>) {
+        let index = self.index;
+        self.prefetch_located(ids.into_iter().filter_map(|id| index.get(id)));
+    }
+
+    /// As [`BlobReader::prefetch`], for blobs already located.
+    pub fn prefetch_located(&mut self, locations: impl IntoIterator<Item = BlobLocation>) {
         let mut spans: Vec<(u32, u64, u64)> = Vec::new();
-        for id in ids {
-            let Some(l) = self.index.get(id) else {
-                continue;
-            };
+        for l in locations {
             let (start, end) = (l.frame.offset, l.frame.offset + l.frame.length);
             match spans.iter_mut().find(|s| s.0 == l.archive) {
                 Some(s) => {
@@ -442,16 +454,41 @@ impl<'a> BlobReader<'a> {
                 self.index.why_unindexed()
             ))
         })?;
+        self.read_located(id, &loc, Verify::Blob, f)
+    }
+
+    /// As [`BlobReader::read_with`], for a blob already located at `loc`. With
+    /// [`Verify::ByCaller`] the bytes are handed on unchecked: the caller hashes every one
+    /// of them against a hash it trusts (a whole file's) before it makes any use of them.
+    ///
+    /// # Errors
+    /// As [`BlobReader::read`].
+    pub fn read_located<R>(
+        &mut self,
+        id: &BlobId,
+        loc: &BlobLocation,
+        verify: Verify,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let ids = self.ids;
         let frame = self.frame_data(loc.archive, &loc.frame)?;
         let start = loc.offset as usize;
-        let data = &frame[start..start + loc.length as usize];
-        let actual = ids.of(data);
-        if actual != *id {
-            return Err(Error::CorruptBlob {
-                expected: *id,
-                actual,
-            });
+        let data = frame
+            .get(start..start.saturating_add(loc.length as usize))
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "blob {id} lies past the end of its frame ({} bytes)",
+                    frame.len()
+                ))
+            })?;
+        if verify == Verify::Blob {
+            let actual = ids.of(data);
+            if actual != *id {
+                return Err(Error::CorruptBlob {
+                    expected: *id,
+                    actual,
+                });
+            }
         }
         Ok(f(data))
     }

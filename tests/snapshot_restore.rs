@@ -330,6 +330,71 @@ fn a_flipped_byte_is_caught_by_check_and_by_restore() {
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
 
+/// A chunked file's blobs are verified through the file's own hash on restore (each byte
+/// hashed once): a damaged chunk still fails that file alone, named with its blob, and
+/// leaves nothing at its name.
+#[test]
+fn a_flipped_byte_in_a_chunked_file_fails_that_file_alone() {
+    let t = TestDir::new();
+    let src = t.join("tree");
+    // Incompressible, so the middle of the archive lies inside this file's chunks.
+    t.write("tree/big.bin", noise(3 << 20, 11));
+    for i in 0..20 {
+        t.write(format!("tree/small/s{i:02}.json"), format!("{{\"n\": {i}}}"));
+    }
+    let repo_dir = t.join("repo");
+    let repo = Repository::init(&repo_dir).unwrap();
+    let s = take(&repo, &src);
+    let big = s
+        .manifest
+        .entries
+        .iter()
+        .find(|e| e.path == RelPath::from("big.bin"))
+        .unwrap();
+    assert!(big.blobs.len() > 1, "big.bin was not chunked");
+
+    let archive = only_archive(&repo);
+    let mut bytes = fs::read(&archive).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    fs::write(&archive, &bytes).unwrap();
+
+    let out = t.join("restore");
+    let o = run(&[
+        "--repo",
+        repo_dir.to_str().unwrap(),
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("big.bin"), "stderr does not name big.bin: {err}");
+    assert!(
+        err.contains("is corrupt (content hashes to"),
+        "the damaged blob is not named: {err}"
+    );
+    assert!(!out.join("big.bin").exists(), "the damaged file was kept");
+    for i in 0..20 {
+        let name = format!("small/s{i:02}.json");
+        assert_eq!(
+            fs::read(out.join(&name)).unwrap(),
+            fs::read(src.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && !e.path().starts_with(out.join("small")))
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    assert!(leftovers.is_empty(), "left in the target: {leftovers:?}");
+    let bad = json(&repo_dir, &["check", "--read-data"], 3);
+    assert_eq!(bad["ok"], false);
+}
+
 fn write_manifest_with(repo: &Repository, mut m: cachevault::Manifest, e: Entry) -> String {
     m.entries.push(e);
     snapshot::store_manifest(repo, &mut m).unwrap().to_hex()
