@@ -340,7 +340,10 @@ fn a_flipped_byte_in_a_chunked_file_fails_that_file_alone() {
     // Incompressible, so the middle of the archive lies inside this file's chunks.
     t.write("tree/big.bin", noise(3 << 20, 11));
     for i in 0..20 {
-        t.write(format!("tree/small/s{i:02}.json"), format!("{{\"n\": {i}}}"));
+        t.write(
+            format!("tree/small/s{i:02}.json"),
+            format!("{{\"n\": {i}}}"),
+        );
     }
     let repo_dir = t.join("repo");
     let repo = Repository::init(&repo_dir).unwrap();
@@ -370,7 +373,10 @@ fn a_flipped_byte_in_a_chunked_file_fails_that_file_alone() {
     ]);
     assert_eq!(o.status.code(), Some(3));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("big.bin"), "stderr does not name big.bin: {err}");
+    assert!(
+        err.contains("big.bin"),
+        "stderr does not name big.bin: {err}"
+    );
     assert!(
         err.contains("is corrupt (content hashes to"),
         "the damaged blob is not named: {err}"
